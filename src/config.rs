@@ -1,0 +1,358 @@
+//! Typed configuration from the environment (contract §4).
+//!
+//! Every setting is read and validated once at start-up. A missing or
+//! malformed value becomes a [`ConfigError`] whose `Display` is one line naming
+//! the variable, so an operator sees exactly what to fix. Secrets are wrapped
+//! in [`SecretString`] so they never reach a log or a `Debug` print.
+
+use std::{collections::HashMap, fmt, net::SocketAddr, str::FromStr, time::Duration};
+
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use url::Url;
+
+/// One bad setting: which variable, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub var: &'static str,
+    /// What is wrong, in a few words.
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuration error: {} {}", self.var, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// A source of settings: the process environment, or a map in tests.
+pub struct Env {
+    lookup: Lookup,
+}
+
+impl Env {
+    /// Reads the real process environment.
+    pub fn process() -> Self {
+        Self {
+            lookup: Box::new(|k| std::env::var(k).ok()),
+        }
+    }
+
+    /// Reads from a fixed map (tests, `dev`).
+    pub fn from_map(map: HashMap<String, String>) -> Self {
+        Self {
+            lookup: Box::new(move |k| map.get(k).cloned()),
+        }
+    }
+
+    /// The raw value; empty strings count as unset.
+    pub fn get(&self, var: &str) -> Option<String> {
+        (self.lookup)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    /// A value that must be present.
+    pub fn required(&self, var: &'static str) -> Result<String, ConfigError> {
+        self.get(var).ok_or_else(|| ConfigError {
+            var,
+            problem: "is required but not set".into(),
+        })
+    }
+
+    /// A value parsed with `FromStr`, or the default when unset.
+    pub fn parse_or<T>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        match self.get(var) {
+            None => Ok(default),
+            Some(raw) => raw.trim().parse().map_err(|e| ConfigError {
+                var,
+                problem: format!("is malformed ({e}): got {raw:?}"),
+            }),
+        }
+    }
+
+    /// A humantime duration (`150s`, `2m`), or the default when unset.
+    pub fn duration_or(
+        &self,
+        var: &'static str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(raw) => humantime::parse_duration(raw.trim()).map_err(|e| ConfigError {
+                var,
+                problem: format!("is not a duration like `150s` or `2m` ({e}): got {raw:?}"),
+            }),
+        }
+    }
+
+    /// A URL with an http(s) scheme.
+    pub fn url(&self, var: &'static str) -> Result<Url, ConfigError> {
+        let raw = self.required(var)?;
+        let url = Url::parse(raw.trim()).map_err(|e| ConfigError {
+            var,
+            problem: format!("is not a valid URL ({e})"),
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ConfigError {
+                var,
+                problem: "must be an http:// or https:// URL".into(),
+            });
+        }
+        Ok(url)
+    }
+
+    /// A secret value; never echoed back in errors.
+    pub fn secret(&self, var: &'static str) -> Option<SecretString> {
+        self.get(var).map(SecretString::from)
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One JSON object per line (production default).
+    #[default]
+    Json,
+    /// Human-readable, coloured lines.
+    Pretty,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "json" => Ok(Self::Json),
+            "pretty" => Ok(Self::Pretty),
+            other => Err(format!("expected `json` or `pretty`, not `{other}`")),
+        }
+    }
+}
+
+/// The 32-byte key that encrypts vouchers and tokens at rest.
+pub struct EncryptionKey(SecretBox<[u8; 32]>);
+
+impl EncryptionKey {
+    /// Parses base64 of exactly 32 bytes.
+    pub fn from_base64(raw: &str) -> Result<Self, String> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(raw.trim())
+            .map_err(|_| "is not valid base64".to_string())?;
+        let arr: [u8; 32] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| format!("must decode to 32 bytes, got {}", b.len()))?;
+        Ok(Self(SecretBox::new(Box::new(arr))))
+    }
+
+    /// The key bytes, for the AEAD only.
+    pub fn expose(&self) -> &[u8; 32] {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EncryptionKey([REDACTED])")
+    }
+}
+
+/// How the gateway reaches Xoxoday.
+#[derive(Debug)]
+pub struct XoxodayConfig {
+    /// `{base}`: the service calls `{base}/v1/oauth/api` and `{base}/v1/oauth/token/user`.
+    pub base_url: Url,
+    /// OAuth client id (not secret, but kept out of logs anyway).
+    pub client_id: SecretString,
+    /// OAuth client secret.
+    pub client_secret: SecretString,
+    /// First access token; the stored, rotated one wins after first start.
+    pub access_token: Option<SecretString>,
+    /// First refresh token; likewise.
+    pub refresh_token: Option<SecretString>,
+    /// Client timeout for placeOrder (docs: realtime products can take 120 s).
+    pub place_order_timeout: Duration,
+    /// Client timeout for every other operation.
+    pub request_timeout: Duration,
+    /// A "not found" is trusted only this long after the last placeOrder began.
+    pub settle_window: Duration,
+    /// placeOrder calls per minute, all replicas together.
+    pub place_order_rate: u32,
+    /// getOrderDetails calls per minute, all replicas together.
+    pub order_details_rate: u32,
+}
+
+impl XoxodayConfig {
+    /// Reads the `XOXODAY_*` variables.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let client_id = env.required("XOXODAY_CLIENT_ID")?;
+        let client_secret = env.required("XOXODAY_CLIENT_SECRET")?;
+        let place_order_rate = env.parse_or("XOXODAY_PLACE_ORDER_RATE", 100u32)?;
+        let order_details_rate = env.parse_or("XOXODAY_ORDER_DETAILS_RATE", 200u32)?;
+        for (var, rate) in [
+            ("XOXODAY_PLACE_ORDER_RATE", place_order_rate),
+            ("XOXODAY_ORDER_DETAILS_RATE", order_details_rate),
+        ] {
+            if rate == 0 {
+                return Err(ConfigError {
+                    var,
+                    problem: "must be at least 1 (calls per minute)".into(),
+                });
+            }
+        }
+        Ok(Self {
+            base_url: env.url("XOXODAY_BASE_URL")?,
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            access_token: env.secret("XOXODAY_ACCESS_TOKEN"),
+            refresh_token: env.secret("XOXODAY_REFRESH_TOKEN"),
+            place_order_timeout: env
+                .duration_or("XOXODAY_PLACE_ORDER_TIMEOUT", Duration::from_secs(150))?,
+            request_timeout: env.duration_or("XOXODAY_REQUEST_TIMEOUT", Duration::from_secs(30))?,
+            settle_window: env.duration_or("XOXODAY_SETTLE_WINDOW", Duration::from_secs(150))?,
+            place_order_rate,
+            order_details_rate,
+        })
+    }
+}
+
+/// Everything `serve` needs.
+#[derive(Debug)]
+pub struct ServeConfig {
+    /// Postgres URL (may hold a password).
+    pub database_url: SecretString,
+    /// HTTP listen address.
+    pub listen_addr: SocketAddr,
+    /// Upstream settings.
+    pub xoxoday: XoxodayConfig,
+    /// Expected `x-api-key` on Xoxoday webhooks; webhooks refused when unset.
+    pub webhook_api_key: Option<SecretString>,
+    /// Key for encryption at rest.
+    pub encryption_key: EncryptionKey,
+}
+
+impl ServeConfig {
+    /// Reads and validates every setting `serve` uses.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let database_url = database_url(env)?;
+        let listen_addr = env.parse_or("LISTEN_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?;
+        let xoxoday = XoxodayConfig::from_env(env)?;
+        let encryption_key =
+            EncryptionKey::from_base64(&env.required("ENCRYPTION_KEY")?).map_err(|problem| {
+                ConfigError {
+                    var: "ENCRYPTION_KEY",
+                    problem,
+                }
+            })?;
+        Ok(Self {
+            database_url,
+            listen_addr,
+            xoxoday,
+            webhook_api_key: env.secret("WEBHOOK_API_KEY"),
+            encryption_key,
+        })
+    }
+}
+
+/// `DATABASE_URL`, checked to be a Postgres URL.
+pub fn database_url(env: &Env) -> Result<SecretString, ConfigError> {
+    let raw = env.required("DATABASE_URL")?;
+    if !(raw.starts_with("postgres://") || raw.starts_with("postgresql://")) {
+        return Err(ConfigError {
+            var: "DATABASE_URL",
+            problem: "must start with postgres:// or postgresql://".into(),
+        });
+    }
+    Ok(raw.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn full() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("DATABASE_URL", "postgres://u:pw@localhost/db"),
+            ("XOXODAY_BASE_URL", "http://127.0.0.1:9090/chef"),
+            ("XOXODAY_CLIENT_ID", "id"),
+            ("XOXODAY_CLIENT_SECRET", "client-secret-value-9"),
+            ("ENCRYPTION_KEY", KEY),
+        ]
+    }
+
+    #[test]
+    fn a_complete_environment_parses_with_contract_defaults() {
+        let cfg = ServeConfig::from_env(&env(&full())).unwrap();
+        assert_eq!(cfg.listen_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(cfg.xoxoday.place_order_timeout, Duration::from_secs(150));
+        assert_eq!(cfg.xoxoday.settle_window, Duration::from_secs(150));
+        assert_eq!(cfg.xoxoday.place_order_rate, 100);
+        assert_eq!(cfg.xoxoday.order_details_rate, 200);
+        assert!(cfg.webhook_api_key.is_none());
+    }
+
+    #[test]
+    fn each_missing_required_variable_is_named() {
+        for var in [
+            "DATABASE_URL",
+            "XOXODAY_BASE_URL",
+            "XOXODAY_CLIENT_ID",
+            "XOXODAY_CLIENT_SECRET",
+            "ENCRYPTION_KEY",
+        ] {
+            let pairs: Vec<_> = full().into_iter().filter(|(k, _)| *k != var).collect();
+            let err = ServeConfig::from_env(&env(&pairs)).unwrap_err();
+            assert_eq!(err.var, var);
+            assert!(!err.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn malformed_values_name_their_variable() {
+        let cases = [
+            ("XOXODAY_PLACE_ORDER_TIMEOUT", "soon"),
+            ("XOXODAY_SETTLE_WINDOW", "-3"),
+            ("XOXODAY_PLACE_ORDER_RATE", "many"),
+            ("XOXODAY_ORDER_DETAILS_RATE", "0"),
+            ("LISTEN_ADDR", "nowhere"),
+            ("ENCRYPTION_KEY", "c2hvcnQ="),
+            ("XOXODAY_BASE_URL", "ftp://x"),
+            ("DATABASE_URL", "mysql://x"),
+        ];
+        for (var, bad) in cases {
+            let mut pairs = full();
+            pairs.retain(|(k, _)| *k != var);
+            pairs.push((var, bad));
+            let err = ServeConfig::from_env(&env(&pairs)).unwrap_err();
+            assert_eq!(err.var, var, "{err}");
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_print_in_debug() {
+        let mut pairs = full();
+        pairs.push(("XOXODAY_ACCESS_TOKEN", "tok-visible-123"));
+        let cfg = ServeConfig::from_env(&env(&pairs)).unwrap();
+        let dbg = format!("{cfg:?}");
+        for secret in ["client-secret-value-9", "tok-visible-123", "pw@", KEY] {
+            assert!(!dbg.contains(secret), "{secret} leaked in {dbg}");
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! order-gateway: turns internal reward requests into exactly one Xoxoday Plum
+//! order each, keeps a full audit of every upstream exchange, and settles every
+//! uncertain outcome by asking Xoxoday before it ever places again.
+
+/// Command-line interface: the subcommands of contract §3.
+pub mod cli;
+/// Typed configuration read from the environment (contract §4).
+pub mod config;
+/// The Xoxoday emulator (contract §7); independent of `xoxoday`.
+pub mod emulator;
+/// Tracing subscriber set-up.
+pub mod telemetry;
+/// The Xoxoday Plum client: transport, wire shapes, outcome classification.
+pub mod xoxoday;

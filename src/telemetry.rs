@@ -1,0 +1,38 @@
+//! Tracing set-up: one subscriber per process, JSON for machines or pretty for
+//! people, filtered by `RUST_LOG` (default `info`).
+
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+use crate::config::{ConfigError, Env, LogFormat};
+
+/// Reads `LOG_FORMAT` and `RUST_LOG` and installs the global subscriber.
+///
+/// Calling it twice is harmless (the second call changes nothing), so tests
+/// and `dev` can share start-up code with `serve`.
+pub fn init(env: &Env) -> Result<(), ConfigError> {
+    let format: LogFormat = env.parse_or("LOG_FORMAT", LogFormat::Json)?;
+    let filter = match env.get("RUST_LOG") {
+        None => EnvFilter::new("info"),
+        Some(raw) => EnvFilter::try_new(&raw).map_err(|e| ConfigError {
+            var: "RUST_LOG",
+            problem: format!("is not a valid filter ({e})"),
+        })?,
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = match format {
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+        LogFormat::Pretty => registry
+            .with(fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
+    };
+    Ok(())
+}

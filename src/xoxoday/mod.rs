@@ -1,0 +1,339 @@
+//! The Xoxoday Plum client: the only code that knows Xoxoday's wire format.
+//!
+//! It knows nothing of our orders table. Callers build a [`PlaceOrderRequest`],
+//! ask for a [`PreparedCall`] (so the exact request can be recorded *before*
+//! it is sent), send it, and get back an outcome plus the full [`Exchange`]
+//! for the audit log. Classification of every placeOrder answer happens in one
+//! place (see [`PlaceOutcome`]): anything not recognised is `Unknown`, never
+//! success and never failure, because only Xoxoday's own answer may decide
+//! whether money left.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use secrecy::SecretString;
+
+/// The Xoxoday operations the gateway performs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// `plumProAPI.mutation.placeOrder`
+    PlaceOrder,
+    /// `plumProAPI.mutation.getOrderDetails`
+    GetOrderDetails,
+    /// `plumProAPI.mutation.getVouchers`
+    GetVouchers,
+    /// `plumProAPI.query.getBalance`
+    GetBalance,
+    /// `POST {base}/v1/oauth/token/user`
+    RefreshToken,
+}
+
+impl Operation {
+    /// Stable snake_case name, used in the audit table, metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PlaceOrder => "place_order",
+            Self::GetOrderDetails => "get_order_details",
+            Self::GetVouchers => "get_vouchers",
+            Self::GetBalance => "get_balance",
+            Self::RefreshToken => "refresh_token",
+        }
+    }
+}
+
+/// What we ask Xoxoday to place; built from a validated intake request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlaceOrderRequest {
+    /// Our reference, committed to Postgres before the first call; reused on every call.
+    pub po_number: String,
+    /// Xoxoday product id.
+    pub product_id: i64,
+    /// Units, 1–10.
+    pub quantity: u32,
+    /// Face value per unit, exact.
+    pub denomination: Decimal,
+    /// Recipient email.
+    pub email: Option<String>,
+    /// Recipient phone, e.g. `+1-4705000000`.
+    pub contact: Option<String>,
+    /// Free-text tag echoed back by Xoxoday.
+    pub tag: Option<String>,
+    /// Let Xoxoday email the voucher to the receiver.
+    pub notify_receiver_email: bool,
+    /// Let Xoxoday email the admin.
+    pub notify_admin_email: bool,
+    /// Category extras (top-up, airmiles), passed through unchanged.
+    pub user_meta: Option<serde_json::Value>,
+    /// Top-up operator validation.
+    pub perform_operator_validation: Option<bool>,
+}
+
+/// One HTTP request, fully built but not yet sent.
+#[derive(Debug, Clone)]
+pub struct PreparedCall {
+    /// Which operation this is.
+    pub operation: Operation,
+    /// HTTP method.
+    pub method: &'static str,
+    /// Full URL.
+    pub url: String,
+    /// JSON body exactly as it will be sent (secret fields included; see [`redact_json`]).
+    pub body: serde_json::Value,
+}
+
+/// The answer part of an exchange, when one came back.
+#[derive(Debug, Clone)]
+pub struct ExchangeResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers that matter for the audit (content-type, retry-after, request ids).
+    pub headers: serde_json::Value,
+    /// Raw body text (may hold voucher codes: store it encrypted, show it redacted).
+    pub body: String,
+}
+
+/// One HTTP exchange with Xoxoday, for the audit log (contract §2.4).
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// What was sent (the same value the caller recorded before sending).
+    pub request: PreparedCall,
+    /// Request headers as sent, with `Authorization` redacted.
+    pub request_headers: serde_json::Value,
+    /// When sending began.
+    pub started_at: DateTime<Utc>,
+    /// Wall time until the answer (or the error).
+    pub duration: Duration,
+    /// The answer, if any arrived.
+    pub response: Option<ExchangeResponse>,
+    /// Transport or decoding error, when there was one (`timeout: …`, `connect: …`, `decode: …`).
+    pub error: Option<String>,
+}
+
+/// An error body as Xoxoday sent it (`{code, errorId, errorInfo, error}`), plus the HTTP status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamError {
+    /// HTTP status of the answer.
+    pub http_status: u16,
+    /// e.g. `PLE10018`.
+    pub error_id: Option<String>,
+    /// e.g. `Invalid denomination for the product`.
+    pub error_info: Option<String>,
+    /// Xoxoday's `error` field; may be any JSON type.
+    pub error: Option<serde_json::Value>,
+}
+
+/// Delivery state of an upstream order, compared case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Vouchers issued.
+    Delivered,
+    /// Accepted; delivery later (delayed products).
+    Pending,
+    /// Delivery canceled (refund expected).
+    Canceled,
+    /// A value no document lists; treated as pending, never as success.
+    Other(String),
+}
+
+/// One voucher; `Debug` never shows code or pin.
+#[derive(Debug, Clone)]
+pub struct Voucher {
+    /// Voucher code (or URL for `url` vouchers).
+    pub code: SecretString,
+    /// PIN, when the voucher has one.
+    pub pin: Option<SecretString>,
+    /// Validity date text, as sent.
+    pub validity: Option<String>,
+    /// `code`, `codePin`, `url`, `urlPin`.
+    pub voucher_type: Option<String>,
+    /// Face value, exact.
+    pub amount: Option<Decimal>,
+    /// Currency of `amount`.
+    pub currency: Option<String>,
+    /// Country text (may be a comma-separated list).
+    pub country: Option<String>,
+}
+
+/// An order as Xoxoday reports it (placeOrder or getOrderDetails `data`).
+#[derive(Debug, Clone)]
+pub struct UpstreamOrder {
+    /// Xoxoday's order id.
+    pub order_id: i64,
+    /// Total before discount.
+    pub order_total: Option<Decimal>,
+    /// Discount (`""` decodes as `None`).
+    pub order_discount: Option<Decimal>,
+    /// Final amount charged.
+    pub amount_charged: Option<Decimal>,
+    /// Currency of the amounts.
+    pub currency_code: Option<String>,
+    /// `orderStatus` as sent (`complete` is the only value seen).
+    pub order_status: Option<String>,
+    /// Order-level delivery state.
+    pub delivery_status: DeliveryStatus,
+    /// Issued vouchers (empty while pending).
+    pub vouchers: Vec<Voucher>,
+}
+
+/// The one classification of a placeOrder answer.
+#[derive(Debug, Clone)]
+pub enum PlaceOutcome {
+    /// `status: 1`: the order exists (delivered or pending delivery).
+    Placed(UpstreamOrder),
+    /// Definitely no order upstream, and the order itself is at fault
+    /// (validation and configuration errorIds, reference §4.3).
+    Rejected(UpstreamError),
+    /// Definitely no order upstream, but the cause hits every order
+    /// (invalid client, user/company disabled, IP not allow-listed):
+    /// pause dispatch rather than fail orders.
+    Systemic(UpstreamError),
+    /// The order may or may not exist: reconcile through getOrderDetails.
+    Unknown {
+        /// Why the outcome is unknown, for logs and the audit.
+        reason: String,
+    },
+    /// `auth.request_limit_exceeded`: no order; wait and retry.
+    RateLimited {
+        /// `penaltySeconds`, or a default when absent.
+        penalty: Duration,
+    },
+    /// Token invalid or expired: no order; refresh and retry.
+    Unauthorized(UpstreamError),
+}
+
+/// The classification of a getOrderDetails answer.
+#[derive(Debug, Clone)]
+pub enum LookupOutcome {
+    /// The order exists.
+    Found(UpstreamOrder),
+    /// `PLE10016`: Xoxoday has no order for this reference (trust only after the settle window).
+    NotFound(UpstreamError),
+    /// Throttled; wait `penalty`.
+    RateLimited {
+        /// `penaltySeconds`, or a default when absent.
+        penalty: Duration,
+    },
+    /// Token invalid or expired.
+    Unauthorized(UpstreamError),
+    /// Account-wide problem (see [`PlaceOutcome::Systemic`]).
+    Systemic(UpstreamError),
+    /// Anything else: no conclusion may be drawn.
+    Failed {
+        /// Why, for logs and the audit.
+        reason: String,
+    },
+}
+
+/// A fresh token pair from `POST {base}/v1/oauth/token/user`.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    /// New access token.
+    pub access_token: SecretString,
+    /// New refresh token (the old one may be dead already).
+    pub refresh_token: SecretString,
+    /// Access token lifetime (`expires_in`, number or string).
+    pub expires_in: Option<Duration>,
+    /// `access_token_expiry` (ms epoch string), when sent.
+    pub access_expires_at: Option<DateTime<Utc>>,
+    /// `refresh_token_expiry` (ms epoch string), when sent.
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+}
+
+/// Result of a token refresh.
+#[derive(Debug, Clone)]
+pub enum RefreshOutcome {
+    /// Rotated; persist before use.
+    Refreshed(TokenPair),
+    /// The refresh token or client credentials were refused: an operator must act.
+    Refused(UpstreamError),
+    /// Throttled (`auth.request_limit_exceeded`).
+    RateLimited {
+        /// How long to wait.
+        penalty: Duration,
+    },
+    /// Transport error or an answer we cannot read: try again later.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// An outcome together with the exchange that produced it.
+#[derive(Debug, Clone)]
+pub struct Call<T> {
+    /// The classified result.
+    pub outcome: T,
+    /// Everything sent and received, for the audit log.
+    pub exchange: Exchange,
+}
+
+/// The upstream as the rest of the service sees it; tests may substitute it.
+#[async_trait]
+pub trait XoxodayApi: Send + Sync + 'static {
+    /// Builds the placeOrder request without sending it.
+    fn prepare_place_order(&self, req: &PlaceOrderRequest) -> PreparedCall;
+    /// Sends a prepared placeOrder with the given access token.
+    async fn place_order(&self, call: PreparedCall, token: &SecretString) -> Call<PlaceOutcome>;
+    /// Builds the getOrderDetails-by-poNumber request without sending it.
+    fn prepare_order_details(&self, po_number: &str) -> PreparedCall;
+    /// Sends a prepared getOrderDetails.
+    async fn get_order_details(
+        &self,
+        call: PreparedCall,
+        token: &SecretString,
+    ) -> Call<LookupOutcome>;
+    /// Rotates the token pair.
+    async fn refresh_token(&self, refresh_token: &SecretString) -> Call<RefreshOutcome>;
+}
+
+/// Replaces every secret-bearing field of a JSON document with `"[REDACTED]"`:
+/// voucher codes, pins and tokens. Used for the plaintext audit copy.
+pub fn redact_json(value: &serde_json::Value) -> serde_json::Value {
+    const SECRET_KEYS: [&str; 6] = [
+        "voucherCode",
+        "pin",
+        "access_token",
+        "refresh_token",
+        "client_secret",
+        "code_verifier",
+    ];
+    match value {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if SECRET_KEYS.contains(&k.as_str()) && !v.is_null() {
+                        serde_json::Value::String("[REDACTED]".into())
+                    } else {
+                        redact_json(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(redact_json).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn redaction_masks_vouchers_and_tokens_at_any_depth() {
+        let doc = json!({"data": {"placeOrder": {"data": {"vouchers": [
+            {"voucherCode": "ABCD-1234", "pin": "9876", "amount": 10}
+        ]}}}, "refresh_token": "rt", "code": 404});
+        let red = redact_json(&doc).to_string();
+        for secret in ["ABCD-1234", "9876", "\"rt\""] {
+            assert!(!red.contains(secret), "{secret} in {red}");
+        }
+        assert!(red.contains("\"amount\":10"));
+        assert!(red.contains("\"code\":404"));
+    }
+}
