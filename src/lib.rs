@@ -6,6 +6,8 @@
 pub mod cli;
 /// Typed configuration read from the environment (contract §4).
 pub mod config;
+/// The one-command local stack (`order-gateway dev`).
+pub mod dev;
 /// The Xoxoday emulator (contract §7); independent of `xoxoday`.
 pub mod emulator;
 /// Tracing subscriber set-up.
