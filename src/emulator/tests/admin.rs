@@ -80,3 +80,36 @@ async fn settle_tokens_and_expiry_over_http() {
     let (status, hooks) = get(&emu, "/webhooks").await;
     assert_eq!((status, hooks["attempts"].clone()), (200, json!([])));
 }
+
+#[tokio::test]
+async fn switches_can_be_set_over_http() {
+    let emu = start().await;
+    let rates = json!({"errorBefore": 1.0});
+    assert_eq!(post(&emu, "/fault-rates", rates).await.0, 200);
+    assert_eq!(emu.place(order_data("PO-R1")).await.0, 502);
+    assert!(emu.h.order("PO-R1").is_none());
+    assert_eq!(
+        post(&emu, "/fault-rates", json!({"slow": 0.7, "hidden": 0.7}))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(post(&emu, "/fault-rates", json!({})).await.0, 200);
+    assert_eq!(emu.place(order_data("PO-R2")).await.0, 200);
+
+    assert_eq!(
+        post(&emu, "/rate-limits", json!({"getBalance": 1})).await.0,
+        200
+    );
+    assert_eq!(emu.api(super::BALANCE, json!({})).await.0, 200);
+    assert_eq!(emu.api(super::BALANCE, json!({})).await.0, 429);
+
+    assert_eq!(post(&emu, "/balance", json!({"balance": "5"})).await.0, 200);
+    assert_eq!(emu.h.balance(), rust_decimal::Decimal::from(5));
+    assert_eq!(
+        post(&emu, "/balance", json!({"balance": "-5"})).await.0,
+        400
+    );
+    let hook = json!({"url": "http://127.0.0.1:1/hook", "apiKey": "k"});
+    assert_eq!(post(&emu, "/webhook", hook).await.0, 200);
+}

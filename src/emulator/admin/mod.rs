@@ -13,6 +13,8 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+mod switches;
+
 use super::{
     EmulatorHandle, LedgerOrder,
     faults::{Fault, FaultOp},
@@ -29,9 +31,13 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/expire-token", post(expire_token))
         .route("/tokens", get(tokens))
         .route("/webhooks", get(webhooks))
+        .route("/webhook", post(switches::set_webhook))
+        .route("/fault-rates", post(switches::set_fault_rates))
+        .route("/rate-limits", post(switches::set_rate_limits))
+        .route("/balance", post(switches::set_balance))
 }
 
-fn handle(shared: Arc<Shared>) -> EmulatorHandle {
+pub(super) fn handle(shared: Arc<Shared>) -> EmulatorHandle {
     EmulatorHandle::from_shared(shared)
 }
 
