@@ -8,12 +8,25 @@
 //! success and never failure, because only Xoxoday's own answer may decide
 //! whether money left.
 
-use std::time::Duration;
+use std::{fmt, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use secrecy::SecretString;
+
+pub mod classify;
+mod client;
+pub mod decode;
+pub mod error_body;
+pub mod flex;
+mod transport;
+pub mod wire;
+
+pub use classify::ReadError;
+pub use client::{ClientConfig, XoxodayClient};
+pub use decode::{Balance, CatalogProduct};
+pub use wire::VoucherQuery;
 
 /// The Xoxoday operations the gateway performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,8 +83,9 @@ pub struct PlaceOrderRequest {
     pub perform_operator_validation: Option<bool>,
 }
 
-/// One HTTP request, fully built but not yet sent.
-#[derive(Debug, Clone)]
+/// One HTTP request, fully built but not yet sent. `Debug` shows the body
+/// through [`redact_json`].
+#[derive(Clone)]
 pub struct PreparedCall {
     /// Which operation this is.
     pub operation: Operation,
@@ -83,8 +97,9 @@ pub struct PreparedCall {
     pub body: serde_json::Value,
 }
 
-/// The answer part of an exchange, when one came back.
-#[derive(Debug, Clone)]
+/// The answer part of an exchange, when one came back. `Debug` shows the
+/// body through [`redact_json`] (or only its length when it is not JSON).
+#[derive(Clone)]
 pub struct ExchangeResponse {
     /// HTTP status.
     pub status: u16,
@@ -92,6 +107,31 @@ pub struct ExchangeResponse {
     pub headers: serde_json::Value,
     /// Raw body text (may hold voucher codes: store it encrypted, show it redacted).
     pub body: String,
+}
+
+impl fmt::Debug for PreparedCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedCall")
+            .field("operation", &self.operation)
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("body", &redact_json(&self.body))
+            .finish()
+    }
+}
+
+impl fmt::Debug for ExchangeResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let body = serde_json::from_str::<serde_json::Value>(&self.body).map_or_else(
+            |_| format!("[{} bytes, not JSON]", self.body.len()),
+            |v| redact_json(&v).to_string(),
+        );
+        f.debug_struct("ExchangeResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body", &body)
+            .finish()
+    }
 }
 
 /// One HTTP exchange with Xoxoday, for the audit log (contract §2.4).
@@ -318,6 +358,9 @@ pub fn redact_json(value: &serde_json::Value) -> serde_json::Value {
         other => other.clone(),
     }
 }
+
+#[cfg(test)]
+mod schema_tests;
 
 #[cfg(test)]
 mod tests {
