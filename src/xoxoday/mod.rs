@@ -8,7 +8,7 @@
 //! success and never failure, because only Xoxoday's own answer may decide
 //! whether money left.
 
-use std::{fmt, time::Duration};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -20,12 +20,14 @@ mod client;
 pub mod decode;
 pub mod error_body;
 pub mod flex;
+mod redact;
 mod transport;
 pub mod wire;
 
 pub use classify::ReadError;
 pub use client::{ClientConfig, XoxodayClient};
 pub use decode::{Balance, CatalogProduct};
+pub use redact::redact_json;
 pub use wire::VoucherQuery;
 
 /// The Xoxoday operations the gateway performs.
@@ -107,31 +109,6 @@ pub struct ExchangeResponse {
     pub headers: serde_json::Value,
     /// Raw body text (may hold voucher codes: store it encrypted, show it redacted).
     pub body: String,
-}
-
-impl fmt::Debug for PreparedCall {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PreparedCall")
-            .field("operation", &self.operation)
-            .field("method", &self.method)
-            .field("url", &self.url)
-            .field("body", &redact_json(&self.body))
-            .finish()
-    }
-}
-
-impl fmt::Debug for ExchangeResponse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let body = serde_json::from_str::<serde_json::Value>(&self.body).map_or_else(
-            |_| format!("[{} bytes, not JSON]", self.body.len()),
-            |v| redact_json(&v).to_string(),
-        );
-        f.debug_struct("ExchangeResponse")
-            .field("status", &self.status)
-            .field("headers", &self.headers)
-            .field("body", &body)
-            .finish()
-    }
 }
 
 /// One HTTP exchange with Xoxoday, for the audit log (contract §2.4).
@@ -328,55 +305,5 @@ pub trait XoxodayApi: Send + Sync + 'static {
     async fn refresh_token(&self, refresh_token: &SecretString) -> Call<RefreshOutcome>;
 }
 
-/// Replaces every secret-bearing field of a JSON document with `"[REDACTED]"`:
-/// voucher codes, pins and tokens. Used for the plaintext audit copy.
-pub fn redact_json(value: &serde_json::Value) -> serde_json::Value {
-    const SECRET_KEYS: [&str; 6] = [
-        "voucherCode",
-        "pin",
-        "access_token",
-        "refresh_token",
-        "client_secret",
-        "code_verifier",
-    ];
-    match value {
-        serde_json::Value::Object(map) => serde_json::Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let v = if SECRET_KEYS.contains(&k.as_str()) && !v.is_null() {
-                        serde_json::Value::String("[REDACTED]".into())
-                    } else {
-                        redact_json(v)
-                    };
-                    (k.clone(), v)
-                })
-                .collect(),
-        ),
-        serde_json::Value::Array(items) => {
-            serde_json::Value::Array(items.iter().map(redact_json).collect())
-        }
-        other => other.clone(),
-    }
-}
-
 #[cfg(test)]
 mod schema_tests;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn redaction_masks_vouchers_and_tokens_at_any_depth() {
-        let doc = json!({"data": {"placeOrder": {"data": {"vouchers": [
-            {"voucherCode": "ABCD-1234", "pin": "9876", "amount": 10}
-        ]}}}, "refresh_token": "rt", "code": 404});
-        let red = redact_json(&doc).to_string();
-        for secret in ["ABCD-1234", "9876", "\"rt\""] {
-            assert!(!red.contains(secret), "{secret} in {red}");
-        }
-        assert!(red.contains("\"amount\":10"));
-        assert!(red.contains("\"code\":404"));
-    }
-}
