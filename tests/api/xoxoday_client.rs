@@ -14,10 +14,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use order_gateway::xoxoday::{
-    ClientConfig, PlaceOrderRequest, PlaceOutcome, XoxodayApi, XoxodayClient,
+    ClientConfig, PlaceOrderRequest, PlaceOutcome, RefreshOutcome, XoxodayApi, XoxodayClient,
 };
 use rust_decimal::Decimal;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 /// What the stub saw of one request.
@@ -245,4 +245,55 @@ async fn a_rate_limit_penalty_is_read_from_the_body() {
     assert_eq!(penalty, Duration::from_secs(33));
     let headers = &result.exchange.response.unwrap().headers;
     assert_eq!(headers["retry-after"], "5");
+}
+
+#[tokio::test]
+async fn refresh_posts_the_documented_body_without_a_bearer_and_redacts_it() {
+    let body = r#"{"access_token":"new-access","token_type":"bearer","expires_in":"1296000","refresh_token":"new-refresh","access_token_expiry":"1718000000000"}"#;
+    let stub = Stub::spawn(reply(200, body)).await;
+    let client = client_for(&stub.base, Duration::from_secs(5));
+
+    let result = client.refresh_token(&token("old-refresh")).await;
+
+    let RefreshOutcome::Refreshed(pair) = &result.outcome else {
+        panic!("not refreshed: {:?}", result.outcome)
+    };
+    assert_eq!(pair.access_token.expose_secret(), "new-access");
+    assert_eq!(pair.refresh_token.expose_secret(), "new-refresh");
+    assert_eq!(pair.expires_in, Some(Duration::from_secs(1_296_000)));
+    let seen = &stub.seen()[0];
+    assert_eq!(seen.path, "/chef/v1/oauth/token/user");
+    assert!(seen.headers.get("authorization").is_none());
+    let sent: serde_json::Value = serde_json::from_str(&seen.body).unwrap();
+    assert_eq!(sent["grant_type"], "refresh_token");
+    assert_eq!(sent["refresh_token"], "old-refresh");
+    assert_eq!(sent["client_id"], "emulator-client");
+    assert_eq!(sent["client_secret"], "emulator-secret");
+    assert_eq!(
+        result.exchange.request.body, sent,
+        "the exchange keeps the exact body"
+    );
+    let shown = format!("{result:?}");
+    for secret in [
+        "old-refresh",
+        "emulator-secret",
+        "new-access",
+        "new-refresh",
+    ] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+}
+
+#[tokio::test]
+async fn the_balance_is_read_exactly() {
+    let body = r#"{"data":{"getBalance":{"status":1,"data":{"value":5870.02,"currency":"INR"}}}}"#;
+    let stub = Stub::spawn(reply(200, body)).await;
+    let client = client_for(&stub.base, Duration::from_secs(5));
+
+    let result = client.get_balance(&token("t")).await;
+
+    let balance = result.outcome.expect("a balance");
+    assert_eq!(balance.value.to_string(), "5870.02");
+    let sent: serde_json::Value = serde_json::from_str(&stub.seen()[0].body).unwrap();
+    assert_eq!(sent["query"], "plumProAPI.query.getBalance");
 }

@@ -19,7 +19,7 @@ use crate::xoxoday::{DeliveryStatus, TokenPair, UpstreamOrder, Voucher};
 
 #[derive(Deserialize)]
 struct Envelope {
-    data: BTreeMap<String, OpResult>,
+    data: BTreeMap<String, Box<RawValue>>,
 }
 
 #[derive(Deserialize)]
@@ -32,14 +32,14 @@ struct OpResult {
 ///
 /// `Err` says why the body is not a success: not JSON, no envelope, a missing
 /// key, or a `status` other than 1 (reference §12.8: failures may arrive as
-/// 200 with `status: 0`).
+/// 200 with `status: 0`). Sibling keys under `data` are ignored.
 pub fn success_payload(body: &str, key: &str) -> Result<Box<RawValue>, String> {
     let env: Envelope = serde_json::from_str(body).map_err(|e| format!("no envelope: {e}"))?;
-    let op = env
+    let raw = env
         .data
-        .into_iter()
-        .find_map(|(k, v)| (k == key).then_some(v))
+        .get(key)
         .ok_or_else(|| format!("no data.{key} in the answer"))?;
+    let op: OpResult = serde_json::from_str(raw.get()).map_err(|e| format!("data.{key}: {e}"))?;
     let status = op
         .status
         .ok_or_else(|| format!("data.{key}.status is missing"))?;

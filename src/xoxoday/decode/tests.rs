@@ -97,6 +97,8 @@ fn only_status_one_is_success() {
     assert!(success_payload(zero, "placeOrder").is_err());
     let text_one = r#"{"data":{"placeOrder":{"status":"1","data":{"orderId":1}}}}"#;
     assert!(success_payload(text_one, "placeOrder").is_ok());
+    let sibling = r#"{"data":{"placeOrder":{"status":1,"data":{"orderId":1}},"extensions":5}}"#;
+    assert!(success_payload(sibling, "placeOrder").is_ok());
     let other_op = r#"{"data":{"getBalance":{"status":1,"data":{}}}}"#;
     assert!(success_payload(other_op, "placeOrder").is_err());
     for junk in ["", "null", "{}", r#"{"data":null}"#, "<html>"] {
