@@ -314,3 +314,83 @@ fn reasons_never_show_secrets_from_the_body() {
         "{reason}"
     );
 }
+
+#[test]
+fn the_published_error_examples_classify_as_their_error_ids_say() {
+    let cases: &[(u16, &str, K)] = &[
+        (
+            400,
+            r#"{"code":400,"errorId":"PLE10001","errorInfo":"Validation error in place order","error":"Eg: Bad request"}"#,
+            Rejected,
+        ),
+        (
+            401,
+            r#"{"code":401,"errorId":"PLE10019","errorInfo":"Clients are not allowed to place international orders","error":"Eg: Unauthorized, Client is unauthorized for international orders"}"#,
+            Rejected,
+        ),
+        (
+            403,
+            r#"{"code":403,"errorId":"PLE10015","errorInfo":"Amazon KYC is not approved","error":"Eg: Forbidden, Ordering Amazon voucher requires client KYC to be approved"}"#,
+            Rejected,
+        ),
+        (
+            404,
+            r#"{"code":404,"errorId":"PLE10018","errorInfo":"Invalid denomination for the product","error":"Eg: Not found, ProductId and Denomination Combination Not Found, Order Details Not Found"}"#,
+            Rejected,
+        ),
+        (
+            422,
+            r#"{"code":422,"errorId":"PLE10012","errorInfo":"Failed to process order","error":"Eg: Unprocessable Entity, Order Process Failed due to Unavailability of Vouchers"}"#,
+            Unknown,
+        ),
+        (
+            409,
+            r#"{"code":409,"errorId":"PLE10041","errorInfo":"Clients are not allowed to place more than 10 Qty","error":"Order Failed, as per your current setup you are not allowed to add more than 10 qty. Plz contact cs@xoxoday.com to get more clarity"}"#,
+            Rejected,
+        ),
+        (
+            502,
+            r#"{"code":502,"errorId":"PLE10020","errorInfo":"Failed to get currency details for the client","error":"Eg: Bad Gateway, Currency API did not return data"}"#,
+            Unknown,
+        ),
+        (
+            500,
+            r#"{"code":500,"error":"Eg: Internal server error"}"#,
+            Unknown,
+        ),
+        (
+            401,
+            r#"{"code":401,"errorId":"PIPE10013","errorInfo":"Plum Pro APIs: Invalid authorization header","error":"Eg: invalid authorization header!"}"#,
+            Unauthorized,
+        ),
+        (
+            404,
+            r#"{"code":404,"errorId":"PLE10030","errorInfo":"Failed to find vouchers.","error":"No Vouchers Found"}"#,
+            Unknown,
+        ),
+        (
+            502,
+            r#"{"code":502,"errorId":"PLE10023","errorInfo":"Failed to get client's balance","error":"Eg: Bad Gateway"}"#,
+            Unknown,
+        ),
+    ];
+    for (status, body, want) in cases {
+        assert_eq!(p(http(*status, body)), *want, "{body}");
+    }
+    let rejected = place(http(cases[3].0, cases[3].1));
+    let PlaceOutcome::Rejected(e) = rejected else {
+        panic!("not rejected")
+    };
+    assert_eq!(e.http_status, 404);
+    assert_eq!(
+        e.error_info.as_deref(),
+        Some("Invalid denomination for the product")
+    );
+    assert!(
+        e.error
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .starts_with("Eg: Not found")
+    );
+}
