@@ -15,6 +15,21 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use secrecy::SecretString;
 
+pub mod classify;
+mod client;
+mod decode;
+mod error_body;
+mod flex;
+mod redact;
+mod transport;
+mod wire;
+
+pub use classify::ReadError;
+pub use client::{ClientConfig, XoxodayClient};
+pub use decode::{Balance, CatalogProduct};
+pub use redact::redact_json;
+pub use wire::VoucherQuery;
+
 /// The Xoxoday operations the gateway performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
@@ -70,8 +85,9 @@ pub struct PlaceOrderRequest {
     pub perform_operator_validation: Option<bool>,
 }
 
-/// One HTTP request, fully built but not yet sent.
-#[derive(Debug, Clone)]
+/// One HTTP request, fully built but not yet sent. `Debug` shows the body
+/// through [`redact_json`].
+#[derive(Clone)]
 pub struct PreparedCall {
     /// Which operation this is.
     pub operation: Operation,
@@ -83,8 +99,9 @@ pub struct PreparedCall {
     pub body: serde_json::Value,
 }
 
-/// The answer part of an exchange, when one came back.
-#[derive(Debug, Clone)]
+/// The answer part of an exchange, when one came back. `Debug` shows the
+/// body through [`redact_json`] (or only its length when it is not JSON).
+#[derive(Clone)]
 pub struct ExchangeResponse {
     /// HTTP status.
     pub status: u16,
@@ -116,7 +133,8 @@ pub struct Exchange {
 pub struct UpstreamError {
     /// HTTP status of the answer.
     pub http_status: u16,
-    /// e.g. `PLE10018`.
+    /// e.g. `PLE10018`; for OAuth-style bodies the `error` or
+    /// `error_message_id` code (`invalid_token`, `auth.token_error`).
     pub error_id: Option<String>,
     /// e.g. `Invalid denomination for the product`.
     pub error_info: Option<String>,
@@ -288,52 +306,5 @@ pub trait XoxodayApi: Send + Sync + 'static {
     async fn refresh_token(&self, refresh_token: &SecretString) -> Call<RefreshOutcome>;
 }
 
-/// Replaces every secret-bearing field of a JSON document with `"[REDACTED]"`:
-/// voucher codes, pins and tokens. Used for the plaintext audit copy.
-pub fn redact_json(value: &serde_json::Value) -> serde_json::Value {
-    const SECRET_KEYS: [&str; 6] = [
-        "voucherCode",
-        "pin",
-        "access_token",
-        "refresh_token",
-        "client_secret",
-        "code_verifier",
-    ];
-    match value {
-        serde_json::Value::Object(map) => serde_json::Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let v = if SECRET_KEYS.contains(&k.as_str()) && !v.is_null() {
-                        serde_json::Value::String("[REDACTED]".into())
-                    } else {
-                        redact_json(v)
-                    };
-                    (k.clone(), v)
-                })
-                .collect(),
-        ),
-        serde_json::Value::Array(items) => {
-            serde_json::Value::Array(items.iter().map(redact_json).collect())
-        }
-        other => other.clone(),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn redaction_masks_vouchers_and_tokens_at_any_depth() {
-        let doc = json!({"data": {"placeOrder": {"data": {"vouchers": [
-            {"voucherCode": "ABCD-1234", "pin": "9876", "amount": 10}
-        ]}}}, "refresh_token": "rt", "code": 404});
-        let red = redact_json(&doc).to_string();
-        for secret in ["ABCD-1234", "9876", "\"rt\""] {
-            assert!(!red.contains(secret), "{secret} in {red}");
-        }
-        assert!(red.contains("\"amount\":10"));
-        assert!(red.contains("\"code\":404"));
-    }
-}
+mod schema_tests;
