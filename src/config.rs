@@ -235,6 +235,8 @@ pub struct ServeConfig {
     pub webhook_api_key: Option<SecretString>,
     /// Key for encryption at rest.
     pub encryption_key: EncryptionKey,
+    /// Largest Postgres pool (`DATABASE_MAX_CONNECTIONS`, default 10).
+    pub database_max_connections: u32,
 }
 
 impl ServeConfig {
@@ -256,8 +258,21 @@ impl ServeConfig {
             xoxoday,
             webhook_api_key: env.secret("WEBHOOK_API_KEY"),
             encryption_key,
+            database_max_connections: database_max_connections(env)?,
         })
     }
+}
+
+/// `DATABASE_MAX_CONNECTIONS`: 1–1000, default 10.
+pub fn database_max_connections(env: &Env) -> Result<u32, ConfigError> {
+    let n = env.parse_or("DATABASE_MAX_CONNECTIONS", 10u32)?;
+    if !(1..=1000).contains(&n) {
+        return Err(ConfigError {
+            var: "DATABASE_MAX_CONNECTIONS",
+            problem: format!("must be from 1 to 1000, got {n}"),
+        });
+    }
+    Ok(n)
 }
 
 /// `DATABASE_URL`, checked to be a Postgres URL.
