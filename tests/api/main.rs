@@ -1,5 +1,6 @@
 //! One integration-test binary; each module tests one part of the service.
 
+mod cli;
 mod helpers;
 mod openapi;
 mod ops;
