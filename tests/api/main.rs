@@ -2,6 +2,7 @@
 
 mod cli;
 mod helpers;
+mod load;
 mod openapi;
 mod ops;
 mod orders_dispatch;
