@@ -86,19 +86,19 @@ impl Store {
         let sql = match result {
             PlaceResult::Placed(_) => placed_sql(),
             PlaceResult::Failed { .. } => format!(
-                "update orders o set status = 'failed', failure = $3, lease_token = null,
+                "update orders o set status = 'failed', failure = $3, lease_token = null, lease_sent = false,
                    lease_until = null, settled_at = coalesce(o.settled_at, now())
                  {GUARD} returning {ORDER_COLUMNS}"
             ),
             PlaceResult::Reconciling { .. } => format!(
                 "update orders o set status = 'reconciling', status_reason = $3,
-                   lease_token = null, lease_until = null,
+                   lease_token = null, lease_sent = false, lease_until = null,
                    next_check_at = now() + make_interval(secs => $4)
                  {GUARD} returning {ORDER_COLUMNS}"
             ),
             PlaceResult::Deferred { .. } => format!(
                 "update orders o set status = 'accepted', status_reason = $3,
-                   attempts = greatest(o.attempts - 1, 0), lease_token = null,
+                   attempts = greatest(o.attempts - 1, 0), lease_token = null, lease_sent = false,
                    lease_until = null, next_attempt_at = now() + make_interval(secs => $4)
                  {GUARD} returning {ORDER_COLUMNS}"
             ),
@@ -149,7 +149,7 @@ fn placed_sql() -> String {
         "update orders o set status = $3, xoxoday_order_id = $4, currency_code = $5,
            order_total = $6, order_discount = $7, amount_charged = $8, delivery_status = $9,
            upstream_order_status = $10, status_reason = null, failure = null,
-           lease_token = null, lease_until = null,
+           lease_token = null, lease_sent = false, lease_until = null,
            next_check_at = now() + make_interval(secs => $11),
            settled_at = coalesce(o.settled_at, now())
          {GUARD} returning {ORDER_COLUMNS}"
