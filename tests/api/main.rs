@@ -1,6 +1,7 @@
 //! One integration-test binary; each module tests one part of the service.
 
 mod cli;
+mod crash;
 mod helpers;
 mod load;
 mod openapi;
