@@ -240,13 +240,32 @@ fn parse_contact(raw: &str) -> Result<String, String> {
 
 fn parse_tag(raw: &str) -> Result<String, String> {
     let s = parse_string(raw)?;
+    if s.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
     (s.chars().count() <= NewOrder::MAX_TAG_CHARS)
         .then_some(s)
         .ok_or_else(|| format!("must be at most {} characters", NewOrder::MAX_TAG_CHARS))
 }
 
 fn parse_object(raw: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    serde_json::from_str(raw).map_err(|_| "must be a JSON object".into())
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(raw).map_err(|_| "must be a JSON object".to_string())?;
+    // Postgres text and jsonb cannot hold U+0000; refuse it here as a client
+    // error rather than fail the insert.
+    if map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
+        return Err("must not contain U+0000".into());
+    }
+    Ok(map)
+}
+
+fn has_nul(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(has_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 /// JSON with object keys sorted at every depth, independent of serde_json's

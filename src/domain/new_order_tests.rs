@@ -111,3 +111,16 @@ fn contacts_and_emails_follow_the_xoxoday_shapes() {
         assert_eq!(fields(&body), ["email"], "{bad}");
     }
 }
+
+#[test]
+fn nul_characters_that_postgres_cannot_store_are_client_errors() {
+    assert_eq!(
+        fields(r#"{"productId":1,"denomination":5,"tag":"a\u0000b"}"#),
+        ["tag"]
+    );
+    assert_eq!(
+        fields(r#"{"productId":1,"denomination":5,"userMeta":{"k":["a\u0000"]}}"#),
+        ["userMeta"]
+    );
+    assert!(parse(r#"{"productId":1,"denomination":5,"userMeta":{"k":"a\\u0000"}}"#).is_ok());
+}

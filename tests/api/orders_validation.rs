@@ -84,6 +84,14 @@ async fn every_invalid_field_is_named_and_nothing_is_stored_or_sent() {
             json!({"productId": 1001, "denomination": 50, "surprise": 1}),
             "surprise",
         ),
+        (
+            json!({"productId": 1001, "denomination": 50, "tag": "a\u{0}b"}),
+            "tag",
+        ),
+        (
+            json!({"productId": 1001, "denomination": 50, "userMeta": {"k": "\u{0}"}}),
+            "userMeta",
+        ),
         (json!([1, 2]), "body"),
     ];
     for (body, field) in cases {
