@@ -117,6 +117,10 @@ fn parse_list_query(query: &str) -> Result<OrderFilter, ApiError> {
     let mut errors = Vec::new();
     for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
         let value = value.into_owned();
+        if value.contains('\0') {
+            errors.push(FieldError::new(name.as_ref(), "must not contain U+0000"));
+            continue;
+        }
         match name.as_ref() {
             "idempotencyKey" => f.idempotency_key = Some(value),
             "poNumber" => f.po_number = Some(value),
