@@ -4,7 +4,12 @@ use std::{net::SocketAddr, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{ConfigError, Env};
+use crate::{
+    config::{ConfigError, Env, ServeConfig},
+    orders::callers::{generate_key, hash_key},
+    startup::Application,
+    store::Store,
+};
 
 /// order-gateway: exactly-once Xoxoday Plum orders with a full audit.
 #[derive(Debug, Parser)]
@@ -85,10 +90,53 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             crate::emulator::run_standalone(&env).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve | Command::Migrate | Command::ApiKey(_) | Command::Dev => {
-            anyhow::bail!("this command is not built yet")
+        Command::Serve => serve(&env).await,
+        Command::Migrate => {
+            crate::telemetry::init(&env)?;
+            migrated_store(&env).await?;
+            println!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ApiKey(cmd) => api_key(&env, cmd).await,
+        Command::Dev => anyhow::bail!("this command is not built yet"),
+    }
+}
+
+async fn serve(env: &Env) -> anyhow::Result<ExitCode> {
+    crate::telemetry::init(env)?;
+    let cfg = ServeConfig::from_env(env)?;
+    let app = Application::build(cfg).await?;
+    app.run(crate::shutdown::on_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A store on `DATABASE_URL` with every migration applied.
+async fn migrated_store(env: &Env) -> anyhow::Result<Store> {
+    let url = crate::config::database_url(env)?;
+    let store = Store::connect_lazy(&url, 2)?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn api_key(env: &Env, cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> {
+    let store = migrated_store(env).await?;
+    match cmd {
+        ApiKeyCommand::Create { caller } => {
+            let caller = caller.trim();
+            if caller.is_empty() || caller.chars().count() > 100 {
+                anyhow::bail!("--caller must be 1 to 100 characters");
+            }
+            let key = generate_key();
+            store.insert_api_key(caller, &hash_key(&key)).await?;
+            println!("created an API key for caller {caller}; it is shown only once:");
+            println!("{key}");
+        }
+        ApiKeyCommand::Revoke { caller } => {
+            let n = store.revoke_api_keys(caller.trim()).await?;
+            println!("revoked {n} key(s) of caller {}", caller.trim());
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn healthcheck(env: &Env, url: Option<String>) -> anyhow::Result<ExitCode> {

@@ -235,6 +235,10 @@ pub struct ServeConfig {
     pub webhook_api_key: Option<SecretString>,
     /// Key for encryption at rest.
     pub encryption_key: EncryptionKey,
+    /// Largest Postgres pool (`DATABASE_MAX_CONNECTIONS`, default 10).
+    pub database_max_connections: u32,
+    /// Dispatch lease without heartbeat (`DISPATCH_LEASE`, default 15 s).
+    pub dispatch_lease: Duration,
 }
 
 impl ServeConfig {
@@ -256,8 +260,34 @@ impl ServeConfig {
             xoxoday,
             webhook_api_key: env.secret("WEBHOOK_API_KEY"),
             encryption_key,
+            database_max_connections: database_max_connections(env)?,
+            dispatch_lease: dispatch_lease(env)?,
         })
     }
+}
+
+/// `DATABASE_MAX_CONNECTIONS`: 1–1000, default 10.
+pub fn database_max_connections(env: &Env) -> Result<u32, ConfigError> {
+    let n = env.parse_or("DATABASE_MAX_CONNECTIONS", 10u32)?;
+    if !(1..=1000).contains(&n) {
+        return Err(ConfigError {
+            var: "DATABASE_MAX_CONNECTIONS",
+            problem: format!("must be from 1 to 1000, got {n}"),
+        });
+    }
+    Ok(n)
+}
+
+/// `DISPATCH_LEASE`: at least 1 s, default 15 s.
+pub fn dispatch_lease(env: &Env) -> Result<Duration, ConfigError> {
+    let lease = env.duration_or("DISPATCH_LEASE", Duration::from_secs(15))?;
+    if lease < Duration::from_secs(1) {
+        return Err(ConfigError {
+            var: "DISPATCH_LEASE",
+            problem: "must be at least 1s".into(),
+        });
+    }
+    Ok(lease)
 }
 
 /// `DATABASE_URL`, checked to be a Postgres URL.

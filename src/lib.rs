@@ -6,10 +6,24 @@
 pub mod cli;
 /// Typed configuration read from the environment (contract §4).
 pub mod config;
+/// Encryption at rest (vouchers, raw upstream bodies).
+pub mod crypto;
+/// Pure types and rules: ids, money, order requests, statuses.
+pub mod domain;
 /// The one-command local stack (`order-gateway dev`).
 pub mod dev;
 /// The Xoxoday emulator (contract §7); independent of `xoxoday`.
 pub mod emulator;
+/// HTTP API (axum): routes, extractors, problem+json.
+pub mod http;
+/// Use cases: intake, dispatch, views.
+pub mod orders;
+/// Signals → one cancellation token.
+pub mod shutdown;
+/// Application::build / run: the one start-up path for serve and tests.
+pub mod startup;
+/// Persistence: all SQL.
+pub mod store;
 /// Tracing subscriber set-up.
 pub mod telemetry;
 /// The Xoxoday Plum client: transport, wire shapes, outcome classification.

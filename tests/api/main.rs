@@ -1,3 +1,14 @@
 //! One integration-test binary; each module tests one part of the service.
 
+mod cli;
+mod crash;
+mod helpers;
+mod load;
+mod openapi;
+mod ops;
+mod orders_dispatch;
+mod orders_idempotency;
+mod orders_read;
+mod orders_validation;
+mod test_db;
 mod xoxoday_client;

@@ -1,0 +1,240 @@
+//! Dispatch: claim `accepted` orders under a lease and place them.
+//!
+//! The order and its poNumber are already committed when this runs. Each
+//! attempt records its exchange row *before* sending (and only while the lease
+//! is still ours), sends outside any transaction, then writes back under the
+//! lease. Placements run in spawned tasks, so a client hanging up cannot
+//! cancel a call in flight. The background loop picks up what no handler
+//! dispatched (restart, crash, burst) and moves expired `placing` leases to
+//! `reconciling`.
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, info, info_span, warn};
+use uuid::Uuid;
+
+use super::{OrderService, audit, outcome};
+use crate::{
+    domain::OrderId,
+    store::{StoreError, StoreResult, orders::OrderRow},
+    xoxoday::PlaceOrderRequest,
+};
+
+impl OrderService {
+    /// Places one claimed order; returns the row after the write-back, or
+    /// `None` when the lease was lost (another worker owns the order now).
+    pub async fn place_claimed(&self, row: OrderRow) -> StoreResult<Option<OrderRow>> {
+        let order = row.to_order();
+        let Some(lease) = row.lease_token else {
+            return Ok(None);
+        };
+        let call = self.xoxoday.prepare_place_order(&place_request(&row));
+        let exchange_id = Uuid::now_v7();
+        let start = audit::start_of(exchange_id, &call);
+        let Some(attempt) = self
+            .store
+            .begin_place_attempt(order.id, lease, self.settings.lease, start)
+            .await?
+        else {
+            warn!("lease lost before sending placeOrder; not sending");
+            return Ok(None);
+        };
+        let token = self.tokens.access_token().await;
+        let result = self
+            .with_heartbeat(order.id, lease, self.xoxoday.place_order(call, &token))
+            .await;
+        let label = outcome::label(&result.outcome);
+        info!(
+            attempt,
+            outcome = label,
+            duration_ms = result.exchange.duration.as_millis() as u64,
+            "placeOrder answered"
+        );
+        let end = audit::end_of(&self.cipher, exchange_id, &result.exchange, label);
+        let next = outcome::place_result(&self.settings, &self.cipher, order.id, &result.outcome);
+        let written = self
+            .with_retries(|| {
+                self.store
+                    .record_place_result(order.id, lease, exchange_id, &end, &next)
+            })
+            .await?;
+        if written.is_none() {
+            warn!(
+                outcome = label,
+                "lease lost during placeOrder; result kept only in the audit"
+            );
+        }
+        Ok(written)
+    }
+
+    /// Spawns the placement of one freshly stored order, if a slot is free.
+    /// The task claims the order itself, so it races safely with the
+    /// background dispatcher. `None`: no slot; the background loop will do it.
+    pub fn dispatch_now(&self, id: OrderId, po: &str) -> Option<JoinHandle<Option<OrderRow>>> {
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            self.wake.notify_one();
+            return None;
+        };
+        let svc = self.clone();
+        let span = info_span!("order.dispatch", order.id = %id, po_number = %po);
+        Some(self.tasks.spawn(
+            async move {
+                let _permit = permit;
+                let claimed = svc.store.claim_order(id, svc.settings.lease).await;
+                match claimed {
+                    Ok(Some(row)) => svc.place_claimed(row).await.unwrap_or_else(|e| {
+                        warn!(error = %e, "placement write-back failed; lease expiry will reconcile");
+                        None
+                    }),
+                    Ok(None) => None,
+                    Err(e) => {
+                        warn!(error = %e, "claim failed; the background dispatcher will retry");
+                        None
+                    }
+                }
+            }
+            .instrument(span),
+        ))
+    }
+
+    /// One background pass: expire dead leases, claim due orders, place them
+    /// concurrently. Returns the handles so tests can wait for them.
+    pub async fn dispatch_due(&self) -> StoreResult<Vec<JoinHandle<()>>> {
+        let expired = self.store.expire_placing_leases().await?;
+        if expired > 0 {
+            warn!(
+                expired,
+                "placeOrder leases expired; orders moved to reconciling"
+            );
+        }
+        // Slots first, then claims: a claimed order never waits for a slot
+        // while its short lease runs out.
+        let mut permits = Vec::new();
+        while (permits.len() as i64) < self.settings.batch {
+            match self.in_flight.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        if permits.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .store
+            .claim_due_orders(permits.len() as i64, self.settings.lease)
+            .await?;
+        let mut handles = Vec::with_capacity(rows.len());
+        for (row, permit) in rows.into_iter().zip(permits) {
+            let svc = self.clone();
+            let order = row.to_order();
+            let span =
+                info_span!("order.dispatch", order.id = %order.id, po_number = %order.po_number);
+            handles.push(self.tasks.spawn(
+                async move {
+                    let _permit = permit;
+                    if let Err(e) = svc.place_claimed(row).await {
+                        warn!(error = %e, "placement write-back failed; lease expiry will reconcile");
+                    }
+                }
+                .instrument(span),
+            ));
+        }
+        Ok(handles)
+    }
+
+    /// One pass, waiting for its placements (tests; `run_once` of habit 10).
+    pub async fn dispatch_once(&self) -> StoreResult<usize> {
+        let handles = self.dispatch_due().await?;
+        let n = handles.len();
+        futures::future::join_all(handles).await;
+        Ok(n)
+    }
+
+    /// The background loop, until `shutdown`.
+    pub async fn run_dispatcher(self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let busy = match self.dispatch_due().await {
+                Ok(handles) => handles.len() as i64 >= self.settings.batch,
+                Err(e) => {
+                    warn!(error = %e, "dispatcher pass failed; retrying");
+                    false
+                }
+            };
+            if !busy {
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = tokio::time::sleep(self.settings.poll_interval) => {}
+                    () = self.wake.notified() => {}
+                }
+            }
+        }
+    }
+
+    /// Runs `call` while renewing the lease every third of its length, so
+    /// only a dead worker's lease expires. A failed renewal is logged and
+    /// the call goes on: at worst the lease lapses, the order is reconciled
+    /// and this worker's write-back is fenced out.
+    async fn with_heartbeat<T>(
+        &self,
+        id: OrderId,
+        lease_token: Uuid,
+        call: impl Future<Output = T>,
+    ) -> T {
+        let mut beat = tokio::time::interval(self.settings.lease / 3);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        beat.tick().await;
+        tokio::pin!(call);
+        loop {
+            tokio::select! {
+                out = &mut call => return out,
+                _ = beat.tick() => {
+                    match self.store.renew_lease(id, lease_token, self.settings.lease).await {
+                        Ok(true) => {}
+                        Ok(false) => warn!("lease taken over during placeOrder"),
+                        Err(e) => warn!(error = %e, "lease renewal failed"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Retries a write-back while the database is unavailable (≈ 15 s), so a
+    /// short outage does not leave an answered call unrecorded.
+    async fn with_retries<T, F, Fut>(&self, mut f: F) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        let mut delay = Duration::from_millis(100);
+        for _ in 0..8 {
+            match f().await {
+                Err(StoreError::Unavailable(e)) => {
+                    warn!(error = %e, "database unavailable during write-back; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(4));
+                }
+                other => return other,
+            }
+        }
+        f().await
+    }
+}
+
+fn place_request(row: &OrderRow) -> PlaceOrderRequest {
+    let o = row.to_order();
+    PlaceOrderRequest {
+        po_number: o.po_number.as_str().to_owned(),
+        product_id: o.product_id,
+        quantity: u32::try_from(o.quantity).unwrap_or(1),
+        denomination: o.denomination.value(),
+        email: o.email,
+        contact: o.contact,
+        tag: o.tag,
+        notify_receiver_email: row.notify_receiver_email,
+        notify_admin_email: row.notify_admin_email,
+        user_meta: row.user_meta.clone(),
+        perform_operator_validation: row.perform_operator_validation,
+    }
+}

@@ -1,0 +1,110 @@
+//! Use cases of the order path, combining the store and the Xoxoday client:
+//! idempotent intake, dispatch under leases, and order views.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::task::TaskTracker;
+
+use crate::{crypto::Cipher, store::Store, xoxoday::XoxodayApi};
+
+/// Exchange → audit row conversion (encrypt raw, redact copy).
+pub mod audit;
+/// API key hashing, generation, and the in-memory caller cache.
+pub mod callers;
+/// Claim accepted orders and place them upstream.
+pub mod dispatcher;
+/// `POST /v1/orders`: the idempotency gate.
+pub mod intake;
+/// Mapping of placeOrder outcomes to order states.
+mod outcome;
+/// Access tokens for Xoxoday.
+pub mod tokens;
+/// Orders with their decrypted vouchers.
+pub mod view;
+
+pub use callers::CallerCache;
+pub use tokens::{AccessTokens, StaticAccessToken};
+pub use view::OrderView;
+
+/// Tunables of dispatch.
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    /// How long a claim is valid without a heartbeat. A live call renews it
+    /// every third of this, so a crashed worker's orders are recovered within
+    /// about one lease.
+    pub lease: Duration,
+    /// Most orders claimed per background pass.
+    pub batch: i64,
+    /// Most placeOrder calls in flight in this process.
+    pub max_in_flight: usize,
+    /// Background pass interval when idle.
+    pub poll_interval: Duration,
+    /// First reconciliation check after an unknown outcome.
+    pub unknown_check_in: Duration,
+    /// First check of a pending delivery.
+    pub pending_check_in: Duration,
+    /// Least delay after a throttle, token or account-wide refusal.
+    pub defer_floor: Duration,
+}
+
+impl DispatchSettings {
+    /// Defaults around a lease length (`DISPATCH_LEASE`).
+    pub fn with_lease(lease: Duration) -> Self {
+        Self {
+            lease,
+            batch: 32,
+            max_in_flight: 64,
+            poll_interval: Duration::from_secs(1),
+            unknown_check_in: Duration::from_secs(5),
+            pending_check_in: Duration::from_secs(60),
+            defer_floor: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything the use cases need; cheap to clone.
+#[derive(Clone)]
+pub struct OrderService {
+    /// Persistence.
+    pub store: Store,
+    /// Upstream.
+    pub xoxoday: Arc<dyn XoxodayApi>,
+    /// Upstream credentials.
+    pub tokens: Arc<dyn AccessTokens>,
+    /// Encryption at rest.
+    pub cipher: Arc<Cipher>,
+    /// Caller-key cache.
+    pub callers: Arc<CallerCache>,
+    /// Tunables.
+    pub settings: Arc<DispatchSettings>,
+    /// Bounds placeOrder calls in flight.
+    pub(crate) in_flight: Arc<Semaphore>,
+    /// Wakes the background dispatcher.
+    pub(crate) wake: Arc<Notify>,
+    /// Spawned placements, awaited at shutdown.
+    pub tasks: TaskTracker,
+}
+
+impl OrderService {
+    /// Wires the service.
+    pub fn new(
+        store: Store,
+        xoxoday: Arc<dyn XoxodayApi>,
+        tokens: Arc<dyn AccessTokens>,
+        cipher: Cipher,
+        settings: DispatchSettings,
+    ) -> Self {
+        Self {
+            store,
+            xoxoday,
+            tokens,
+            cipher: Arc::new(cipher),
+            callers: Arc::new(CallerCache::default()),
+            in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
+            settings: Arc::new(settings),
+            wake: Arc::new(Notify::new()),
+            tasks: TaskTracker::new(),
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! One mapping from a placeOrder outcome to what happens to the order
+//! (issue 3): placed → completed / pending_delivery, refused → failed,
+//! unknown → reconciling, no-order-created (throttle, token, account) →
+//! back to accepted later, not counted as an attempt.
+
+use std::time::Duration;
+
+use rand::Rng as _;
+use secrecy::ExposeSecret as _;
+
+use super::DispatchSettings;
+use crate::{
+    crypto::Cipher,
+    domain::{OrderId, OrderStatus},
+    store::{
+        outcomes::{PlaceResult, PlacedFacts},
+        vouchers::VoucherRow,
+    },
+    xoxoday::{DeliveryStatus, PlaceOutcome, UpstreamError, UpstreamOrder},
+};
+
+/// Short name of an outcome, for the audit row and logs.
+pub(crate) fn label(outcome: &PlaceOutcome) -> &'static str {
+    match outcome {
+        PlaceOutcome::Placed(_) => "placed",
+        PlaceOutcome::Rejected(_) => "rejected",
+        PlaceOutcome::Systemic(_) => "systemic",
+        PlaceOutcome::Unknown { .. } => "unknown",
+        PlaceOutcome::RateLimited { .. } => "rate_limited",
+        PlaceOutcome::Unauthorized(_) => "unauthorized",
+    }
+}
+
+/// What the order becomes after `outcome`.
+pub(crate) fn place_result(
+    s: &DispatchSettings,
+    cipher: &Cipher,
+    order: OrderId,
+    outcome: &PlaceOutcome,
+) -> PlaceResult {
+    match outcome {
+        PlaceOutcome::Placed(up) => PlaceResult::Placed(placed_facts(s, cipher, order, up)),
+        PlaceOutcome::Rejected(e) => PlaceResult::Failed {
+            failure: failure_json(e),
+        },
+        PlaceOutcome::Unknown { reason } => PlaceResult::Reconciling {
+            reason: format!("placeOrder outcome unknown: {reason}"),
+            check_in: s.unknown_check_in,
+        },
+        PlaceOutcome::RateLimited { penalty } => deferred(
+            s,
+            *penalty,
+            "Xoxoday rate limit reached; no order was created".into(),
+        ),
+        PlaceOutcome::Unauthorized(e) => deferred(
+            s,
+            Duration::ZERO,
+            format!(
+                "Xoxoday refused the access token ({}); no order was created",
+                id_of(e)
+            ),
+        ),
+        PlaceOutcome::Systemic(e) => deferred(
+            s,
+            Duration::ZERO,
+            format!(
+                "Xoxoday refused every order ({}); no order was created",
+                id_of(e)
+            ),
+        ),
+    }
+}
+
+/// `{httpStatus, errorId, errorInfo, error}` as Xoxoday sent it.
+pub(crate) fn failure_json(e: &UpstreamError) -> serde_json::Value {
+    serde_json::json!({
+        "httpStatus": e.http_status,
+        "errorId": e.error_id,
+        "errorInfo": e.error_info,
+        "error": e.error,
+    })
+}
+
+fn id_of(e: &UpstreamError) -> String {
+    e.error_id
+        .clone()
+        .unwrap_or_else(|| format!("HTTP {}", e.http_status))
+}
+
+/// Waits at least the floor, ±20 % jitter so replicas do not retry in step.
+fn deferred(s: &DispatchSettings, penalty: Duration, reason: String) -> PlaceResult {
+    let base = penalty.max(s.defer_floor).as_secs_f64();
+    let jitter = rand::thread_rng().gen_range(0.8..1.2);
+    PlaceResult::Deferred {
+        reason,
+        retry_in: Duration::from_secs_f64(base * jitter),
+    }
+}
+
+fn placed_facts(
+    s: &DispatchSettings,
+    cipher: &Cipher,
+    order: OrderId,
+    up: &UpstreamOrder,
+) -> PlacedFacts {
+    let (status, delivery) = match &up.delivery_status {
+        DeliveryStatus::Delivered => (OrderStatus::Completed, "delivered".to_owned()),
+        DeliveryStatus::Pending => (OrderStatus::PendingDelivery, "pending".to_owned()),
+        DeliveryStatus::Canceled => (OrderStatus::Canceled, "canceled".to_owned()),
+        DeliveryStatus::Other(text) => (OrderStatus::PendingDelivery, text.clone()),
+    };
+    PlacedFacts {
+        status: Some(status),
+        xoxoday_order_id: up.order_id,
+        currency_code: up.currency_code.clone(),
+        order_total: up.order_total,
+        order_discount: up.order_discount,
+        amount_charged: up.amount_charged,
+        delivery_status: delivery,
+        order_status: up.order_status.clone(),
+        vouchers: seal_vouchers(cipher, order, up),
+        next_check_in: (status == OrderStatus::PendingDelivery).then_some(s.pending_check_in),
+    }
+}
+
+/// Associated data of a sealed voucher field.
+pub(crate) fn voucher_aad(order: OrderId, position: i32, field: &str) -> String {
+    format!("voucher:{order}:{position}:{field}")
+}
+
+fn seal_vouchers(cipher: &Cipher, order: OrderId, up: &UpstreamOrder) -> Vec<VoucherRow> {
+    (0i32..)
+        .zip(&up.vouchers)
+        .map(|(pos, v)| VoucherRow {
+            order_id: order.as_uuid(),
+            position: pos,
+            code_encrypted: cipher.encrypt(
+                v.code.expose_secret().as_bytes(),
+                voucher_aad(order, pos, "code").as_bytes(),
+            ),
+            pin_encrypted: v.pin.as_ref().map(|p| {
+                cipher.encrypt(
+                    p.expose_secret().as_bytes(),
+                    voucher_aad(order, pos, "pin").as_bytes(),
+                )
+            }),
+            key_id: cipher.key_id().to_owned(),
+            validity: v.validity.clone(),
+            voucher_type: v.voucher_type.clone(),
+            amount: v.amount,
+            currency: v.currency.clone(),
+            country: v.country.clone(),
+        })
+        .collect()
+}

@@ -1,0 +1,127 @@
+//! Persistence: every SQL statement of the service lives under this module.
+//!
+//! One [`Store`] wraps a bounded pool whose acquire gives up after a few
+//! seconds, so a database outage becomes [`StoreError::Unavailable`] (HTTP 503)
+//! instead of a hung request. Errors are classified here, once: connection
+//! and availability failures versus bugs.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+/// Callers and their hashed API keys.
+pub mod callers;
+/// Upstream exchange audit rows.
+pub mod exchanges;
+/// Order rows: intake, reads, claims.
+pub mod orders;
+/// Guarded write-backs after an upstream call.
+pub mod outcomes;
+/// Encrypted vouchers.
+pub mod vouchers;
+
+/// The embedded migrations (`migrations/`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// How long a request waits for a pooled connection before answering 503.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A storage failure, classified for the API.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or refuses work now; retrying is safe.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// Anything else: a bug or a broken invariant.
+    #[error("database error: {0}")]
+    Other(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_unavailable(&e) {
+            Self::Unavailable(e)
+        } else {
+            Self::Other(e)
+        }
+    }
+}
+
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            // 08: connection exception; 53: insufficient resources;
+            // 57P0x: admin/crash shutdown, cannot connect now; 3D000: no such database.
+            c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") || c == "3D000"
+        }),
+        _ => false,
+    }
+}
+
+/// Result alias for store calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The database handle shared by handlers and workers.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Builds a lazily connecting, bounded pool. Nothing is contacted yet.
+    pub fn connect_lazy(url: &SecretString, max_connections: u32) -> anyhow::Result<Self> {
+        let opts: PgConnectOptions = url
+            .expose_secret()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid Postgres URL: {e}"))?;
+        let opts = opts
+            .application_name("order-gateway")
+            .options([("statement_timeout", "10s")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            // A dead connection fails its query (→ 503, safe to retry);
+            // pinging on every acquire would double the intake round trips.
+            .test_before_acquire(false)
+            .connect_lazy_with(opts);
+        Ok(Self { pool })
+    }
+
+    /// Wraps an existing pool (tests).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool, for code that needs it directly (tests).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("applying migrations failed: {e}"))
+    }
+
+    /// True when the database answers and every embedded migration is applied.
+    pub async fn is_ready(&self) -> StoreResult<bool> {
+        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Option<i64> =
+            sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(applied.unwrap_or(0) >= latest)
+    }
+}

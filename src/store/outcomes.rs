@@ -1,0 +1,146 @@
+//! Write-backs after a placeOrder. Each runs in one short transaction that
+//! completes the audit row unconditionally and then updates the order only
+//! under the lease that sent the call (`status = 'placing' and lease_token`),
+//! so a stale worker changes nothing once a newer claim exists.
+
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use super::{
+    Store, StoreResult,
+    exchanges::{ExchangeEnd, complete_exchange},
+    orders::{ORDER_COLUMNS, OrderRow},
+    vouchers::{VoucherRow, insert_vouchers},
+};
+use crate::domain::{OrderId, OrderStatus};
+
+/// Upstream facts of an order Xoxoday created.
+#[derive(Debug, Default)]
+pub struct PlacedFacts {
+    /// `completed`, `pending_delivery` or `canceled`.
+    pub status: Option<OrderStatus>,
+    /// Xoxoday's order id.
+    pub xoxoday_order_id: i64,
+    /// Currency of the amounts.
+    pub currency_code: Option<String>,
+    /// Total before discount.
+    pub order_total: Option<Decimal>,
+    /// Discount.
+    pub order_discount: Option<Decimal>,
+    /// Final charge.
+    pub amount_charged: Option<Decimal>,
+    /// Delivery status text.
+    pub delivery_status: String,
+    /// `orderStatus` text.
+    pub order_status: Option<String>,
+    /// Sealed vouchers.
+    pub vouchers: Vec<VoucherRow>,
+    /// When the reconciler should look again (pending delivery).
+    pub next_check_in: Option<Duration>,
+}
+
+/// What a placeOrder led to.
+#[derive(Debug)]
+pub enum PlaceResult {
+    /// The order exists upstream.
+    Placed(PlacedFacts),
+    /// Xoxoday refused; `failure` is `{httpStatus, errorId, errorInfo, error}`.
+    Failed {
+        /// The refusal as sent.
+        failure: serde_json::Value,
+    },
+    /// Unknown outcome: reconcile by poNumber.
+    Reconciling {
+        /// Why unknown.
+        reason: String,
+        /// First check delay.
+        check_in: Duration,
+    },
+    /// No order was created (throttled, token, account-wide): back to
+    /// `accepted` later; the attempt is not counted.
+    Deferred {
+        /// Why.
+        reason: String,
+        /// Delay before the next attempt.
+        retry_in: Duration,
+    },
+}
+
+const GUARD: &str = "where o.order_id = $1 and o.status = 'placing' and o.lease_token = $2";
+
+impl Store {
+    /// Completes the exchange and applies `result` under the lease; `None`
+    /// when the lease was lost (the audit row is still completed).
+    pub async fn record_place_result(
+        &self,
+        order: OrderId,
+        lease_token: Uuid,
+        exchange_id: Uuid,
+        end: &ExchangeEnd,
+        result: &PlaceResult,
+    ) -> StoreResult<Option<OrderRow>> {
+        let mut tx = self.pool.begin().await?;
+        complete_exchange(&mut tx, exchange_id, end).await?;
+        let sql = result_sql(result);
+        let q = sqlx::query_as::<_, OrderRow>(&sql)
+            .bind(order.as_uuid())
+            .bind(lease_token);
+        let q = match result {
+            PlaceResult::Placed(f) => q
+                .bind(f.status.unwrap_or(OrderStatus::PendingDelivery).as_str())
+                .bind(f.xoxoday_order_id)
+                .bind(&f.currency_code)
+                .bind(f.order_total)
+                .bind(f.order_discount)
+                .bind(f.amount_charged)
+                .bind(&f.delivery_status)
+                .bind(&f.order_status)
+                .bind(f.next_check_in.map(|d| d.as_secs_f64())),
+            PlaceResult::Failed { failure } => q.bind(failure),
+            PlaceResult::Reconciling {
+                reason,
+                check_in: d,
+            }
+            | PlaceResult::Deferred {
+                reason,
+                retry_in: d,
+            } => q.bind(reason).bind(d.as_secs_f64()),
+        };
+        let row = q.fetch_optional(&mut *tx).await?;
+        if let (Some(_), PlaceResult::Placed(f)) = (&row, result) {
+            insert_vouchers(&mut tx, &f.vouchers).await?;
+        }
+        tx.commit().await?;
+        Ok(row)
+    }
+}
+
+/// The guarded UPDATE for each result; `$1` order, `$2` lease token.
+fn result_sql(result: &PlaceResult) -> String {
+    let set = match result {
+        PlaceResult::Placed(_) => {
+            "status = $3, xoxoday_order_id = $4, currency_code = $5, order_total = $6,
+             order_discount = $7, amount_charged = $8, delivery_status = $9,
+             upstream_order_status = $10, status_reason = null, failure = null,
+             next_check_at = now() + make_interval(secs => $11),
+             settled_at = coalesce(o.settled_at, now())"
+        }
+        PlaceResult::Failed { .. } => {
+            "status = 'failed', failure = $3, settled_at = coalesce(o.settled_at, now())"
+        }
+        PlaceResult::Reconciling { .. } => {
+            "status = 'reconciling', status_reason = $3,
+             next_check_at = now() + make_interval(secs => $4)"
+        }
+        PlaceResult::Deferred { .. } => {
+            "status = 'accepted', status_reason = $3, attempts = greatest(o.attempts - 1, 0),
+             next_attempt_at = now() + make_interval(secs => $4)"
+        }
+    };
+    format!(
+        "update orders o set {set}, lease_token = null, lease_until = null, lease_sent = false
+         {GUARD} returning {ORDER_COLUMNS}"
+    )
+}

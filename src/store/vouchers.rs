@@ -1,0 +1,76 @@
+//! Encrypted vouchers. This module only moves ciphertext; `crypto` seals it.
+
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use super::{Store, StoreResult};
+use crate::domain::OrderId;
+
+/// One voucher as stored (code and pin encrypted).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct VoucherRow {
+    /// Owning order.
+    pub order_id: Uuid,
+    /// Index in Xoxoday's list.
+    pub position: i32,
+    /// Sealed code.
+    pub code_encrypted: Vec<u8>,
+    /// Sealed pin.
+    pub pin_encrypted: Option<Vec<u8>>,
+    /// Key of both ciphertexts.
+    pub key_id: String,
+    /// Validity text.
+    pub validity: Option<String>,
+    /// Voucher type.
+    pub voucher_type: Option<String>,
+    /// Face value.
+    pub amount: Option<Decimal>,
+    /// Currency.
+    pub currency: Option<String>,
+    /// Country text.
+    pub country: Option<String>,
+}
+
+/// Inserts vouchers inside the caller's transaction; repeats are ignored.
+pub(crate) async fn insert_vouchers(
+    conn: &mut sqlx::PgConnection,
+    vouchers: &[VoucherRow],
+) -> StoreResult<()> {
+    for v in vouchers {
+        sqlx::query(
+            "insert into vouchers (voucher_id, order_id, position, code_encrypted,
+               pin_encrypted, key_id, validity, voucher_type, amount, currency, country)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             on conflict (order_id, position) do nothing",
+        )
+        .bind(Uuid::now_v7())
+        .bind(v.order_id)
+        .bind(v.position)
+        .bind(&v.code_encrypted)
+        .bind(&v.pin_encrypted)
+        .bind(&v.key_id)
+        .bind(&v.validity)
+        .bind(&v.voucher_type)
+        .bind(v.amount)
+        .bind(&v.currency)
+        .bind(&v.country)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Vouchers of the given orders, in order and position.
+    pub async fn vouchers_for(&self, orders: &[OrderId]) -> StoreResult<Vec<VoucherRow>> {
+        let ids: Vec<Uuid> = orders.iter().map(OrderId::as_uuid).collect();
+        Ok(sqlx::query_as(
+            "select order_id, position, code_encrypted, pin_encrypted, key_id, validity,
+               voucher_type, amount, currency, country
+             from vouchers where order_id = any($1) order by order_id, position",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
