@@ -87,7 +87,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Healthcheck { url } => healthcheck(&env, url).await,
         Command::Emulator => {
             crate::telemetry::init(&env)?;
-            crate::emulator::run_standalone().await?;
+            crate::emulator::run_standalone(&env).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => serve(&env).await,

@@ -1,0 +1,136 @@
+//! Admin switches that replace settings of a running emulator: random fault
+//! rates, rate limits, the webhook target and the wallet balance.
+
+use std::sync::Arc;
+
+use axum::{Json, extract::State, response::Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::handle;
+use crate::emulator::{
+    EmulatorConfig, RateLimits,
+    faults::FaultRates,
+    state::Shared,
+    wire::{self, json_response},
+};
+
+fn bad_request(msg: impl std::fmt::Display) -> Response {
+    json_response(400, json!({"error": msg.to_string()}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WebhookIn {
+    url: Option<String>,
+    api_key: Option<String>,
+}
+
+/// `{"url": "http://…", "apiKey": "…"}`; nulls clear; re-enables.
+pub(super) async fn set_webhook(
+    State(shared): State<Arc<Shared>>,
+    body: axum::body::Bytes,
+) -> Response {
+    match serde_json::from_slice::<WebhookIn>(&body) {
+        Ok(w) => {
+            handle(shared).set_webhook(w.url, w.api_key);
+            json_response(200, json!({"webhook": "set"}))
+        }
+        Err(e) => bad_request(e),
+    }
+}
+
+/// Probabilities by name (missing = 0) plus `sleep` and `hiddenFor` text.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct FaultRatesIn {
+    error_before: f64,
+    error_after: f64,
+    sleep_after: f64,
+    drop_after: f64,
+    slow: f64,
+    hidden: f64,
+    sleep: Option<String>,
+    hidden_for: Option<String>,
+}
+
+fn to_rates(r: FaultRatesIn) -> Result<FaultRates, String> {
+    let d = EmulatorConfig::default().fault_rates;
+    let dur = |s: Option<String>, def| match s {
+        None => Ok(def),
+        Some(s) => humantime::parse_duration(&s).map_err(|e| format!("duration {s:?}: {e}")),
+    };
+    let rates = FaultRates {
+        error_before: r.error_before,
+        error_after: r.error_after,
+        sleep_after: r.sleep_after,
+        drop_after: r.drop_after,
+        slow: r.slow,
+        hidden: r.hidden,
+        sleep: dur(r.sleep, d.sleep)?,
+        hidden_for: dur(r.hidden_for, d.hidden_for)?,
+    };
+    let each = [rates.error_before, rates.error_after, rates.sleep_after];
+    let rest = [rates.drop_after, rates.slow, rates.hidden];
+    if each.iter().chain(&rest).any(|p| !(0.0..=1.0).contains(p)) || rates.total() > 1.0 {
+        return Err("rates must be within 0..1 and add up to at most 1".into());
+    }
+    Ok(rates)
+}
+
+pub(super) async fn set_fault_rates(
+    State(shared): State<Arc<Shared>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let parsed = serde_json::from_slice::<FaultRatesIn>(&body).map_err(|e| e.to_string());
+    match parsed.and_then(to_rates) {
+        Ok(rates) => {
+            handle(shared).set_fault_rates(rates);
+            json_response(200, json!({"faultRates": "set"}))
+        }
+        Err(e) => bad_request(e),
+    }
+}
+
+/// Calls per minute by operation; missing ones get the documented limits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct RateLimitsIn {
+    place_order: Option<u32>,
+    get_order_details: Option<u32>,
+    get_vouchers: Option<u32>,
+    get_balance: Option<u32>,
+}
+
+pub(super) async fn set_rate_limits(
+    State(shared): State<Arc<Shared>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let r = match serde_json::from_slice::<RateLimitsIn>(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(e),
+    };
+    let d = RateLimits::default();
+    let limits = RateLimits {
+        place_order: r.place_order.unwrap_or(d.place_order),
+        get_order_details: r.get_order_details.unwrap_or(d.get_order_details),
+        get_vouchers: r.get_vouchers.unwrap_or(d.get_vouchers),
+        get_balance: r.get_balance.unwrap_or(d.get_balance),
+    };
+    handle(shared).set_rate_limits(limits);
+    json_response(200, json!({"rateLimits": "set"}))
+}
+
+/// `{"balance": "250.00"}` (a number or a decimal string).
+pub(super) async fn set_balance(
+    State(shared): State<Arc<Shared>>,
+    Json(body): Json<Value>,
+) -> Response {
+    match body.get("balance").and_then(wire::read_decimal) {
+        Some(b) if !b.is_sign_negative() => {
+            handle(shared).set_balance(b);
+            json_response(200, json!({"balance": b.to_string()}))
+        }
+        _ => bad_request("`balance` must be a non-negative decimal"),
+    }
+}

@@ -1,0 +1,218 @@
+//! Emulator settings: [`EmulatorConfig`] with documented defaults, read from
+//! the `EMULATOR_*` variables (README-emulator.md lists them all).
+
+use std::{net::SocketAddr, time::Duration};
+
+use rust_decimal::Decimal;
+
+use super::{faults::FaultRates, limits::RateLimits};
+use crate::config::{ConfigError, Env};
+
+/// Everything the emulator needs to start.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// Listen address (`EMULATOR_ADDR`, default `127.0.0.1:9090`).
+    pub addr: SocketAddr,
+    /// OAuth client id accepted by the refresh endpoint.
+    pub client_id: String,
+    /// OAuth client secret accepted by the refresh endpoint.
+    pub client_secret: String,
+    /// The first valid access token.
+    pub access_token: String,
+    /// The first valid refresh token.
+    pub refresh_token: String,
+    /// Where delivery-status webhooks go (none when unset).
+    pub webhook_url: Option<String>,
+    /// The `x-api-key` header sent with webhooks (none when unset).
+    pub webhook_api_key: Option<String>,
+    /// How long a delayed product stays `pending`.
+    pub delivery_delay: Duration,
+    /// Opening wallet balance (USD, the account base currency).
+    pub balance: Decimal,
+    /// Per-operation rate limits.
+    pub rate_limits: RateLimits,
+    /// Random placeOrder faults.
+    pub fault_rates: FaultRates,
+    /// Pause between webhook attempts (1 try + up to 3 retries).
+    pub webhook_retry_delay: Duration,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            client_id: "emulator-client".into(),
+            client_secret: "emulator-secret".into(),
+            access_token: "emulator-access-token".into(),
+            refresh_token: "emulator-refresh-token".into(),
+            webhook_url: None,
+            webhook_api_key: None,
+            delivery_delay: Duration::from_secs(10),
+            balance: Decimal::from(100_000),
+            rate_limits: RateLimits::default(),
+            fault_rates: FaultRates {
+                sleep: Duration::from_secs(160),
+                hidden_for: Duration::from_secs(30),
+                ..FaultRates::default()
+            },
+            webhook_retry_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+impl EmulatorConfig {
+    /// Port 0 on loopback, default credentials, limits that never trigger,
+    /// no random faults, a 2 s delivery delay and fast webhook retries.
+    pub fn for_tests() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            delivery_delay: Duration::from_secs(2),
+            rate_limits: RateLimits::unlimited(),
+            webhook_retry_delay: Duration::from_millis(100),
+            ..Self::default()
+        }
+    }
+
+    /// Reads the `EMULATOR_*` variables over [`Default`]; a bad value is a
+    /// [`ConfigError`] naming its variable.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let cfg = Self {
+            addr: env.parse_or("EMULATOR_ADDR", d.addr)?,
+            client_id: env.get("EMULATOR_CLIENT_ID").unwrap_or(d.client_id),
+            client_secret: env.get("EMULATOR_CLIENT_SECRET").unwrap_or(d.client_secret),
+            access_token: env.get("EMULATOR_ACCESS_TOKEN").unwrap_or(d.access_token),
+            refresh_token: env.get("EMULATOR_REFRESH_TOKEN").unwrap_or(d.refresh_token),
+            webhook_url: webhook_url(env)?,
+            webhook_api_key: env.get("EMULATOR_WEBHOOK_API_KEY"),
+            delivery_delay: env.duration_or("EMULATOR_DELIVERY_DELAY", d.delivery_delay)?,
+            balance: non_negative(env, "EMULATOR_BALANCE", d.balance)?,
+            rate_limits: rate_limits(env)?,
+            fault_rates: fault_rates(env, &d.fault_rates)?,
+            webhook_retry_delay: env
+                .duration_or("EMULATOR_WEBHOOK_RETRY_DELAY", d.webhook_retry_delay)?,
+        };
+        Ok(cfg)
+    }
+}
+
+fn webhook_url(env: &Env) -> Result<Option<String>, ConfigError> {
+    match env.get("EMULATOR_WEBHOOK_URL") {
+        None => Ok(None),
+        Some(_) => env.url("EMULATOR_WEBHOOK_URL").map(|u| Some(u.to_string())),
+    }
+}
+
+fn non_negative(env: &Env, var: &'static str, default: Decimal) -> Result<Decimal, ConfigError> {
+    let v: Decimal = env.parse_or(var, default)?;
+    if v.is_sign_negative() {
+        return Err(ConfigError {
+            var,
+            problem: "must not be negative".into(),
+        });
+    }
+    Ok(v)
+}
+
+fn rate(env: &Env, var: &'static str, default: u32) -> Result<u32, ConfigError> {
+    let v = env.parse_or(var, default)?;
+    if v == 0 {
+        return Err(ConfigError {
+            var,
+            problem: "must be at least 1 (calls per minute)".into(),
+        });
+    }
+    Ok(v)
+}
+
+fn rate_limits(env: &Env) -> Result<RateLimits, ConfigError> {
+    let d = RateLimits::default();
+    Ok(RateLimits {
+        place_order: rate(env, "EMULATOR_RATE_PLACE_ORDER", d.place_order)?,
+        get_order_details: rate(env, "EMULATOR_RATE_ORDER_DETAILS", d.get_order_details)?,
+        get_vouchers: rate(env, "EMULATOR_RATE_VOUCHERS", d.get_vouchers)?,
+        get_balance: rate(env, "EMULATOR_RATE_BALANCE", d.get_balance)?,
+    })
+}
+
+fn probability(env: &Env, var: &'static str) -> Result<f64, ConfigError> {
+    let p: f64 = env.parse_or(var, 0.0)?;
+    if !(0.0..=1.0).contains(&p) {
+        return Err(ConfigError {
+            var,
+            problem: format!("must be a probability between 0 and 1, got {p}"),
+        });
+    }
+    Ok(p)
+}
+
+fn fault_rates(env: &Env, d: &FaultRates) -> Result<FaultRates, ConfigError> {
+    let rates = FaultRates {
+        error_before: probability(env, "EMULATOR_FAULT_ERROR_BEFORE")?,
+        error_after: probability(env, "EMULATOR_FAULT_ERROR_AFTER")?,
+        sleep_after: probability(env, "EMULATOR_FAULT_SLEEP_AFTER")?,
+        drop_after: probability(env, "EMULATOR_FAULT_DROP_AFTER")?,
+        slow: probability(env, "EMULATOR_FAULT_SLOW")?,
+        hidden: probability(env, "EMULATOR_FAULT_HIDDEN")?,
+        sleep: env.duration_or("EMULATOR_FAULT_SLEEP", d.sleep)?,
+        hidden_for: env.duration_or("EMULATOR_FAULT_HIDDEN_FOR", d.hidden_for)?,
+    };
+    if rates.total() > 1.0 {
+        return Err(ConfigError {
+            var: "EMULATOR_FAULT_ERROR_BEFORE",
+            problem: "and the other EMULATOR_FAULT_* rates must add up to at most 1".into(),
+        });
+    }
+    Ok(rates)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn an_empty_environment_gives_the_documented_defaults() {
+        let cfg = EmulatorConfig::from_env(&env(&[])).unwrap();
+        assert_eq!(cfg.addr.to_string(), "127.0.0.1:9090");
+        assert_eq!(cfg.client_id, "emulator-client");
+        assert_eq!(cfg.access_token, "emulator-access-token");
+        assert_eq!(cfg.rate_limits, RateLimits::default());
+        assert_eq!(cfg.fault_rates.total(), 0.0);
+    }
+
+    #[test]
+    fn values_are_read_and_bad_ones_name_their_variable() {
+        let cfg = EmulatorConfig::from_env(&env(&[
+            ("EMULATOR_BALANCE", "250.50"),
+            ("EMULATOR_FAULT_DROP_AFTER", "0.25"),
+            (
+                "EMULATOR_WEBHOOK_URL",
+                "http://127.0.0.1:8080/v1/webhooks/xoxoday",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(cfg.balance, Decimal::new(25050, 2));
+        assert_eq!(cfg.fault_rates.drop_after, 0.25);
+        for (var, bad) in [
+            ("EMULATOR_ADDR", "nowhere"),
+            ("EMULATOR_BALANCE", "-1"),
+            ("EMULATOR_RATE_PLACE_ORDER", "0"),
+            ("EMULATOR_RATE_BALANCE", "x"),
+            ("EMULATOR_FAULT_SLOW", "1.5"),
+            ("EMULATOR_DELIVERY_DELAY", "soon"),
+            ("EMULATOR_WEBHOOK_URL", "ftp://x"),
+        ] {
+            let err = EmulatorConfig::from_env(&env(&[(var, bad)])).unwrap_err();
+            assert_eq!(err.var, var, "{err}");
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The router and `POST /chef/v1/oauth/api`, dispatched on the envelope's
+//! `query` (api-reference §1), with the order of checks every call goes
+//! through: count placeOrder calls → bearer → query → rate limit → fault.
+
+use std::{sync::Arc, time::Instant};
+
+use axum::{
+    Extension, Router,
+    body::Bytes,
+    extract::State,
+    http::HeaderMap,
+    response::{IntoResponse as _, Response},
+    routing::{get, post},
+};
+use serde_json::Value;
+
+use super::{
+    admin,
+    faults::{Fault, FaultOp},
+    orders, place,
+    server::ConnKill,
+    state::Shared,
+    tokens,
+    wire::{self, ApiError},
+};
+
+/// Every emulated route plus the `/_emulator` admin surface.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/chef/v1/oauth/api", post(oauth_api))
+        .route("/chef/v1/oauth/token/user", post(tokens::refresh))
+        .route("/chef/v1/oauth/token", get(tokens::validate))
+        .nest("/_emulator", admin::router())
+        .with_state(shared)
+}
+
+async fn oauth_api(
+    State(shared): State<Arc<Shared>>,
+    kill: Option<Extension<ConnKill>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let envelope: Option<Value> = serde_json::from_slice(&body).ok();
+    let query = envelope.as_ref().and_then(|e| e.get("query")?.as_str());
+    let op = query.and_then(FaultOp::from_query);
+    let data = envelope
+        .as_ref()
+        .and_then(|e| e.pointer("/variables/data"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let po = place::po_number_of(&data);
+    if op == Some(FaultOp::PlaceOrder) {
+        shared
+            .lock()
+            .ledger
+            .count_place_call(po.as_deref().unwrap_or(""));
+    }
+    if let Some(refusal) = tokens::bearer_refusal(&shared, &headers) {
+        return refusal;
+    }
+    let Some(op) = op else {
+        let what = query.map_or("a missing or unreadable query".into(), |q| {
+            format!("query {q}")
+        });
+        return ApiError::new(
+            400,
+            "PLE10001",
+            "Validation error",
+            format!("unsupported {what}"),
+        )
+        .into_response();
+    };
+    let fault = {
+        let mut g = shared.lock();
+        if let Err(penalty) = g.limiter.admit(op, Instant::now()) {
+            return wire::rate_limited(penalty);
+        }
+        g.faults.take(op, po.as_deref())
+    };
+    let hidden = match &fault {
+        Some(Fault::HiddenFromDetails(d)) => Some(*d),
+        _ => None,
+    };
+    let work = move || match op {
+        FaultOp::PlaceOrder => place::place_order(&shared, &data, hidden),
+        FaultOp::GetOrderDetails => orders::order_details(&shared, &data),
+        FaultOp::GetVouchers => orders::vouchers(&data),
+        FaultOp::GetBalance => orders::balance(&shared),
+        FaultOp::RefreshToken => ApiError::place_validation("not an API query").into_response(),
+    };
+    apply(fault, kill.map(|Extension(k)| k), work).await
+}
+
+/// Runs `work` (the operation, including its side effect) under `fault`.
+///
+/// `work` is synchronous, so once started it always completes, even when
+/// the client has gone; a `Slow` call runs it in a detached task after the
+/// delay for the same reason.
+pub(crate) async fn apply<W>(fault: Option<Fault>, kill: Option<ConnKill>, work: W) -> Response
+where
+    W: FnOnce() -> Response + Send + 'static,
+{
+    let answer = match fault {
+        Some(Fault::ErrorBeforeCreate { status }) => {
+            return ApiError::upstream(status).into_response();
+        }
+        Some(Fault::Respond { status, body }) => return wire::json_response(status, body),
+        Some(Fault::RateLimited { penalty_seconds }) => return wire::rate_limited(penalty_seconds),
+        Some(Fault::InvalidToken) => return wire::invalid_token(),
+        Some(Fault::Slow(d)) => {
+            let task = tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                work()
+            });
+            return task
+                .await
+                .unwrap_or_else(|_| ApiError::upstream(500).into_response());
+        }
+        _ => work(),
+    };
+    match fault {
+        Some(Fault::ErrorAfterCreate { status }) => ApiError::upstream(status).into_response(),
+        Some(Fault::SleepAfterCreate(d)) => {
+            tokio::time::sleep(d).await;
+            answer
+        }
+        Some(Fault::DropAfterCreate) => match kill {
+            Some(k) => k.drop_connection().await,
+            None => ApiError::upstream(502).into_response(),
+        },
+        _ => answer,
+    }
+}

@@ -1,0 +1,62 @@
+//! The accept loop. Each connection is served by hyper directly (not
+//! `axum::serve`) so a handler can ask for its own connection to be dropped
+//! with no HTTP answer: the `DropAfterCreate` fault. Dropping the hyper
+//! connection future closes the socket; the client sees a connection error.
+
+use std::time::Duration;
+
+use axum::{Router, extract::Request};
+use hyper::body::Incoming;
+use hyper_util::{rt::TokioIo, service::TowerToHyperService};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+
+/// A request extension: cancel it to drop the connection the request came on.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnKill(pub CancellationToken);
+
+impl ConnKill {
+    /// Closes the connection with no answer, then never returns (the
+    /// handler future is dropped together with the connection).
+    pub(crate) async fn drop_connection(&self) -> ! {
+        self.0.cancel();
+        std::future::pending().await
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled.
+pub(crate) async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                tokio::spawn(connection(stream, router.clone(), shutdown.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "emulator accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn connection(stream: TcpStream, router: Router, shutdown: CancellationToken) {
+    let _ = stream.set_nodelay(true);
+    let kill = CancellationToken::new();
+    let ext = ConnKill(kill.clone());
+    let svc = router.map_request(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(ext.clone());
+        req
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+    tokio::select! {
+        _ = conn => {}
+        () = kill.cancelled() => {}
+        () = shutdown.cancelled() => {}
+    }
+}
