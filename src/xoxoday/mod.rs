@@ -17,12 +17,12 @@ use secrecy::SecretString;
 
 pub mod classify;
 mod client;
-pub mod decode;
-pub mod error_body;
-pub mod flex;
+mod decode;
+mod error_body;
+mod flex;
 mod redact;
 mod transport;
-pub mod wire;
+mod wire;
 
 pub use classify::ReadError;
 pub use client::{ClientConfig, XoxodayClient};
@@ -133,7 +133,8 @@ pub struct Exchange {
 pub struct UpstreamError {
     /// HTTP status of the answer.
     pub http_status: u16,
-    /// e.g. `PLE10018`.
+    /// e.g. `PLE10018`; for OAuth-style bodies the `error` or
+    /// `error_message_id` code (`invalid_token`, `auth.token_error`).
     pub error_id: Option<String>,
     /// e.g. `Invalid denomination for the product`.
     pub error_info: Option<String>,

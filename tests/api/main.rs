@@ -1,3 +1,10 @@
 //! One integration-test binary; each module tests one part of the service.
 
+mod helpers;
+mod ops;
+mod orders_dispatch;
+mod orders_idempotency;
+mod orders_read;
+mod orders_validation;
+mod test_db;
 mod xoxoday_client;

@@ -1,0 +1,108 @@
+//! Health, readiness, the finance view, and behaviour with the database down.
+
+use std::time::{Duration, Instant};
+
+use order_gateway::{config::ServeConfig, startup::Application, store::Store};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{Options, assert_problem, env, new_key, order_body, spawn_app};
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_200_when_all_is_well() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    let spec = app.get("/openapi.yaml").await.text().await.unwrap();
+    assert_eq!(spec, include_str!("../../openapi.yaml"));
+}
+
+#[tokio::test]
+async fn with_the_database_gone_the_api_answers_503_quickly_and_stores_nothing() {
+    let app = spawn_app().await;
+    app.db.close().await;
+    app.drop_database().await;
+
+    let started = Instant::now();
+    let resp = app.post_order(&new_key(), &order_body()).await;
+    let problem = assert_problem(resp, 503).await;
+    assert_eq!(
+        problem["type"],
+        "https://order-gateway/problems/service-unavailable"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(app.get("/readyz").await.status(), 503);
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert!(app.emulator.orders().is_empty());
+}
+
+#[tokio::test]
+async fn a_database_nobody_listens_on_gives_503_within_the_acquire_timeout() {
+    let emulator =
+        order_gateway::emulator::spawn(order_gateway::emulator::EmulatorConfig::for_tests())
+            .await
+            .unwrap();
+    let url = "postgres://postgres@127.0.0.1:1/nowhere";
+    let cfg = ServeConfig::from_env(&env(url, &emulator.base_url(), &Options::default())).unwrap();
+    let store = Store::connect_lazy(&cfg.database_url, 2).unwrap();
+    let app = Application::build_with_store(cfg, store).await.unwrap();
+    let addr = app.local_addr();
+    let token = CancellationToken::new();
+    tokio::spawn(app.run(token.clone()));
+    let started = Instant::now();
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/orders"))
+        .bearer_auth("ogw_whatever")
+        .header("Idempotency-Key", new_key())
+        .json(&order_body())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 503).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    token.cancel();
+    emulator.shutdown();
+}
+
+#[tokio::test]
+async fn finance_orders_shows_money_as_numeric_and_no_secrets() {
+    let app = spawn_app().await;
+    let order: Value = app
+        .post_order(&new_key(), &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let row: (
+        String,
+        String,
+        rust_decimal::Decimal,
+        Option<rust_decimal::Decimal>,
+        String,
+    ) = sqlx::query_as(
+        "select po_number, caller, denomination, amount_charged, status from finance_orders",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(row.0, order["poNumber"].as_str().unwrap());
+    assert_eq!(row.1, "caller-a");
+    assert_eq!(row.2.normalize().to_string(), "50");
+    assert!(row.3.is_some());
+    assert_eq!(row.4, "completed");
+    let columns: Vec<String> = sqlx::query_scalar(
+        "select column_name::text from information_schema.columns where table_name = 'finance_orders'",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert!(
+        !columns
+            .iter()
+            .any(|c| c.contains("code") || c.contains("pin") || c.contains("key"))
+    );
+}
