@@ -237,6 +237,8 @@ pub struct ServeConfig {
     pub encryption_key: EncryptionKey,
     /// Largest Postgres pool (`DATABASE_MAX_CONNECTIONS`, default 10).
     pub database_max_connections: u32,
+    /// Worker tunables (leases, reconciliation schedule and budget).
+    pub tuning: crate::tuning::Tuning,
 }
 
 impl ServeConfig {
@@ -252,7 +254,9 @@ impl ServeConfig {
                     problem,
                 }
             })?;
+        let tuning = crate::tuning::Tuning::from_env(env, xoxoday.place_order_timeout)?;
         Ok(Self {
+            tuning,
             database_url,
             listen_addr,
             xoxoday,

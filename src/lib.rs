@@ -24,5 +24,7 @@ pub mod startup;
 pub mod store;
 /// Tracing subscriber set-up.
 pub mod telemetry;
+/// Worker tunables: leases, retry schedule, review budget, rate window.
+pub mod tuning;
 /// The Xoxoday Plum client: transport, wire shapes, outcome classification.
 pub mod xoxoday;

@@ -18,18 +18,35 @@ use uuid::Uuid;
 use super::{OrderService, audit, outcome};
 use crate::{
     domain::OrderId,
-    store::{StoreError, StoreResult, orders::OrderRow},
-    xoxoday::PlaceOrderRequest,
+    store::{StoreError, StoreResult, orders::OrderRow, rate_limit::Slot},
+    xoxoday::{Operation, PlaceOrderRequest, PlaceOutcome},
 };
 
 impl OrderService {
     /// Places one claimed order; returns the row after the write-back, or
     /// `None` when the lease was lost (another worker owns the order now).
+    ///
+    /// A slot of the shared placeOrder budget is taken first; without one the
+    /// order goes back to `accepted`, due when a slot frees, and no attempt
+    /// is counted. The lease is renewed while the call runs.
     pub async fn place_claimed(&self, row: OrderRow) -> StoreResult<Option<OrderRow>> {
         let order = row.to_order();
         let Some(lease) = row.lease_token else {
             return Ok(None);
         };
+        if let Slot::Wait(wait) = self.take_slot(Operation::PlaceOrder).await? {
+            let reason = "waiting for the shared placeOrder rate budget";
+            self.store
+                .release_to_accepted(order.id, lease, wait, reason)
+                .await?;
+            return Ok(None);
+        }
+        self.with_heartbeat(order.id, lease, self.place_leased(row, lease))
+            .await
+    }
+
+    async fn place_leased(&self, row: OrderRow, lease: Uuid) -> StoreResult<Option<OrderRow>> {
+        let order = row.to_order();
         let call = self.xoxoday.prepare_place_order(&place_request(&row));
         let exchange_id = Uuid::now_v7();
         let start = audit::start_of(exchange_id, &call);
@@ -50,6 +67,13 @@ impl OrderService {
             duration_ms = result.exchange.duration.as_millis() as u64,
             "placeOrder answered"
         );
+        match &result.outcome {
+            PlaceOutcome::RateLimited { penalty } => {
+                self.pause_throttled(Operation::PlaceOrder, *penalty).await;
+            }
+            PlaceOutcome::Systemic(e) => self.pause_systemic(e).await,
+            _ => {}
+        }
         let end = audit::end_of(&self.cipher, exchange_id, &result.exchange, label);
         let next = outcome::place_result(&self.settings, &self.cipher, order.id, &result.outcome);
         let written = self
@@ -166,7 +190,7 @@ impl OrderService {
 
     /// Retries a write-back while the database is unavailable (≈ 15 s), so a
     /// short outage does not leave an answered call unrecorded.
-    async fn with_retries<T, F, Fut>(&self, mut f: F) -> StoreResult<T>
+    pub(crate) async fn with_retries<T, F, Fut>(&self, mut f: F) -> StoreResult<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = StoreResult<T>>,

@@ -44,12 +44,15 @@ pub struct TestApp {
 pub struct Options {
     /// `XOXODAY_PLACE_ORDER_TIMEOUT`.
     pub place_timeout: &'static str,
+    /// More variables (they win over the defaults above).
+    pub extra: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             place_timeout: "10s",
+            extra: Vec::new(),
         }
     }
 }
@@ -105,6 +108,7 @@ pub fn env(db_url: &str, base_url: &str, opts: &Options) -> Env {
     Env::from_map(
         pairs
             .into_iter()
+            .chain(opts.extra.iter().cloned())
             .map(|(k, v)| (k.to_owned(), v))
             .collect::<HashMap<_, _>>(),
     )
@@ -223,6 +227,11 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// URL of this app's database (replicas and child processes share it).
+    pub fn db_url(&self) -> &str {
+        &self._db.url
+    }
+
     /// Drops the test database under the running app (outage tests).
     pub async fn drop_database(&self) {
         TestDb::drop_now(&self._db.server, &self._db.name).await;
