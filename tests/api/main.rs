@@ -1,8 +1,10 @@
 //! One integration-test binary; each module tests one part of the service.
 
+mod cli;
 mod crash;
 mod helpers;
 mod ledger;
+mod openapi;
 mod ops;
 mod orders_dispatch;
 mod orders_idempotency;

@@ -141,3 +141,9 @@ async fn the_safety_poll_completes_a_delivery_whose_webhook_never_came() {
     assert_eq!(app.count("webhook_events").await, 0);
     assert_ledger_consistent(&app).await;
 }
+
+#[test]
+fn the_webhook_route_is_documented() {
+    let spec: serde_json::Value = serde_yaml::from_str(include_str!("../../openapi.yaml")).unwrap();
+    assert!(spec["paths"]["/v1/webhooks/xoxoday"]["post"].is_object());
+}
