@@ -161,3 +161,21 @@ async fn an_account_wide_refusal_pauses_dispatch_and_fails_readiness() {
     assert_eq!(app.count("orders where status = 'completed'").await, 2);
     assert_ledger_consistent(&app).await;
 }
+
+#[tokio::test]
+async fn concurrent_slot_requests_never_get_more_than_the_budget() {
+    use order_gateway::store::rate_limit::{Slot, try_take_slot};
+    let app = spawn_app_with(fast(&[])).await;
+    let takes = (0..40).map(|_| try_take_slot(&app.db, "test_op", 7, Duration::from_secs(60)));
+    let slots = futures::future::join_all(takes).await;
+    let granted = slots
+        .iter()
+        .filter(|s| matches!(s, Ok(Slot::Granted)))
+        .count();
+    assert_eq!(granted, 7);
+    assert!(slots.iter().all(|s| match s {
+        Ok(Slot::Wait(w)) => *w <= Duration::from_secs(60),
+        Ok(Slot::Granted) => true,
+        Err(_) => false,
+    }));
+}
