@@ -4,6 +4,7 @@ mod cli;
 mod crash;
 mod helpers;
 mod ledger;
+mod load;
 mod openapi;
 mod ops;
 mod orders_dispatch;

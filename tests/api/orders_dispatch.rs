@@ -390,3 +390,50 @@ async fn a_client_hanging_up_does_not_cancel_the_placement() {
     assert_eq!(again.status(), 200);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
 }
+
+#[tokio::test]
+async fn money_stays_exact_from_request_to_upstream_to_finance() {
+    let app = spawn_app().await;
+    // 1002 takes any value from 5 to 500; 10.01 × 3 has no exact binary form.
+    let body = json!({"productId": 1002, "denomination": 10.01, "quantity": 3});
+    let order: Value = app
+        .post_order(&new_key(), &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(order["status"], "completed");
+    assert_eq!(order["denomination"], "10.01");
+    assert_eq!(order["orderTotal"], "30.03");
+    let po = order["poNumber"].as_str().unwrap();
+    let ledger = app.emulator.order(po).unwrap();
+    assert_eq!(ledger.denomination.normalize().to_string(), "10.01");
+    let total: rust_decimal::Decimal =
+        sqlx::query_scalar("select order_total from finance_orders where po_number = $1")
+            .bind(po)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(total, rust_decimal::Decimal::new(3003, 2));
+}
+
+#[tokio::test]
+async fn a_delayed_product_is_201_pending_delivery_without_vouchers() {
+    let app = spawn_app().await;
+    let body = json!({"productId": 1003, "denomination": 10});
+    let resp = app.post_order(&new_key(), &body).await;
+    let status = resp.status();
+    let order: Value = resp.json().await.unwrap();
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["status"], "pending_delivery");
+    assert_eq!(order["deliveryStatus"], "pending");
+    assert!(order["vouchers"].as_array().unwrap().is_empty());
+    assert!(order["xoxodayOrderId"].is_i64());
+    let check: bool =
+        sqlx::query_scalar("select next_check_at is not null from orders where po_number = $1")
+            .bind(order["poNumber"].as_str().unwrap())
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(check, "pending deliveries are scheduled for a check");
+}
