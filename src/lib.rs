@@ -8,10 +8,10 @@ pub mod cli;
 pub mod config;
 /// Encryption at rest (vouchers, raw upstream bodies).
 pub mod crypto;
-/// Pure types and rules: ids, money, order requests, statuses.
-pub mod domain;
 /// The one-command local stack (`order-gateway dev`).
 pub mod dev;
+/// Pure types and rules: ids, money, order requests, statuses.
+pub mod domain;
 /// The Xoxoday emulator (contract §7); independent of `xoxoday`.
 pub mod emulator;
 /// HTTP API (axum): routes, extractors, problem+json.
@@ -26,5 +26,7 @@ pub mod startup;
 pub mod store;
 /// Tracing subscriber set-up.
 pub mod telemetry;
+/// Worker tunables: leases, retry schedule, review budget, rate window.
+pub mod tuning;
 /// The Xoxoday Plum client: transport, wire shapes, outcome classification.
 pub mod xoxoday;

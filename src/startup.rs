@@ -1,6 +1,6 @@
 //! The one start-up path, shared by `serve`, `dev` and the tests:
 //! [`Application::build`] connects, migrates and binds; [`Application::run`]
-//! serves HTTP and runs the dispatcher until the token is cancelled.
+//! serves HTTP and runs the dispatcher and reconciler until the token is cancelled.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -25,6 +25,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Application {
     listener: TcpListener,
     orders: OrderService,
+    webhook_key: Option<Arc<secrecy::SecretString>>,
 }
 
 impl Application {
@@ -42,18 +43,29 @@ impl Application {
             "configuration error: XOXODAY_ACCESS_TOKEN is required (no stored token yet)",
         )?;
         let client = XoxodayClient::new(&cfg.xoxoday).context("building the Xoxoday client")?;
-        let settings = DispatchSettings::with_lease(cfg.dispatch_lease);
+        let settings = DispatchSettings::from_tuning(&cfg.tuning);
         let orders = OrderService::new(
             store,
             Arc::new(client),
             Arc::new(StaticAccessToken::new(token)),
             Cipher::new(&cfg.encryption_key),
             settings,
+        )
+        .with_tuning(cfg.tuning.clone())
+        .with_upstream_rates(
+            cfg.xoxoday.place_order_rate,
+            cfg.xoxoday.order_details_rate,
+            cfg.xoxoday.settle_window,
         );
         let listener = TcpListener::bind(cfg.listen_addr)
             .await
             .with_context(|| format!("binding LISTEN_ADDR {}", cfg.listen_addr))?;
-        Ok(Self { listener, orders })
+        let webhook_key = cfg.webhook_api_key.clone().map(Arc::new);
+        Ok(Self {
+            listener,
+            orders,
+            webhook_key,
+        })
     }
 
     /// The bound address (port 0 resolved).
@@ -77,8 +89,10 @@ impl Application {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let orders = self.orders;
         let dispatcher = tokio::spawn(orders.clone().run_dispatcher(shutdown.clone()));
+        let reconciler = tokio::spawn(orders.clone().run_reconciler(shutdown.clone()));
         let app = http::router(AppState {
             orders: orders.clone(),
+            webhook_key: self.webhook_key,
         });
         tracing::info!(addr = %self.listener.local_addr()?, "order-gateway listening");
         let served = axum::serve(self.listener, app)
@@ -87,6 +101,7 @@ impl Application {
             .context("HTTP server failed");
         shutdown.cancel();
         dispatcher.await.context("dispatcher task panicked")?;
+        reconciler.await.context("reconciler task panicked")?;
         orders.tasks.close();
         if tokio::time::timeout(DRAIN_TIMEOUT, orders.tasks.wait())
             .await

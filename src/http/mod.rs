@@ -27,6 +27,8 @@ pub mod orders;
 pub mod problem;
 /// Shared state.
 pub mod state;
+/// The Xoxoday delivery webhook.
+pub mod webhooks;
 
 pub use state::AppState;
 
@@ -44,6 +46,10 @@ pub fn router(state: AppState) -> Router {
             get(orders::list_orders).post(orders::create_order),
         )
         .route("/v1/orders/{id}", get(orders::get_order))
+        .route(
+            "/v1/webhooks/xoxoday",
+            axum::routing::post(webhooks::receive_xoxoday_webhook),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/openapi.yaml", get(ops::openapi))

@@ -21,7 +21,8 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: 200 when the database answers and migrations are applied.
+/// `GET /readyz`: 200 when the database answers and migrations are applied
+/// and Xoxoday is not refusing every call (then 503 with the reason).
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let check = tokio::time::timeout(Duration::from_secs(3), state.orders.store.is_ready()).await;
     let (status, detail) = match check {
@@ -29,6 +30,12 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         Ok(Ok(false)) => (StatusCode::SERVICE_UNAVAILABLE, "migrations pending"),
         Ok(Err(_)) | Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
     };
+    if status == StatusCode::OK {
+        if let Ok(Some(reason)) = state.orders.account_pause().await {
+            let body = json!({"status": "upstream paused", "reason": reason});
+            return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
+        }
+    }
     (status, Json(json!({"status": detail})))
 }
 

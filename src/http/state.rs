@@ -1,5 +1,9 @@
 //! Shared state of the HTTP layer.
 
+use std::sync::Arc;
+
+use secrecy::SecretString;
+
 use crate::orders::OrderService;
 
 /// What every handler can reach.
@@ -7,4 +11,6 @@ use crate::orders::OrderService;
 pub struct AppState {
     /// The order use cases.
     pub orders: OrderService,
+    /// `WEBHOOK_API_KEY`; webhooks are refused when unset.
+    pub webhook_key: Option<Arc<SecretString>>,
 }

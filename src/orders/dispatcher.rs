@@ -18,18 +18,35 @@ use uuid::Uuid;
 use super::{OrderService, audit, outcome};
 use crate::{
     domain::OrderId,
-    store::{StoreError, StoreResult, orders::OrderRow},
-    xoxoday::PlaceOrderRequest,
+    store::{StoreError, StoreResult, orders::OrderRow, rate_limit::Slot},
+    xoxoday::{Operation, PlaceOrderRequest, PlaceOutcome},
 };
 
 impl OrderService {
     /// Places one claimed order; returns the row after the write-back, or
     /// `None` when the lease was lost (another worker owns the order now).
+    ///
+    /// A slot of the shared placeOrder budget is taken first; without one the
+    /// order goes back to `accepted`, due when a slot frees, and no attempt
+    /// is counted. The lease is renewed while the call runs.
     pub async fn place_claimed(&self, row: OrderRow) -> StoreResult<Option<OrderRow>> {
         let order = row.to_order();
         let Some(lease) = row.lease_token else {
             return Ok(None);
         };
+        if let Slot::Wait(wait) = self.take_slot(Operation::PlaceOrder).await? {
+            let reason = "waiting for the shared placeOrder rate budget";
+            self.store
+                .release_to_accepted(order.id, lease, wait, reason)
+                .await?;
+            return Ok(None);
+        }
+        self.with_heartbeat(order.id, lease, self.place_leased(row, lease))
+            .await
+    }
+
+    async fn place_leased(&self, row: OrderRow, lease: Uuid) -> StoreResult<Option<OrderRow>> {
+        let order = row.to_order();
         let call = self.xoxoday.prepare_place_order(&place_request(&row));
         let exchange_id = Uuid::now_v7();
         let start = audit::start_of(exchange_id, &call);
@@ -42,9 +59,8 @@ impl OrderService {
             return Ok(None);
         };
         let token = self.tokens.access_token().await;
-        let result = self
-            .with_heartbeat(order.id, lease, self.xoxoday.place_order(call, &token))
-            .await;
+        // The caller (`place_claimed`) renews the lease while this runs.
+        let result = self.xoxoday.place_order(call, &token).await;
         let label = outcome::label(&result.outcome);
         info!(
             attempt,
@@ -52,6 +68,13 @@ impl OrderService {
             duration_ms = result.exchange.duration.as_millis() as u64,
             "placeOrder answered"
         );
+        match &result.outcome {
+            PlaceOutcome::RateLimited { penalty } => {
+                self.pause_throttled(Operation::PlaceOrder, *penalty).await;
+            }
+            PlaceOutcome::Systemic(e) => self.pause_systemic(e).await,
+            _ => {}
+        }
         let end = audit::end_of(&self.cipher, exchange_id, &result.exchange, label);
         let next = outcome::place_result(&self.settings, &self.cipher, order.id, &result.outcome);
         let written = self
@@ -172,37 +195,9 @@ impl OrderService {
         }
     }
 
-    /// Runs `call` while renewing the lease every third of its length, so
-    /// only a dead worker's lease expires. A failed renewal is logged and
-    /// the call goes on: at worst the lease lapses, the order is reconciled
-    /// and this worker's write-back is fenced out.
-    async fn with_heartbeat<T>(
-        &self,
-        id: OrderId,
-        lease_token: Uuid,
-        call: impl Future<Output = T>,
-    ) -> T {
-        let mut beat = tokio::time::interval(self.settings.lease / 3);
-        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        beat.tick().await;
-        tokio::pin!(call);
-        loop {
-            tokio::select! {
-                out = &mut call => return out,
-                _ = beat.tick() => {
-                    match self.store.renew_lease(id, lease_token, self.settings.lease).await {
-                        Ok(true) => {}
-                        Ok(false) => warn!("lease taken over during placeOrder"),
-                        Err(e) => warn!(error = %e, "lease renewal failed"),
-                    }
-                }
-            }
-        }
-    }
-
     /// Retries a write-back while the database is unavailable (≈ 15 s), so a
     /// short outage does not leave an answered call unrecorded.
-    async fn with_retries<T, F, Fut>(&self, mut f: F) -> StoreResult<T>
+    pub(crate) async fn with_retries<T, F, Fut>(&self, mut f: F) -> StoreResult<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = StoreResult<T>>,

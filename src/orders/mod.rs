@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::task::TaskTracker;
 
-use crate::{crypto::Cipher, store::Store, xoxoday::XoxodayApi};
+use crate::{crypto::Cipher, store::Store, tuning::Tuning, xoxoday::XoxodayApi};
 
 /// Exchange → audit row conversion (encrypt raw, redact copy).
 pub mod audit;
@@ -16,12 +16,20 @@ pub mod callers;
 pub mod dispatcher;
 /// `POST /v1/orders`: the idempotency gate.
 pub mod intake;
+/// Lease renewal while work runs.
+mod lease;
+/// Shared upstream budgets and pauses.
+pub mod limits;
 /// Mapping of placeOrder outcomes to order states.
 mod outcome;
+/// Settles unknown outcomes and pending deliveries through getOrderDetails.
+pub mod reconciler;
 /// Access tokens for Xoxoday.
 pub mod tokens;
 /// Orders with their decrypted vouchers.
 pub mod view;
+/// Xoxoday delivery webhooks.
+pub mod webhooks;
 
 pub use callers::CallerCache;
 pub use tokens::{AccessTokens, StaticAccessToken};
@@ -49,7 +57,17 @@ pub struct DispatchSettings {
 }
 
 impl DispatchSettings {
-    /// Defaults around a lease length (`DISPATCH_LEASE`).
+    /// Settings from the worker tunables.
+    pub fn from_tuning(t: &Tuning) -> Self {
+        Self {
+            unknown_check_in: t.retry_base,
+            pending_check_in: t.pending_poll,
+            defer_floor: t.retry_floor,
+            ..Self::with_lease(t.order_lease)
+        }
+    }
+
+    /// Defaults around a lease length (`ORDER_LEASE`).
     pub fn with_lease(lease: Duration) -> Self {
         Self {
             lease,
@@ -84,6 +102,12 @@ pub struct OrderService {
     pub(crate) wake: Arc<Notify>,
     /// Spawned placements, awaited at shutdown.
     pub tasks: TaskTracker,
+    /// Reconciler, rate-limit and review tunables.
+    pub tuning: Arc<Tuning>,
+    /// Wakes the reconciler (a webhook made an order due).
+    pub(crate) recon_wake: Arc<Notify>,
+    /// Upstream rate budgets and the settle window.
+    pub upstream: Arc<limits::UpstreamLimits>,
 }
 
 impl OrderService {
@@ -105,6 +129,27 @@ impl OrderService {
             settings: Arc::new(settings),
             wake: Arc::new(Notify::new()),
             tasks: TaskTracker::new(),
+            tuning: Arc::new(Tuning::defaults()),
+            recon_wake: Arc::new(Notify::new()),
+            upstream: Arc::new(limits::UpstreamLimits::default()),
         }
+    }
+
+    /// Sets the per-minute budgets (`XOXODAY_PLACE_ORDER_RATE`,
+    /// `XOXODAY_ORDER_DETAILS_RATE`) and `XOXODAY_SETTLE_WINDOW`.
+    pub fn with_upstream_rates(mut self, place: u32, details: u32, settle: Duration) -> Self {
+        self.upstream = Arc::new(limits::UpstreamLimits {
+            place_order_rate: place,
+            order_details_rate: details,
+            settle_window: settle,
+        });
+        self
+    }
+
+    /// Replaces the worker tunables (and the dispatch settings derived from them).
+    pub fn with_tuning(mut self, tuning: Tuning) -> Self {
+        self.settings = Arc::new(DispatchSettings::from_tuning(&tuning));
+        self.tuning = Arc::new(tuning);
+        self
     }
 }

@@ -97,7 +97,7 @@ fn deferred(s: &DispatchSettings, penalty: Duration, reason: String) -> PlaceRes
     }
 }
 
-fn placed_facts(
+pub(crate) fn placed_facts(
     s: &DispatchSettings,
     cipher: &Cipher,
     order: OrderId,

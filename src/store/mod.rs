@@ -21,8 +21,14 @@ pub mod exchanges;
 pub mod orders;
 /// Guarded write-backs after an upstream call.
 pub mod outcomes;
+/// Upstream rate limits and pauses shared by every replica.
+pub mod rate_limit;
+/// Reconciler claims and fenced write-backs.
+pub mod reconcile;
 /// Encrypted vouchers.
 pub mod vouchers;
+/// The inbox of Xoxoday delivery webhooks.
+pub mod webhooks;
 
 /// The embedded migrations (`migrations/`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

@@ -288,23 +288,4 @@ impl Store {
         .await?;
         Ok(done.rows_affected())
     }
-
-    /// Heartbeat: extends a live lease; `false` when it is no longer ours.
-    pub async fn renew_lease(
-        &self,
-        id: OrderId,
-        lease_token: Uuid,
-        lease: Duration,
-    ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "update orders set lease_until = now() + make_interval(secs => $3)
-             where order_id = $1 and status = 'placing' and lease_token = $2",
-        )
-        .bind(id.as_uuid())
-        .bind(lease_token)
-        .bind(lease.as_secs_f64())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
 }

@@ -40,7 +40,7 @@ fn start_gateway(db_url: &str, base_url: &str, port: u16) -> Child {
             "ENCRYPTION_KEY",
             base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
         )
-        .env("DISPATCH_LEASE", "1s")
+        .env("ORDER_LEASE", "1s")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

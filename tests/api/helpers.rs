@@ -46,8 +46,10 @@ pub struct TestApp {
 pub struct Options {
     /// `XOXODAY_PLACE_ORDER_TIMEOUT`.
     pub place_timeout: &'static str,
-    /// `DISPATCH_LEASE`.
+    /// `ORDER_LEASE`.
     pub lease: &'static str,
+    /// More variables (they win over the defaults above).
+    pub extra: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -55,6 +57,7 @@ impl Default for Options {
         Self {
             place_timeout: "10s",
             lease: "15s",
+            extra: Vec::new(),
         }
     }
 }
@@ -107,11 +110,12 @@ pub fn env(db_url: &str, base_url: &str, opts: &Options) -> Env {
         ("XOXODAY_PLACE_ORDER_TIMEOUT", opts.place_timeout.to_owned()),
         ("ENCRYPTION_KEY", key),
         ("DATABASE_MAX_CONNECTIONS", "8".to_owned()),
-        ("DISPATCH_LEASE", opts.lease.to_owned()),
+        ("ORDER_LEASE", opts.lease.to_owned()),
     ];
     Env::from_map(
         pairs
             .into_iter()
+            .chain(opts.extra.iter().cloned())
             .map(|(k, v)| (k.to_owned(), v))
             .collect::<HashMap<_, _>>(),
     )
@@ -230,6 +234,11 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// URL of this app's database (replicas and child processes share it).
+    pub fn db_url(&self) -> &str {
+        &self._db.url
+    }
+
     /// Drops the test database under the running app (outage tests).
     pub async fn drop_database(&self) {
         TestDb::drop_now(&self._db.server, &self._db.name).await;

@@ -2,7 +2,9 @@
 
 mod cli;
 mod crash;
+mod crash_recovery;
 mod helpers;
+mod ledger;
 mod load;
 mod openapi;
 mod ops;
@@ -10,5 +12,9 @@ mod orders_dispatch;
 mod orders_idempotency;
 mod orders_read;
 mod orders_validation;
+mod rate_limits;
+mod reconciler;
+mod replicas;
 mod test_db;
+mod webhooks;
 mod xoxoday_client;

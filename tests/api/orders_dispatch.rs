@@ -186,7 +186,17 @@ async fn throttling_puts_the_order_back_without_counting_an_attempt() {
     assert!(later);
     // Not due yet: nothing happens.
     assert_eq!(app.orders.dispatch_once().await.unwrap(), 0);
-    // Once due, the dispatcher places it with the same poNumber.
+    // The penalty pauses placeOrder on every replica (issue 4).
+    assert_eq!(
+        app.count("upstream_pauses where operation = 'place_order'")
+            .await,
+        1
+    );
+    // Once due and the penalty over, the dispatcher places it with the same poNumber.
+    sqlx::query("delete from upstream_pauses")
+        .execute(&app.db)
+        .await
+        .unwrap();
     sqlx::query("update orders set next_attempt_at = now()")
         .execute(&app.db)
         .await

@@ -1,0 +1,279 @@
+//! The reconciler (issue 4): settles every order whose outcome is unknown —
+//! `reconciling` ones, and `placing` ones whose lease expired because the
+//! worker died mid-call — and the pending deliveries a webhook (or the slow
+//! safety poll) made due. Protects invariants 1 and 3.
+//!
+//! A check asks getOrderDetails(poNumber) under a renewed lease, within the
+//! shared budget. Found → adopt Xoxoday's state. Not found → trusted only once
+//! the settle window since the last placeOrder began has passed; then the
+//! order is placed again with the same poNumber through the dispatcher's path
+//! (a "poNumber already used" answer is Unknown, so it is looked up again).
+//! Anything else changes nothing and is retried with capped exponential
+//! backoff and jitter. Attempts and age are budgeted: then `needs_review`.
+//! An error in the reconciler itself reschedules the order; a lost lease or
+//! a crash only delays it until the lease expires.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, info, info_span, warn};
+use uuid::Uuid;
+
+use super::{OrderService, audit, limits::jitter, outcome};
+use crate::{
+    domain::OrderStatus,
+    store::{
+        StoreResult,
+        rate_limit::Slot,
+        reconcile::{CheckEnd, CheckRow},
+    },
+    xoxoday::{LookupOutcome, Operation},
+};
+
+/// Most checks claimed per pass.
+const BATCH: i64 = 32;
+
+impl OrderService {
+    /// One pass: expire dead `placing` leases, claim due checks, run them
+    /// concurrently. Returns the handles so tests can wait for them.
+    pub async fn reconcile_due(&self) -> StoreResult<Vec<JoinHandle<()>>> {
+        let expired = self.store.expire_placing_leases().await?;
+        if expired > 0 {
+            warn!(
+                expired,
+                "placeOrder leases expired; orders moved to reconciling"
+            );
+        }
+        let claimed = self
+            .store
+            .claim_due_checks(BATCH, self.settings.lease)
+            .await?;
+        let mut handles = Vec::with_capacity(claimed.len());
+        for c in claimed {
+            let svc = self.clone();
+            let o = c.row.to_order();
+            let span = info_span!("order.reconcile", order.id = %o.id, po_number = %o.po_number);
+            handles.push(
+                self.tasks
+                    .spawn(async move { svc.reconcile_claimed(c).await }.instrument(span)),
+            );
+        }
+        Ok(handles)
+    }
+
+    /// One pass, waiting for its checks (tests; `run_once` of habit 10).
+    pub async fn reconcile_once(&self) -> StoreResult<usize> {
+        let handles = self.reconcile_due().await?;
+        let n = handles.len();
+        futures::future::join_all(handles).await;
+        Ok(n)
+    }
+
+    /// The background loop, until `shutdown`.
+    pub async fn run_reconciler(self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let busy = match self.reconcile_due().await {
+                Ok(handles) => handles.len() as i64 >= BATCH,
+                Err(e) => {
+                    warn!(error = %e, "reconciler pass failed; retrying");
+                    false
+                }
+            };
+            if !busy {
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = tokio::time::sleep(self.tuning.poll_interval) => {}
+                    () = self.recon_wake.notified() => {}
+                }
+            }
+        }
+    }
+
+    /// Runs one check under its lease; an error reschedules, never drops.
+    async fn reconcile_claimed(&self, c: CheckRow) {
+        let Some(token) = c.row.lease_token else {
+            return;
+        };
+        let id = c.row.to_order().id;
+        if let Err(e) = self.with_heartbeat(id, token, self.check(&c, token)).await {
+            warn!(error = %e, "reconciliation check failed; rescheduled");
+            let end = CheckEnd::Retry {
+                delay: self.backoff(&c),
+                reason: format!("reconciler error: {e}"),
+                counted: true,
+            };
+            if let Err(e) = self.store.finish_check(&c, None, &end).await {
+                warn!(error = %e, "could not reschedule; the lease expiry will");
+            }
+        }
+    }
+
+    async fn check(&self, c: &CheckRow, token: Uuid) -> StoreResult<()> {
+        let order = c.row.to_order();
+        let age = (Utc::now() - order.created_at).to_std().unwrap_or_default();
+        if order.status == OrderStatus::Reconciling && age > self.tuning.max_age {
+            let reason = format!(
+                "outcome still unknown after {}s; automatic resolution exhausted",
+                age.as_secs()
+            );
+            return self.finish(c, CheckEnd::Review(reason)).await;
+        }
+        if let Slot::Wait(wait) = self.take_slot(Operation::GetOrderDetails).await? {
+            let reason = "waiting for the shared getOrderDetails rate budget".to_owned();
+            let end = CheckEnd::Retry {
+                delay: wait,
+                reason,
+                counted: false,
+            };
+            return self.finish(c, end).await;
+        }
+        let call = self.xoxoday.prepare_order_details(order.po_number.as_str());
+        let exchange_id = Uuid::now_v7();
+        if !self
+            .store
+            .begin_lookup(order.id, token, audit::start_of(exchange_id, &call))
+            .await?
+        {
+            return Ok(());
+        }
+        let tok = self.tokens.access_token().await;
+        let result = self.xoxoday.get_order_details(call, &tok).await;
+        let label = lookup_label(&result.outcome);
+        info!(outcome = label, "getOrderDetails answered");
+        let audit_end = audit::end_of(&self.cipher, exchange_id, &result.exchange, label);
+        let end = self.decide(c, &result.outcome).await;
+        let replace = matches!(end, CheckEnd::Replace);
+        let row = self
+            .with_retries(|| {
+                self.store
+                    .finish_check(c, Some((exchange_id, &audit_end)), &end)
+            })
+            .await?;
+        match row {
+            Some(row) if replace => {
+                self.place_leased_after_check(row).await?;
+            }
+            Some(_) => {}
+            None => warn!(
+                outcome = label,
+                "lease lost during the check; result kept only in the audit"
+            ),
+        }
+        Ok(())
+    }
+
+    async fn finish(&self, c: &CheckRow, end: CheckEnd) -> StoreResult<()> {
+        self.store.finish_check(c, None, &end).await.map(|_| ())
+    }
+
+    /// What a lookup answer means for the claimed order.
+    async fn decide(&self, c: &CheckRow, outcome: &LookupOutcome) -> CheckEnd {
+        let retry = |delay, reason: String| CheckEnd::Retry {
+            delay,
+            reason,
+            counted: true,
+        };
+        match outcome {
+            LookupOutcome::Found(up) => {
+                let facts =
+                    outcome::placed_facts(&self.settings, &self.cipher, c.row.to_order().id, up);
+                CheckEnd::Adopt(facts, self.tuning.pending_poll)
+            }
+            LookupOutcome::NotFound(_) => self.not_found(c),
+            LookupOutcome::RateLimited { penalty } => {
+                self.pause_throttled(Operation::GetOrderDetails, *penalty)
+                    .await;
+                let delay = jitter((*penalty).max(self.tuning.retry_floor));
+                retry(delay, "getOrderDetails rate-limited".into())
+            }
+            LookupOutcome::Systemic(e) => {
+                self.pause_systemic(e).await;
+                retry(
+                    self.tuning.systemic_pause,
+                    "Xoxoday refuses every call (account-wide)".into(),
+                )
+            }
+            LookupOutcome::Unauthorized(_) => retry(
+                self.backoff(c),
+                "getOrderDetails: access token refused".into(),
+            ),
+            LookupOutcome::Failed { reason } => {
+                let mut delay = self.backoff(c);
+                if reason.contains("timeout") || reason.contains("timed out") {
+                    delay = delay.max(jitter(self.tuning.retry_floor));
+                }
+                retry(delay, format!("getOrderDetails gave no answer: {reason}"))
+            }
+        }
+    }
+
+    /// PLE10016: trusted only after the settle window, then placed again
+    /// (within the attempts budget). A pending delivery is never re-placed.
+    fn not_found(&self, c: &CheckRow) -> CheckEnd {
+        let order = c.row.to_order();
+        if order.status != OrderStatus::Reconciling {
+            let reason = "getOrderDetails does not find an order Xoxoday accepted".into();
+            return CheckEnd::Retry {
+                delay: self.backoff(c),
+                reason,
+                counted: true,
+            };
+        }
+        let settle = chrono::Duration::from_std(self.upstream.settle_window).unwrap_or_default();
+        if let Some(started) = c.last_place_started_at {
+            let trusted_at = started + settle;
+            let now = Utc::now();
+            if now < trusted_at {
+                let wait =
+                    (trusted_at - now).to_std().unwrap_or_default() + Duration::from_millis(200);
+                let reason =
+                    "not found yet; within the settle window of the last placeOrder".into();
+                return CheckEnd::Retry {
+                    delay: wait,
+                    reason,
+                    counted: false,
+                };
+            }
+        }
+        if order.attempts >= i32::try_from(self.tuning.max_attempts).unwrap_or(i32::MAX) {
+            return CheckEnd::Review(format!(
+                "Xoxoday has no order for this poNumber after {} placeOrder attempts",
+                order.attempts
+            ));
+        }
+        CheckEnd::Replace
+    }
+
+    /// Capped exponential backoff with ±20 % jitter.
+    fn backoff(&self, c: &CheckRow) -> Duration {
+        let exp = u32::try_from(c.checks.clamp(0, 20)).unwrap_or(20);
+        let base = self
+            .tuning
+            .retry_base
+            .saturating_mul(2u32.saturating_pow(exp));
+        jitter(base.min(self.tuning.retry_max))
+    }
+
+    /// The order is `placing` again under the check's lease: place it through
+    /// the dispatcher's path (slot first, attempt counted, same poNumber).
+    async fn place_leased_after_check(
+        &self,
+        row: crate::store::orders::OrderRow,
+    ) -> StoreResult<()> {
+        info!("Xoxoday has no order for this poNumber after the settle window; placing again");
+        self.place_claimed(row).await.map(|_| ())
+    }
+}
+
+fn lookup_label(o: &LookupOutcome) -> &'static str {
+    match o {
+        LookupOutcome::Found(_) => "found",
+        LookupOutcome::NotFound(_) => "not_found",
+        LookupOutcome::RateLimited { .. } => "rate_limited",
+        LookupOutcome::Unauthorized(_) => "unauthorized",
+        LookupOutcome::Systemic(_) => "systemic",
+        LookupOutcome::Failed { .. } => "failed",
+    }
+}

@@ -1,0 +1,65 @@
+//! Xoxoday delivery webhooks (issue 4, contract §5): the event is stored raw
+//! once per webhook id and applied in the same transaction; the reconciler
+//! is woken to fetch the vouchers of a delivered order. Unknown poNumbers are
+//! kept and reported, never errors (Xoxoday would retry, then disable the hook).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::Value;
+use tracing::{info, warn};
+
+use super::OrderService;
+use crate::store::{
+    StoreResult,
+    webhooks::{WebhookIn, WebhookStored},
+};
+
+/// Webhooks for a poNumber no order has, since start (also in `webhook_events`).
+pub static UNMATCHED_WEBHOOKS: AtomicU64 = AtomicU64::new(0);
+
+/// A webhook body we cannot use at all.
+#[derive(Debug, thiserror::Error)]
+#[error("webhook payload has no usable `id`")]
+pub struct MissingWebhookId;
+
+impl OrderService {
+    /// Stores and applies one webhook payload.
+    pub async fn receive_webhook(
+        &self,
+        payload: &Value,
+    ) -> Result<StoreResult<WebhookStored>, MissingWebhookId> {
+        let id = match &payload["id"] {
+            Value::Number(n) => n.to_string(),
+            Value::String(s) if !s.trim().is_empty() => s.trim().to_owned(),
+            _ => return Err(MissingWebhookId),
+        };
+        let data = &payload["data"];
+        let event = WebhookIn {
+            webhook_id: &id,
+            po_number: data["poNumber"].as_str().filter(|s| !s.is_empty()),
+            xoxoday_order_id: data["orderId"]
+                .as_i64()
+                .or_else(|| data["orderId"].as_str().and_then(|s| s.trim().parse().ok())),
+            delivery_status: data["deliveryStatus"]
+                .as_str()
+                .map(|s| s.trim().to_lowercase()),
+            payload,
+        };
+        let stored = self.store.record_webhook(&event).await;
+        match &stored {
+            Ok(WebhookStored::Applied) => {
+                info!(webhook.id = %id, po_number = ?event.po_number, delivery_status = ?event.delivery_status, "Xoxoday webhook applied");
+                self.recon_wake.notify_one();
+            }
+            Ok(WebhookStored::Unmatched) => {
+                UNMATCHED_WEBHOOKS.fetch_add(1, Ordering::Relaxed);
+                warn!(webhook.id = %id, po_number = ?event.po_number, "Xoxoday webhook for an unknown poNumber; stored for review");
+            }
+            Ok(WebhookStored::Repeat) => {
+                info!(webhook.id = %id, "repeated Xoxoday webhook ignored")
+            }
+            Err(_) => {}
+        }
+        Ok(stored)
+    }
+}

@@ -1,0 +1,268 @@
+//! Reconciler claims and fenced write-backs (issue 4, invariants 1 and 3).
+//!
+//! A check claims a `reconciling` or `pending_delivery` order by giving it a
+//! fresh `lease_token` and `lease_until` (status unchanged), skipping rows
+//! another worker holds. Every write-back is guarded by `status` AND
+//! `lease_token`, in one short transaction that also completes the audit row,
+//! so a stalled worker that wakes up late changes nothing once a newer claim
+//! (or a webhook) moved the order on. Reschedules keep a `next_check_at`
+//! that someone else (a webhook) moved while the check ran.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{
+    Store, StoreResult,
+    exchanges::{ExchangeEnd, ExchangeStart, complete_exchange},
+    orders::{ORDER_COLUMNS, OrderRow},
+    outcomes::PlacedFacts,
+    vouchers::insert_vouchers,
+};
+use crate::domain::{OrderId, OrderStatus};
+
+/// A claimed order with what the reconciler needs beyond the order itself.
+#[derive(Debug, sqlx::FromRow)]
+pub struct CheckRow {
+    /// The order (its `lease_token` is this claim's).
+    #[sqlx(flatten)]
+    pub row: OrderRow,
+    /// When the last placeOrder attempt began (start of the settle window).
+    pub last_place_started_at: Option<DateTime<Utc>>,
+    /// `next_check_at` as claimed; a write-back keeps a value moved since.
+    pub next_check_at: Option<DateTime<Utc>>,
+    /// Checks since the last placeOrder attempt (backoff exponent).
+    pub checks: i32,
+}
+
+/// How a check ends.
+#[derive(Debug)]
+pub enum CheckEnd {
+    /// Xoxoday has the order: adopt its state; pending ones are polled again after `poll`.
+    Adopt(PlacedFacts, Duration),
+    /// No conclusion: look again after `delay` (`counted`: bump the backoff exponent).
+    Retry {
+        /// Delay before the next check.
+        delay: Duration,
+        /// Why, kept in `status_reason` (reconciling orders only).
+        reason: String,
+        /// Whether this check counts towards the backoff.
+        counted: bool,
+    },
+    /// Budget exhausted: `needs_review`, never retried automatically.
+    Review(String),
+    /// Confirmed absent: back to `placing` under this lease, to place again.
+    Replace,
+}
+
+const GUARD: &str = "where o.order_id = $1 and o.lease_token = $2 and o.status = $3";
+
+impl Store {
+    /// Claims up to `limit` due checks no live lease holds.
+    pub async fn claim_due_checks(
+        &self,
+        limit: i64,
+        lease: Duration,
+    ) -> StoreResult<Vec<CheckRow>> {
+        let sql = format!(
+            "update orders o set lease_token = gen_random_uuid(),
+               lease_until = now() + make_interval(secs => $2)
+             from (select order_id from orders
+                   where status in ('reconciling', 'pending_delivery')
+                     and next_check_at <= now()
+                     and (lease_until is null or lease_until < now())
+                   order by next_check_at
+                   limit $1
+                   for update skip locked) due
+             where o.order_id = due.order_id
+             returning {ORDER_COLUMNS}, o.last_place_started_at, o.next_check_at, o.checks"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(limit)
+            .bind(lease.as_secs_f64())
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Extends a lease still held; false when it was lost.
+    pub async fn renew_lease(
+        &self,
+        order: OrderId,
+        token: Uuid,
+        lease: Duration,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "update orders set lease_until = now() + make_interval(secs => $3)
+             where order_id = $1 and lease_token = $2",
+        )
+        .bind(order.as_uuid())
+        .bind(token)
+        .bind(lease.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Inserts the audit row of a getOrderDetails about to be sent, only
+    /// while the lease is ours; false means do not send.
+    pub async fn begin_lookup(
+        &self,
+        order: OrderId,
+        token: Uuid,
+        start: ExchangeStart<'_>,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "insert into upstream_exchanges
+               (exchange_id, order_id, operation, attempt, method, url, request_body)
+             select $3, o.order_id, $4, o.attempts, $5, $6, $7 from orders o
+             where o.order_id = $1 and o.lease_token = $2",
+        )
+        .bind(order.as_uuid())
+        .bind(token)
+        .bind(start.exchange_id)
+        .bind(start.operation)
+        .bind(start.method)
+        .bind(start.url)
+        .bind(start.request_body)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Completes the lookup's audit row (if any) and applies `end` under the
+    /// claim; `None` when the claim was lost (nothing changed but the audit).
+    pub async fn finish_check(
+        &self,
+        c: &CheckRow,
+        exchange: Option<(Uuid, &ExchangeEnd)>,
+        end: &CheckEnd,
+    ) -> StoreResult<Option<OrderRow>> {
+        let mut tx = self.pool.begin().await?;
+        if let Some((id, e)) = exchange {
+            complete_exchange(&mut tx, id, e).await?;
+        }
+        let row = match end {
+            CheckEnd::Adopt(f, poll) => {
+                let row = bind_facts(guarded(&adopt_sql(), c), f, *poll)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if row.is_some() {
+                    insert_vouchers(&mut tx, &f.vouchers).await?;
+                }
+                row
+            }
+            CheckEnd::Retry {
+                delay,
+                reason,
+                counted,
+            } => {
+                guarded(&retry_sql(), c)
+                    .bind(delay.as_secs_f64())
+                    .bind(reason)
+                    .bind(*counted)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+            CheckEnd::Review(reason) => {
+                guarded(&review_sql(), c)
+                    .bind(reason)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+            CheckEnd::Replace => guarded(&replace_sql(), c).fetch_optional(&mut *tx).await?,
+        };
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// Puts a claimed `placing` order back in the queue without counting an
+    /// attempt (no slot under the shared rate limit, or a pause).
+    pub async fn release_to_accepted(
+        &self,
+        order: OrderId,
+        token: Uuid,
+        delay: Duration,
+        reason: &str,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "update orders set status = 'accepted', status_reason = $4, lease_token = null,
+               lease_until = null, next_attempt_at = now() + make_interval(secs => $3)
+             where order_id = $1 and lease_token = $2 and status = 'placing'",
+        )
+        .bind(order.as_uuid())
+        .bind(token)
+        .bind(delay.as_secs_f64())
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+/// A webhook may have moved `next_check_at` ($4 is the claimed value) while
+/// the check ran: then its value wins.
+const KEEP_MOVED: &str = "case when o.next_check_at is distinct from $4 then o.next_check_at";
+
+fn adopt_sql() -> String {
+    format!(
+        "update orders o set status = $5, xoxoday_order_id = $6, currency_code = $7,
+           order_total = $8, order_discount = $9, amount_charged = $10, delivery_status = $11,
+           upstream_order_status = $12, status_reason = null, failure = null,
+           lease_token = null, lease_until = null, checks = 0,
+           next_check_at = case when $5 <> 'pending_delivery' then null
+                                {} else now() + make_interval(secs => $13) end,
+           settled_at = coalesce(o.settled_at, now())
+         {GUARD} returning {ORDER_COLUMNS}",
+        KEEP_MOVED.replacen("case ", "", 1)
+    )
+}
+
+fn retry_sql() -> String {
+    format!(
+        "update orders o set lease_token = null, lease_until = null,
+           next_check_at = {KEEP_MOVED} else now() + make_interval(secs => $5) end,
+           status_reason = case when o.status = 'reconciling' then $6 else o.status_reason end,
+           checks = o.checks + case when $7 then 1 else 0 end
+         {GUARD} returning {ORDER_COLUMNS}"
+    )
+}
+
+fn review_sql() -> String {
+    format!(
+        "update orders o set status = 'needs_review', status_reason = $5,
+           lease_token = null, lease_until = null, next_check_at = null
+         {GUARD} and $4::timestamptz is not distinct from $4 returning {ORDER_COLUMNS}"
+    )
+}
+
+fn replace_sql() -> String {
+    format!(
+        "update orders o set status = 'placing', checks = 0
+         {GUARD} and $4::timestamptz is not distinct from $4 returning {ORDER_COLUMNS}"
+    )
+}
+
+type Query<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, OrderRow, sqlx::postgres::PgArguments>;
+
+/// `$1..$4`: order, lease token, status and `next_check_at` as claimed.
+fn guarded<'q>(sql: &'q str, c: &CheckRow) -> Query<'q> {
+    let order = c.row.to_order();
+    sqlx::query_as::<_, OrderRow>(sql)
+        .bind(order.id.as_uuid())
+        .bind(c.row.lease_token)
+        .bind(order.status.as_str())
+        .bind(c.next_check_at)
+}
+
+fn bind_facts<'q>(q: Query<'q>, f: &'q PlacedFacts, poll: Duration) -> Query<'q> {
+    q.bind(f.status.unwrap_or(OrderStatus::PendingDelivery).as_str())
+        .bind(f.xoxoday_order_id)
+        .bind(&f.currency_code)
+        .bind(f.order_total)
+        .bind(f.order_discount)
+        .bind(f.amount_charged)
+        .bind(&f.delivery_status)
+        .bind(&f.order_status)
+        .bind(poll.as_secs_f64())
+}

@@ -1,0 +1,104 @@
+//! The webhook inbox (issue 4): each Xoxoday delivery webhook is stored raw,
+//! once per webhook id, and applied to its order in the same transaction, so
+//! a repeated delivery changes nothing (invariant 3 without double effects).
+//!
+//! `delivered` only marks the order due for a check now: the reconciler
+//! fetches the vouchers with getOrderDetails and adopts them under its lease.
+//! `canceled` settles a `pending_delivery` order at once; any other in-flight
+//! order is checked now instead.
+
+use uuid::Uuid;
+
+use super::{Store, StoreResult};
+
+/// A webhook as received.
+#[derive(Debug)]
+pub struct WebhookIn<'a> {
+    /// Xoxoday's webhook id (text: documented as a 20-digit number).
+    pub webhook_id: &'a str,
+    /// Our poNumber, when present.
+    pub po_number: Option<&'a str>,
+    /// Xoxoday's order id, when present.
+    pub xoxoday_order_id: Option<i64>,
+    /// Delivery status, lower-cased.
+    pub delivery_status: Option<String>,
+    /// The raw event.
+    pub payload: &'a serde_json::Value,
+}
+
+/// What storing a webhook did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookStored {
+    /// Seen before: nothing changed.
+    Repeat,
+    /// New, for an order of ours.
+    Applied,
+    /// New, but no order has this poNumber (kept and reported).
+    Unmatched,
+}
+
+impl Store {
+    /// Stores the event and applies it, in one transaction.
+    pub async fn record_webhook(&self, w: &WebhookIn<'_>) -> StoreResult<WebhookStored> {
+        let mut tx = self.pool.begin().await?;
+        let order: Option<Uuid> = match w.po_number {
+            Some(po) => {
+                sqlx::query_scalar("select order_id from orders where po_number = $1")
+                    .bind(po)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+            None => None,
+        };
+        let inserted = sqlx::query(
+            "insert into webhook_events (webhook_id, po_number, xoxoday_order_id,
+               delivery_status, order_id, matched, payload)
+             values ($1, $2, $3, $4, $5, $6, $7) on conflict (webhook_id) do nothing",
+        )
+        .bind(w.webhook_id)
+        .bind(w.po_number)
+        .bind(w.xoxoday_order_id)
+        .bind(&w.delivery_status)
+        .bind(order)
+        .bind(order.is_some())
+        .bind(w.payload)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let stored = match (inserted, order) {
+            (0, _) => WebhookStored::Repeat,
+            (_, None) => WebhookStored::Unmatched,
+            (_, Some(id)) => {
+                apply(&mut tx, id, w.delivery_status.as_deref()).await?;
+                WebhookStored::Applied
+            }
+        };
+        tx.commit().await?;
+        Ok(stored)
+    }
+}
+
+async fn apply(tx: &mut sqlx::PgConnection, order: Uuid, status: Option<&str>) -> StoreResult<()> {
+    if status == Some("canceled") || status == Some("cancelled") {
+        let done = sqlx::query(
+            "update orders set status = 'canceled', delivery_status = 'canceled',
+               lease_token = null, lease_until = null, next_check_at = null,
+               settled_at = coalesce(settled_at, now())
+             where order_id = $1 and status = 'pending_delivery'",
+        )
+        .bind(order)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+    }
+    sqlx::query(
+        "update orders set next_check_at = now()
+         where order_id = $1 and status in ('pending_delivery', 'reconciling')",
+    )
+    .bind(order)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}

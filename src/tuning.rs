@@ -1,0 +1,97 @@
+//! Worker tunables read from the environment (issue 4): leases, the
+//! reconciler's retry schedule and budget, the pending-delivery safety poll,
+//! the shared rate-limit window and the account-wide pause. Each has a
+//! production default; tests shorten them. Protects invariant 3 (nothing
+//! stuck: every uncertain order is retried on a schedule, then reviewed).
+
+use std::time::Duration;
+
+use crate::config::{ConfigError, Env};
+
+/// Tunables of the background workers.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// `ORDER_LEASE`: how long a claim (dispatch or reconciliation) holds
+    /// without renewal; renewed every third of it while work runs, so a
+    /// crashed gateway's orders are picked up within about one lease. Default 15 s.
+    pub order_lease: Duration,
+    /// `RECONCILE_MAX_ATTEMPTS`: placeOrder attempts before `needs_review` (default 5).
+    pub max_attempts: u32,
+    /// `RECONCILE_MAX_AGE`: age after which an unsettled order goes to `needs_review` (default 72 h).
+    pub max_age: Duration,
+    /// `RECONCILE_RETRY_BASE`: first retry delay of a failed check (default 5 s).
+    pub retry_base: Duration,
+    /// `RECONCILE_RETRY_MAX`: cap of the exponential backoff (default 15 min).
+    pub retry_max: Duration,
+    /// `RECONCILE_RETRY_FLOOR`: least delay after a timeout or rate limit (default 60 s).
+    pub retry_floor: Duration,
+    /// `PENDING_POLL_INTERVAL`: safety poll of `pending_delivery` orders whose
+    /// webhook never came (default 6 h; Xoxoday asks not to poll).
+    pub pending_poll: Duration,
+    /// `SYSTEMIC_PAUSE`: how long an account-wide refusal pauses every call (default 5 min).
+    pub systemic_pause: Duration,
+    /// `XOXODAY_RATE_WINDOW`: the rate-limit window (default 61 s; shorter only in tests).
+    pub rate_window: Duration,
+    /// `RECONCILE_POLL_INTERVAL`: idle pause of the reconciler loop (default 1 s).
+    pub poll_interval: Duration,
+}
+
+impl Tuning {
+    /// Reads the variables over their defaults.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let t = Self {
+            order_lease: env.duration_or("ORDER_LEASE", Duration::from_secs(15))?,
+            max_attempts: env.parse_or("RECONCILE_MAX_ATTEMPTS", 5u32)?,
+            max_age: env.duration_or("RECONCILE_MAX_AGE", Duration::from_secs(72 * 3600))?,
+            retry_base: env.duration_or("RECONCILE_RETRY_BASE", Duration::from_secs(5))?,
+            retry_max: env.duration_or("RECONCILE_RETRY_MAX", Duration::from_secs(900))?,
+            retry_floor: env.duration_or("RECONCILE_RETRY_FLOOR", Duration::from_secs(60))?,
+            pending_poll: env
+                .duration_or("PENDING_POLL_INTERVAL", Duration::from_secs(6 * 3600))?,
+            systemic_pause: env.duration_or("SYSTEMIC_PAUSE", Duration::from_secs(300))?,
+            rate_window: env.duration_or("XOXODAY_RATE_WINDOW", Duration::from_secs(61))?,
+            poll_interval: env.duration_or("RECONCILE_POLL_INTERVAL", Duration::from_secs(1))?,
+        };
+        t.validate()
+    }
+
+    fn validate(self) -> Result<Self, ConfigError> {
+        let checks: [(&'static str, bool, &str); 4] = [
+            (
+                "ORDER_LEASE",
+                self.order_lease >= Duration::from_secs(1),
+                "at least 1s",
+            ),
+            (
+                "RECONCILE_MAX_ATTEMPTS",
+                self.max_attempts >= 1,
+                "at least 1",
+            ),
+            (
+                "XOXODAY_RATE_WINDOW",
+                self.rate_window >= Duration::from_secs(1),
+                "at least 1s",
+            ),
+            (
+                "RECONCILE_RETRY_BASE",
+                !self.retry_base.is_zero(),
+                "more than 0s",
+            ),
+        ];
+        for (var, ok, want) in checks {
+            if !ok {
+                return Err(ConfigError {
+                    var,
+                    problem: format!("must be {want}"),
+                });
+            }
+        }
+        Ok(self)
+    }
+
+    /// Production defaults (tests, `dev`).
+    pub fn defaults() -> Self {
+        let env = Env::from_map(std::collections::HashMap::new());
+        Self::from_env(&env).expect("the defaults are valid")
+    }
+}

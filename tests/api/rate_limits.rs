@@ -1,0 +1,181 @@
+//! Upstream limits shared through Postgres: a burst waits in the queue and
+//! never exceeds the budget in any window; a rate-limit penalty pauses the
+//! operation everywhere without counting an attempt; an account-wide refusal
+//! pauses dispatch and shows in /readyz.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use order_gateway::emulator::{Fault, FaultOp};
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{new_key, order_body, spawn_app_with},
+    ledger::{assert_ledger_consistent, fast, wait_all_settled},
+};
+
+#[tokio::test]
+async fn a_burst_waits_in_the_queue_and_never_exceeds_the_budget() {
+    let app = spawn_app_with(fast(&[
+        ("XOXODAY_PLACE_ORDER_RATE", "5"),
+        ("XOXODAY_RATE_WINDOW", "8s"),
+    ]))
+    .await;
+    let posts = (0..12).map(|_| {
+        let (app, key) = (&app, new_key());
+        async move {
+            app.post_order_as(&app.api_key, &key, &order_body(), Some(0))
+                .await
+        }
+    });
+    for resp in futures::future::join_all(posts).await {
+        assert!(resp.status().is_success());
+    }
+    // Within the first window at most 5 reached Xoxoday; the rest are queued.
+    assert!(app.emulator.orders().len() <= 5);
+    let queued = app
+        .count("orders where status in ('accepted', 'placing')")
+        .await;
+    let upstream = i64::try_from(app.emulator.orders().len()).unwrap();
+    assert!(
+        queued + upstream >= 12,
+        "queued {queued}, upstream {upstream}"
+    );
+    wait_all_settled(&app.db, Duration::from_secs(60)).await;
+    assert_eq!(app.count("orders where status = 'completed'").await, 12);
+    assert_eq!(app.count("orders where attempts <> 1").await, 0);
+    let starts: Vec<DateTime<Utc>> = sqlx::query_scalar(
+        "select started_at from upstream_exchanges where operation = 'place_order' order by 1",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(starts.len(), 12);
+    for (i, first) in starts.iter().enumerate() {
+        let within = starts[i..]
+            .iter()
+            .filter(|t| (**t - *first).to_std().unwrap() < Duration::from_millis(7500))
+            .count();
+        assert!(within <= 5, "{within} placeOrder calls within one window");
+    }
+    assert_ledger_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn a_rate_limit_penalty_pauses_place_order_and_requeues_without_counting() {
+    let app = spawn_app_with(fast(&[])).await;
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::RateLimited {
+            penalty_seconds: 30,
+        },
+    );
+    let first: Value = app
+        .post_order(&new_key(), &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["status"], "accepted");
+    assert_eq!(first["attempts"], 0);
+    let reason: String =
+        sqlx::query_scalar("select reason from upstream_pauses where operation = 'place_order'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(reason.contains("request_limit_exceeded"), "{reason}");
+    // A second order waits too: the pause holds for every replica.
+    let second: Value = app
+        .post_order(&new_key(), &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second["status"], "accepted");
+    assert_eq!(
+        app.emulator
+            .place_calls(second["poNumber"].as_str().unwrap()),
+        0
+    );
+    // Penalty over: both go.
+    sqlx::query("delete from upstream_pauses")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("update orders set next_attempt_at = now()")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    wait_all_settled(&app.db, Duration::from_secs(30)).await;
+    assert_eq!(
+        app.count("orders where status = 'completed' and attempts = 1")
+            .await,
+        2
+    );
+    assert_ledger_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn an_account_wide_refusal_pauses_dispatch_and_fails_readiness() {
+    let app = spawn_app_with(fast(&[])).await;
+    let body = json!({"code": 403, "errorId": "PIPE10017", "errorInfo": "IP not whitelisted",
+                      "error": "Your IP is not allowed"});
+    app.emulator
+        .push_fault(FaultOp::PlaceOrder, Fault::Respond { status: 403, body });
+    let order: Value = app
+        .post_order(&new_key(), &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        order["status"], "accepted",
+        "never failed for an account-wide error"
+    );
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.unwrap();
+    assert!(
+        ready["reason"].as_str().unwrap().contains("PIPE10017"),
+        "{ready}"
+    );
+    let other: Value = app
+        .post_order(&new_key(), &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(other["status"], "accepted");
+    assert_eq!(app.emulator.orders().len(), 0);
+    // The operator fixes the account; the pause is lifted.
+    sqlx::query("delete from upstream_pauses")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("update orders set next_attempt_at = now()")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    wait_all_settled(&app.db, Duration::from_secs(30)).await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    assert_eq!(app.count("orders where status = 'completed'").await, 2);
+    assert_ledger_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn concurrent_slot_requests_never_get_more_than_the_budget() {
+    use order_gateway::store::rate_limit::{Slot, try_take_slot};
+    let app = spawn_app_with(fast(&[])).await;
+    let takes = (0..40).map(|_| try_take_slot(&app.db, "test_op", 7, Duration::from_secs(60)));
+    let slots = futures::future::join_all(takes).await;
+    let granted = slots
+        .iter()
+        .filter(|s| matches!(s, Ok(Slot::Granted)))
+        .count();
+    assert_eq!(granted, 7);
+    assert!(slots.iter().all(|s| match s {
+        Ok(Slot::Wait(w)) => *w <= Duration::from_secs(60),
+        Ok(Slot::Granted) => true,
+        Err(_) => false,
+    }));
+}
