@@ -8,6 +8,8 @@ pub mod cli;
 pub mod config;
 /// Encryption at rest (vouchers, raw upstream bodies).
 pub mod crypto;
+/// The one-command local stack (`order-gateway dev`).
+pub mod dev;
 /// Pure types and rules: ids, money, order requests, statuses.
 pub mod domain;
 /// The Xoxoday emulator (contract §7); independent of `xoxoday`.

@@ -1,0 +1,4 @@
+//! `order-gateway dev`: the one-command local stack (contract §3).
+
+/// Throwaway PostgreSQL cluster.
+pub mod pg;
