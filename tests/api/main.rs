@@ -1,5 +1,7 @@
 //! One integration-test binary; each module tests one part of the service.
 
+mod child;
+mod dev;
 mod helpers;
 mod openapi;
 mod ops;
