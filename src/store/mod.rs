@@ -21,6 +21,8 @@ pub mod exchanges;
 pub mod orders;
 /// Guarded write-backs after an upstream call.
 pub mod outcomes;
+/// Read-only counts for `/metrics`.
+pub mod stats;
 /// Encrypted vouchers.
 pub mod vouchers;
 

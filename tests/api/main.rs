@@ -3,6 +3,7 @@
 mod child;
 mod dev;
 mod helpers;
+mod metrics;
 mod openapi;
 mod ops;
 mod orders_dispatch;
