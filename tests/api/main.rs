@@ -5,6 +5,7 @@ mod dev;
 mod helpers;
 mod metrics;
 mod openapi;
+mod openapi_conformance;
 mod ops;
 mod orders_dispatch;
 mod orders_idempotency;
