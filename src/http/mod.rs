@@ -14,7 +14,7 @@ use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
-    trace::TraceLayer,
+    trace::{DefaultOnResponse, TraceLayer},
 };
 
 /// Request extractors.
@@ -61,6 +61,8 @@ pub fn router(state: AppState) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(make_span)
+                // one line per request (status, latency) in the request span
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
                 .on_failure(()),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
@@ -82,6 +84,7 @@ fn make_span(req: &Request) -> tracing::Span {
         http.route = route,
         request_id,
         caller = tracing::field::Empty,
+        caller.id = tracing::field::Empty,
     )
 }
 

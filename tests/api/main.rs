@@ -11,5 +11,6 @@ mod orders_dispatch;
 mod orders_idempotency;
 mod orders_read;
 mod orders_validation;
+mod shutdown;
 mod test_db;
 mod xoxoday_client;
