@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// How long shutdown waits for placeOrder calls in flight; after that their
-/// leases expire and the orders are reconciled.
+/// leases lapse (no more heartbeat) and the orders are reconciled.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A built, bound, not yet running service.
@@ -42,7 +42,7 @@ impl Application {
             "configuration error: XOXODAY_ACCESS_TOKEN is required (no stored token yet)",
         )?;
         let client = XoxodayClient::new(&cfg.xoxoday).context("building the Xoxoday client")?;
-        let settings = DispatchSettings::for_place_timeout(cfg.xoxoday.place_order_timeout);
+        let settings = DispatchSettings::with_lease(cfg.dispatch_lease);
         let orders = OrderService::new(
             store,
             Arc::new(client),

@@ -33,6 +33,8 @@ pub struct TestApp {
     pub emulator: EmulatorHandle,
     /// A live key of caller `caller-a`.
     pub api_key: String,
+    /// URL of the test database.
+    pub db_url: String,
     /// The gateway's use cases (drive the dispatcher directly).
     pub orders: OrderService,
     shutdown: CancellationToken,
@@ -44,12 +46,15 @@ pub struct TestApp {
 pub struct Options {
     /// `XOXODAY_PLACE_ORDER_TIMEOUT`.
     pub place_timeout: &'static str,
+    /// `DISPATCH_LEASE`.
+    pub lease: &'static str,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             place_timeout: "10s",
+            lease: "15s",
         }
     }
 }
@@ -81,6 +86,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         db: pool,
         emulator,
         api_key,
+        db_url: db.url.clone(),
         orders,
         shutdown,
         _db: db,
@@ -101,6 +107,7 @@ pub fn env(db_url: &str, base_url: &str, opts: &Options) -> Env {
         ("XOXODAY_PLACE_ORDER_TIMEOUT", opts.place_timeout.to_owned()),
         ("ENCRYPTION_KEY", key),
         ("DATABASE_MAX_CONNECTIONS", "8".to_owned()),
+        ("DISPATCH_LEASE", opts.lease.to_owned()),
     ];
     Env::from_map(
         pairs

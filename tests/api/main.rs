@@ -1,8 +1,11 @@
 //! One integration-test binary; each module tests one part of the service.
 
 mod child;
+mod cli;
+mod crash;
 mod dev;
 mod helpers;
+mod load;
 mod metrics;
 mod openapi;
 mod openapi_conformance;

@@ -157,6 +157,7 @@ async fn a_dropped_connection_is_an_unknown_outcome() {
 async fn a_timeout_is_an_unknown_outcome() {
     let app = spawn_app_with(Options {
         place_timeout: "1s",
+        ..Options::default()
     })
     .await;
     assert_unknown_outcome_reconciles(&app, Fault::SleepAfterCreate(Duration::from_secs(3))).await;
@@ -378,4 +379,93 @@ async fn a_client_hanging_up_does_not_cancel_the_placement() {
     let again = app.post_order(&key, &order_body()).await;
     assert_eq!(again.status(), 200);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
+}
+
+#[tokio::test]
+async fn money_stays_exact_from_request_to_upstream_to_finance() {
+    let app = spawn_app().await;
+    // 1002 takes any value from 5 to 500; 10.01 × 3 has no exact binary form.
+    let body = json!({"productId": 1002, "denomination": 10.01, "quantity": 3});
+    let order: Value = app
+        .post_order(&new_key(), &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(order["status"], "completed");
+    assert_eq!(order["denomination"], "10.01");
+    assert_eq!(order["orderTotal"], "30.03");
+    let po = order["poNumber"].as_str().unwrap();
+    let ledger = app.emulator.order(po).unwrap();
+    assert_eq!(ledger.denomination.normalize().to_string(), "10.01");
+    let total: rust_decimal::Decimal =
+        sqlx::query_scalar("select order_total from finance_orders where po_number = $1")
+            .bind(po)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(total, rust_decimal::Decimal::new(3003, 2));
+}
+
+#[tokio::test]
+async fn a_delayed_product_is_201_pending_delivery_without_vouchers() {
+    let app = spawn_app().await;
+    let body = json!({"productId": 1003, "denomination": 10});
+    let resp = app.post_order(&new_key(), &body).await;
+    let status = resp.status();
+    let order: Value = resp.json().await.unwrap();
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["status"], "pending_delivery");
+    assert_eq!(order["deliveryStatus"], "pending");
+    assert!(order["vouchers"].as_array().unwrap().is_empty());
+    assert!(order["xoxodayOrderId"].is_i64());
+    let check: bool =
+        sqlx::query_scalar("select next_check_at is not null from orders where po_number = $1")
+            .bind(order["poNumber"].as_str().unwrap())
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(check, "pending deliveries are scheduled for a check");
+}
+
+#[tokio::test]
+async fn a_heartbeat_keeps_a_slow_call_leased_past_the_lease_length() {
+    let app = spawn_app_with(Options {
+        lease: "1s",
+        ..Options::default()
+    })
+    .await;
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::Slow(Duration::from_millis(3500)),
+    );
+    let resp = app.post_order(&new_key(), &order_body()).await;
+    let order: Value = resp.json().await.unwrap();
+    // The background loop sweeps expired leases every second meanwhile.
+    assert_eq!(order["status"], "completed", "{order}");
+    assert_eq!(
+        app.emulator
+            .place_calls(order["poNumber"].as_str().unwrap()),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_claim_that_expired_before_sending_goes_back_to_accepted_and_is_placed() {
+    let app = spawn_app().await;
+    sqlx::query(
+        "insert into orders (order_id, caller_id, idempotency_key, request_fingerprint, po_number,
+           product_id, denomination, quantity, status, lease_token, lease_until, lease_sent)
+         select gen_random_uuid(), caller_id, 'unsent', '\\x00', 'OGW-unsent', 1001, 25, 1,
+           'placing', gen_random_uuid(), now() - interval '1 second', false from callers",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    // Nothing was sent under that claim, so it is placed again (a
+    // `reconciling` order would never complete without the reconciler).
+    app.orders.dispatch_once().await.unwrap();
+    app.orders.dispatch_once().await.unwrap();
+    assert_eq!(app.db_status("OGW-unsent").await, "completed");
+    assert_eq!(app.emulator.place_calls("OGW-unsent"), 1);
 }
