@@ -98,7 +98,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::ApiKey(cmd) => api_key(&env, cmd).await,
-        Command::Dev => anyhow::bail!("this command is not built yet"),
+        Command::Dev => {
+            crate::dev::run::run().await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -16,6 +16,8 @@ pub mod domain;
 pub mod emulator;
 /// HTTP API (axum): routes, extractors, problem+json.
 pub mod http;
+/// Prometheus metrics: hooks for counters, the `/metrics` text.
+pub mod metrics;
 /// Use cases: intake, dispatch, views.
 pub mod orders;
 /// Signals → one cancellation token.

@@ -26,7 +26,9 @@ pub fn init(env: &Env) -> Result<(), ConfigError> {
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
-                    .with_span_list(false)
+                    // every enclosing span's fields (request_id, caller,
+                    // order.id, po_number) on each line
+                    .with_span_list(true)
                     .with_writer(std::io::stderr),
             )
             .try_init(),

@@ -2,3 +2,5 @@
 
 /// Throwaway PostgreSQL cluster.
 pub mod pg;
+/// The `dev` command: emulator + gateway with generated settings.
+pub mod run;

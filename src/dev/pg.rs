@@ -82,6 +82,11 @@ impl TempCluster {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// The directory holding the cluster (removed on drop).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn data(&self) -> String {
         self.dir.join("data").display().to_string()
     }

@@ -32,7 +32,9 @@ impl FromRequestParts<AppState> for AuthCaller {
         let svc = &state.orders;
         let caller = svc.callers.authenticate(&svc.store, key).await?;
         let caller = caller.ok_or(ApiError::Unauthorized)?;
-        tracing::Span::current().record("caller", caller.name.as_str());
+        let span = tracing::Span::current();
+        span.record("caller", caller.name.as_str());
+        span.record("caller.id", tracing::field::display(&caller.id));
         Ok(Self(caller))
     }
 }

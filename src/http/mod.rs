@@ -14,7 +14,7 @@ use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
-    trace::TraceLayer,
+    trace::{DefaultOnResponse, TraceLayer},
 };
 
 /// Request extractors.
@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/openapi.yaml", get(ops::openapi))
+        .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(state)
@@ -66,6 +67,8 @@ pub fn router(state: AppState) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(make_span)
+                // one line per request (status, latency) in the request span
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
                 .on_failure(()),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
@@ -87,6 +90,7 @@ fn make_span(req: &Request) -> tracing::Span {
         http.route = route,
         request_id,
         caller = tracing::field::Empty,
+        caller.id = tracing::field::Empty,
     )
 }
 

@@ -39,6 +39,24 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     (status, Json(json!({"status": detail})))
 }
 
+/// `GET /metrics`: Prometheus text; order gauges are counted on each scrape
+/// (bounded, so a slow database cannot hang the scraper).
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let counts = tokio::time::timeout(
+        Duration::from_secs(2),
+        state.orders.store.order_status_counts(),
+    )
+    .await;
+    let counts = match counts {
+        Ok(Ok(rows)) => Some(rows),
+        Ok(Err(_)) | Err(_) => None,
+    };
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        crate::metrics::render(counts.as_deref()),
+    )
+}
+
 /// `GET /openapi.yaml`.
 pub async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI_YAML)

@@ -23,6 +23,8 @@ pub fn start_of(exchange_id: Uuid, call: &PreparedCall) -> ExchangeStart<'_> {
 
 /// The answer half of the audit row.
 pub fn end_of(cipher: &Cipher, exchange_id: Uuid, ex: &Exchange, outcome: &str) -> ExchangeEnd {
+    // Every audited exchange passes here, so this is the one metrics hook.
+    crate::metrics::observe_upstream(ex.request.operation.as_str(), outcome, ex.duration);
     let response = ex.response.as_ref();
     let body_encrypted =
         response.map(|r| cipher.encrypt(r.body.as_bytes(), aad(exchange_id).as_bytes()));

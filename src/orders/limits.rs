@@ -45,7 +45,11 @@ impl OrderService {
             _ => self.upstream.order_details_rate,
         };
         let window = self.tuning.rate_window;
-        Ok(rate_limit::try_take_slot(self.store.pool(), op.as_str(), rate, window).await?)
+        let slot = rate_limit::try_take_slot(self.store.pool(), op.as_str(), rate, window).await?;
+        if let Slot::Wait(wait) = slot {
+            crate::metrics::record_rate_limit_wait(op.as_str(), wait);
+        }
+        Ok(slot)
     }
 
     /// `auth.request_limit_exceeded`: pause `op` for the penalty on every replica.

@@ -25,6 +25,8 @@ pub mod outcomes;
 pub mod rate_limit;
 /// Reconciler claims and fenced write-backs.
 pub mod reconcile;
+/// Read-only counts for `/metrics`.
+pub mod stats;
 /// Encrypted vouchers.
 pub mod vouchers;
 /// The inbox of Xoxoday delivery webhooks.

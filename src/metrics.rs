@@ -1,0 +1,294 @@
+//! Prometheus metrics for `GET /metrics` (contract §5).
+//!
+//! Process-wide counters and histograms are fed by small hooks: every audited
+//! upstream exchange ([`observe_upstream`]), every wait for the shared rate
+//! limit ([`record_rate_limit_wait`]) and every token refresh
+//! ([`set_token_expiry`]). Order gauges are not kept in memory: each scrape
+//! counts them in the database ([`crate::store::stats`]), so every replica
+//! reports the same truth. Label values are fixed names from the code, never
+//! request data or secrets ([`label`] enforces it).
+
+use std::{
+    sync::{
+        LazyLock,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use prometheus::{
+    CounterVec, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::store::stats::StatusCount;
+
+/// Statuses whose orders are still moving (not settled, not `needs_review`).
+pub const UNSETTLED: [&str; 3] = ["accepted", "placing", "reconciling"];
+
+/// Every order status, so a scrape reports zeros too.
+pub const STATUSES: [&str; 8] = [
+    "accepted",
+    "placing",
+    "completed",
+    "pending_delivery",
+    "failed",
+    "reconciling",
+    "canceled",
+    "needs_review",
+];
+
+/// `Content-Type` of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+const UNKNOWN_EXPIRY: i64 = i64::MIN;
+
+struct Process {
+    registry: Registry,
+    upstream_calls: IntCounterVec,
+    upstream_seconds: HistogramVec,
+    rate_limit_waits: IntCounterVec,
+    rate_limit_wait_seconds: CounterVec,
+    token_expires_at: AtomicI64,
+}
+
+static PROCESS: LazyLock<Process> = LazyLock::new(|| {
+    let registry = Registry::new();
+    let upstream_calls = IntCounterVec::new(
+        Opts::new(
+            "order_gateway_upstream_calls_total",
+            "Xoxoday calls by operation and outcome.",
+        ),
+        &["operation", "outcome"],
+    )
+    .expect("valid metric");
+    let upstream_seconds = HistogramVec::new(
+        HistogramOpts::new(
+            "order_gateway_upstream_call_duration_seconds",
+            "Xoxoday call latency by operation and outcome.",
+        )
+        .buckets(vec![
+            0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 150.0,
+        ]),
+        &["operation", "outcome"],
+    )
+    .expect("valid metric");
+    let rate_limit_waits = IntCounterVec::new(
+        Opts::new(
+            "order_gateway_rate_limit_waits_total",
+            "Times a call waited for the shared Xoxoday rate limit.",
+        ),
+        &["operation"],
+    )
+    .expect("valid metric");
+    let rate_limit_wait_seconds = CounterVec::new(
+        Opts::new(
+            "order_gateway_rate_limit_wait_seconds_total",
+            "Seconds spent waiting for the shared Xoxoday rate limit.",
+        ),
+        &["operation"],
+    )
+    .expect("valid metric");
+    for c in [
+        Box::new(upstream_calls.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(upstream_seconds.clone()),
+        Box::new(rate_limit_waits.clone()),
+        Box::new(rate_limit_wait_seconds.clone()),
+    ] {
+        registry.register(c).expect("unique metric names");
+    }
+    Process {
+        registry,
+        upstream_calls,
+        upstream_seconds,
+        rate_limit_waits,
+        rate_limit_wait_seconds,
+        token_expires_at: AtomicI64::new(UNKNOWN_EXPIRY),
+    }
+});
+
+/// A label value: a short snake_case name, or `other` (never request data).
+pub fn label(value: &str) -> &str {
+    let ok = !value.is_empty()
+        && value.len() <= 40
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok { value } else { "other" }
+}
+
+/// Records one finished Xoxoday call.
+pub fn observe_upstream(operation: &str, outcome: &str, duration: Duration) {
+    let labels = [label(operation), label(outcome)];
+    PROCESS.upstream_calls.with_label_values(&labels).inc();
+    PROCESS
+        .upstream_seconds
+        .with_label_values(&labels)
+        .observe(duration.as_secs_f64());
+}
+
+/// Records one wait for the shared rate limit of `operation`.
+pub fn record_rate_limit_wait(operation: &str, waited: Duration) {
+    let labels = [label(operation)];
+    PROCESS.rate_limit_waits.with_label_values(&labels).inc();
+    PROCESS
+        .rate_limit_wait_seconds
+        .with_label_values(&labels)
+        .inc_by(waited.as_secs_f64());
+}
+
+/// Sets when the current Xoxoday access token expires.
+pub fn set_token_expiry(expires_at: DateTime<Utc>) {
+    PROCESS
+        .token_expires_at
+        .store(expires_at.timestamp(), Ordering::Relaxed);
+}
+
+/// The exposition text: process metrics, plus order gauges when the database
+/// answered (`order_gateway_metrics_database_up` says whether it did).
+pub fn render(orders: Option<&[StatusCount]>) -> String {
+    let scrape = Registry::new();
+    let mut families = PROCESS.registry.gather();
+    if let Err(e) = scrape_gauges(&scrape, orders) {
+        tracing::warn!(error = %e, "building scrape gauges failed");
+    }
+    families.extend(scrape.gather());
+    let mut out = String::new();
+    if let Err(e) = TextEncoder::new().encode_utf8(&families, &mut out) {
+        tracing::warn!(error = %e, "encoding metrics failed");
+    }
+    out
+}
+
+fn gauge(reg: &Registry, name: &str, help: &str, value: f64) -> prometheus::Result<()> {
+    let g = Gauge::new(name, help)?;
+    g.set(value);
+    reg.register(Box::new(g))
+}
+
+fn scrape_gauges(reg: &Registry, orders: Option<&[StatusCount]>) -> prometheus::Result<()> {
+    gauge(
+        reg,
+        "order_gateway_metrics_database_up",
+        "1 when the order counts below were read from the database on this scrape.",
+        if orders.is_some() { 1.0 } else { 0.0 },
+    )?;
+    let expires_at = PROCESS.token_expires_at.load(Ordering::Relaxed);
+    if expires_at != UNKNOWN_EXPIRY {
+        gauge(
+            reg,
+            "order_gateway_xoxoday_token_expires_in_seconds",
+            "Seconds until the current Xoxoday access token expires.",
+            (expires_at - Utc::now().timestamp()) as f64,
+        )?;
+    }
+    let Some(rows) = orders else { return Ok(()) };
+    let count = |s: &str| rows.iter().find(|r| r.status == s).map_or(0, |r| r.count);
+    let by_status = GaugeVec::new(
+        Opts::new("order_gateway_orders", "Orders by status."),
+        &["status"],
+    )?;
+    for status in STATUSES {
+        by_status
+            .with_label_values(&[status])
+            .set(count(status) as f64);
+    }
+    reg.register(Box::new(by_status))?;
+    gauge(
+        reg,
+        "order_gateway_queue_depth",
+        "Orders accepted and waiting to be placed.",
+        count("accepted") as f64,
+    )?;
+    gauge(
+        reg,
+        "order_gateway_reconciler_backlog",
+        "Orders whose outcome is unknown and being reconciled.",
+        count("reconciling") as f64,
+    )?;
+    let oldest = rows
+        .iter()
+        .filter(|r| UNSETTLED.contains(&r.status.as_str()))
+        .map(|r| r.oldest_age_seconds)
+        .fold(0.0_f64, f64::max);
+    gauge(
+        reg,
+        "order_gateway_oldest_unsettled_order_age_seconds",
+        "Age of the oldest accepted, placing or reconciling order (0 when none).",
+        oldest,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_short_snake_case_names_or_other() {
+        assert_eq!(label("place_order"), "place_order");
+        assert_eq!(label("Bearer abc"), "other");
+        assert_eq!(label(""), "other");
+        assert_eq!(label(&"a".repeat(41)), "other");
+    }
+
+    #[test]
+    fn render_reports_order_gauges_and_process_counters() {
+        observe_upstream("place_order", "placed", Duration::from_millis(20));
+        record_rate_limit_wait("get_order_details", Duration::from_millis(500));
+        let rows = [
+            StatusCount {
+                status: "accepted".into(),
+                count: 3,
+                oldest_age_seconds: 12.0,
+            },
+            StatusCount {
+                status: "reconciling".into(),
+                count: 2,
+                oldest_age_seconds: 40.0,
+            },
+            StatusCount {
+                status: "completed".into(),
+                count: 7,
+                oldest_age_seconds: 900.0,
+            },
+        ];
+        let text = render(Some(&rows));
+        for line in [
+            "order_gateway_orders{status=\"accepted\"} 3",
+            "order_gateway_orders{status=\"failed\"} 0",
+            "order_gateway_queue_depth 3",
+            "order_gateway_reconciler_backlog 2",
+            "order_gateway_oldest_unsettled_order_age_seconds 40",
+            "order_gateway_metrics_database_up 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        assert!(text.contains(
+            "order_gateway_upstream_calls_total{operation=\"place_order\",outcome=\"placed\"}"
+        ));
+        assert!(text.contains("order_gateway_upstream_call_duration_seconds_bucket"));
+        assert!(
+            text.contains("order_gateway_rate_limit_waits_total{operation=\"get_order_details\"}")
+        );
+    }
+
+    #[test]
+    fn without_the_database_only_process_metrics_are_reported() {
+        let text = render(None);
+        assert!(text.contains("order_gateway_metrics_database_up 0"));
+        assert!(!text.contains("order_gateway_queue_depth"));
+    }
+
+    #[test]
+    fn token_expiry_is_reported_in_seconds_from_now() {
+        set_token_expiry(Utc::now() + chrono::Duration::seconds(3600));
+        let text = render(None);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("order_gateway_xoxoday_token_expires_in_seconds "))
+            .expect("gauge present");
+        let secs: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((3500.0..=3600.0).contains(&secs), "{secs}");
+    }
+}
