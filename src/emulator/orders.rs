@@ -60,28 +60,7 @@ pub(crate) fn order_details(shared: &Arc<Shared>, data: &Value) -> Response {
 /// The catalog, with `limit`/`page`, `includeProducts`/`excludeProducts` and
 /// the `deliveryType`, `currencyCode` and `productName` filters.
 pub(crate) fn vouchers(data: &Value) -> Response {
-    let ids = |field: &str| -> Option<Vec<i64>> {
-        let raw = data.get(field)?.as_str()?;
-        let ids: Vec<i64> = raw
-            .split(',')
-            .filter_map(|s| s.trim().parse().ok())
-            .collect();
-        (!ids.is_empty()).then_some(ids)
-    };
-    let include = ids("includeProducts");
-    let exclude = ids("excludeProducts").unwrap_or_default();
-    let filters = data
-        .get("filters")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let matching: Vec<&Product> = catalog::products()
-        .iter()
-        .filter(|p| p.active)
-        .filter(|p| include.as_ref().is_none_or(|ids| ids.contains(&p.id)))
-        .filter(|p| !exclude.contains(&p.id))
-        .filter(|p| filters.iter().all(|f| passes(p, f)))
-        .collect();
+    let matching = select(data);
     let limit = data
         .get("limit")
         .and_then(wire::read_int)
@@ -110,6 +89,31 @@ pub(crate) fn vouchers(data: &Value) -> Response {
         .into_response();
     }
     wire::success("getVouchers", Value::Array(items))
+}
+
+fn select(data: &Value) -> Vec<&'static Product> {
+    let ids = |field: &str| -> Option<Vec<i64>> {
+        let raw = data.get(field)?.as_str()?;
+        let ids: Vec<i64> = raw
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        (!ids.is_empty()).then_some(ids)
+    };
+    let include = ids("includeProducts");
+    let exclude = ids("excludeProducts").unwrap_or_default();
+    let filters = data
+        .get("filters")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    catalog::products()
+        .iter()
+        .filter(|p| p.active)
+        .filter(|p| include.as_ref().is_none_or(|ids| ids.contains(&p.id)))
+        .filter(|p| !exclude.contains(&p.id))
+        .filter(|p| filters.iter().all(|f| passes(p, f)))
+        .collect()
 }
 
 fn passes(p: &Product, filter: &Value) -> bool {

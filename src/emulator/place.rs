@@ -72,14 +72,7 @@ fn parse(data: &Value) -> Result<NewOrder, ApiError> {
             "poNumber must be at most 100 characters",
         ));
     }
-    for flag in ["notifyReceiverEmail", "notifyAdminEmail"] {
-        if data
-            .get(flag)
-            .is_some_and(|v| !v.is_null() && wire::read_flag(v).is_none())
-        {
-            return Err(bad_type(flag));
-        }
-    }
+    check_flags(data)?;
     let product = checked_product(product_id, quantity, denomination)?;
     let contact = optional_text(data, "contact")?;
     if product.phone_mandatory && contact.is_none() {
@@ -134,6 +127,18 @@ fn checked_product(
         ));
     }
     Ok(product)
+}
+
+fn check_flags(data: &Value) -> Result<(), ApiError> {
+    for flag in ["notifyReceiverEmail", "notifyAdminEmail"] {
+        if data
+            .get(flag)
+            .is_some_and(|v| !v.is_null() && wire::read_flag(v).is_none())
+        {
+            return Err(bad_type(flag));
+        }
+    }
+    Ok(())
 }
 
 fn required<T>(data: &Value, field: &str, read: fn(&Value) -> Option<T>) -> Result<T, ApiError> {

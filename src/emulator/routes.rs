@@ -34,53 +34,79 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+/// What a `/v1/oauth/api` body asks for, read leniently.
+struct Call {
+    query: Option<String>,
+    op: Option<FaultOp>,
+    data: Value,
+    po: Option<String>,
+}
+
+impl Call {
+    fn read(body: &[u8]) -> Self {
+        let envelope: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let query = envelope
+            .get("query")
+            .and_then(Value::as_str)
+            .map(String::from);
+        let data = envelope
+            .pointer("/variables/data")
+            .cloned()
+            .unwrap_or(Value::Null);
+        Self {
+            op: query.as_deref().and_then(FaultOp::from_query),
+            po: place::po_number_of(&data),
+            query,
+            data,
+        }
+    }
+
+    fn unsupported(&self) -> Response {
+        let what = self
+            .query
+            .as_ref()
+            .map_or("a missing or unreadable query".into(), |q| {
+                format!("query {q}")
+            });
+        ApiError::new(
+            400,
+            "PLE10001",
+            "Validation error",
+            format!("unsupported {what}"),
+        )
+        .into_response()
+    }
+}
+
 async fn oauth_api(
     State(shared): State<Arc<Shared>>,
     kill: Option<Extension<ConnKill>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let envelope: Option<Value> = serde_json::from_slice(&body).ok();
-    let query = envelope.as_ref().and_then(|e| e.get("query")?.as_str());
-    let op = query.and_then(FaultOp::from_query);
-    let data = envelope
-        .as_ref()
-        .and_then(|e| e.pointer("/variables/data"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    let po = place::po_number_of(&data);
-    if op == Some(FaultOp::PlaceOrder) {
-        shared
-            .lock()
-            .ledger
-            .count_place_call(po.as_deref().unwrap_or(""));
+    let call = Call::read(&body);
+    if call.op == Some(FaultOp::PlaceOrder) {
+        let po = call.po.as_deref().unwrap_or("");
+        shared.lock().ledger.count_place_call(po);
     }
     if let Some(refusal) = tokens::bearer_refusal(&shared, &headers) {
         return refusal;
     }
-    let Some(op) = op else {
-        let what = query.map_or("a missing or unreadable query".into(), |q| {
-            format!("query {q}")
-        });
-        return ApiError::new(
-            400,
-            "PLE10001",
-            "Validation error",
-            format!("unsupported {what}"),
-        )
-        .into_response();
+    let Some(op) = call.op else {
+        return call.unsupported();
     };
     let fault = {
         let mut g = shared.lock();
         if let Err(penalty) = g.limiter.admit(op, Instant::now()) {
             return wire::rate_limited(penalty);
         }
-        g.faults.take(op, po.as_deref())
+        g.faults.take(op, call.po.as_deref())
     };
     let hidden = match &fault {
         Some(Fault::HiddenFromDetails(d)) => Some(*d),
         _ => None,
     };
+    let data = call.data;
     let work = move || match op {
         FaultOp::PlaceOrder => place::place_order(&shared, &data, hidden),
         FaultOp::GetOrderDetails => orders::order_details(&shared, &data),

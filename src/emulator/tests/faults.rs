@@ -60,12 +60,15 @@ async fn sleep_after_create_times_the_client_out_but_the_order_exists() {
         .post(emu.url("/v1/oauth/api"))
         .bearer_auth(emu.h.current_tokens().0)
         .json(&envelope(PLACE, order_data("PO-SL")))
-        .timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(2))
         .send()
         .await
         .expect_err("the client gives up");
     assert!(err.is_timeout(), "{err}");
-    assert!(emu.h.order("PO-SL").is_some());
+    eventually("the order exists", || async {
+        emu.h.order("PO-SL").is_some()
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -98,19 +101,26 @@ async fn a_slow_call_still_succeeds() {
 #[tokio::test]
 async fn a_hidden_order_is_not_found_until_the_window_passes() {
     let emu = start().await;
-    emu.h.push_fault(
-        FaultOp::PlaceOrder,
-        Fault::HiddenFromDetails(Duration::from_secs(1)),
+    emu.h.fault_for_po(
+        "PO-HID-LONG",
+        Fault::HiddenFromDetails(Duration::from_secs(3600)),
     );
-    assert_eq!(emu.place(order_data("PO-HID")).await.0, 200);
-    assert!(emu.h.order("PO-HID").is_some());
+    emu.h.fault_for_po(
+        "PO-HID-SHORT",
+        Fault::HiddenFromDetails(Duration::from_millis(200)),
+    );
+    assert_eq!(emu.place(order_data("PO-HID-LONG")).await.0, 200);
+    assert_eq!(emu.place(order_data("PO-HID-SHORT")).await.0, 200);
+    assert!(emu.h.order("PO-HID-LONG").is_some());
+    let id = emu.h.order("PO-HID-LONG").unwrap().order_id;
     assert_error(
-        &emu.details(json!({"poNumber": "PO-HID"})).await,
+        &emu.details(json!({"poNumber": "PO-HID-LONG"})).await,
         404,
         "PLE10016",
     );
-    eventually("the order becomes visible", || async {
-        emu.details(json!({"poNumber": "PO-HID"})).await.0 == 200
+    assert_error(&emu.details(json!({"orderId": id})).await, 404, "PLE10016");
+    eventually("the short-hidden order becomes visible", || async {
+        emu.details(json!({"poNumber": "PO-HID-SHORT"})).await.0 == 200
     })
     .await;
 }

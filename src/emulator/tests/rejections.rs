@@ -49,6 +49,11 @@ async fn refusals_use_the_documented_error_ids_and_create_nothing() {
             "PLE10001",
         ),
         (with(&"P".repeat(101), json!({})), 400, "PLE10001"),
+        (
+            with("PO-N", json!({"notifyReceiverEmail": 2})),
+            400,
+            "PLE10001",
+        ),
         (json!("not an object"), 400, "PLE10001"),
     ];
     for (data, status, id) in cases {
