@@ -1,6 +1,7 @@
 //! One integration-test binary; each module tests one part of the service.
 
 mod helpers;
+mod openapi;
 mod ops;
 mod orders_dispatch;
 mod orders_idempotency;
