@@ -18,8 +18,8 @@ use uuid::Uuid;
 use super::{OrderService, audit, outcome};
 use crate::{
     domain::OrderId,
-    store::{StoreError, StoreResult, orders::OrderRow},
-    xoxoday::PlaceOrderRequest,
+    store::{StoreError, StoreResult, orders::OrderRow, outcomes::PlaceResult},
+    xoxoday::{PlaceOrderRequest, PlaceOutcome},
 };
 
 impl OrderService {
@@ -51,7 +51,14 @@ impl OrderService {
             "placeOrder answered"
         );
         let end = audit::end_of(&self.cipher, exchange_id, &result.exchange, label);
-        let next = outcome::place_result(&self.settings, &self.cipher, order.id, &result.outcome);
+        let mut next =
+            outcome::place_result(&self.settings, &self.cipher, order.id, &result.outcome);
+        // invalid_token created no order: retry at once after a good refresh.
+        let retry_now = matches!(result.outcome, PlaceOutcome::Unauthorized(_))
+            && self.tokens.token_rejected(&token).await;
+        if let (true, PlaceResult::Deferred { retry_in, .. }) = (retry_now, &mut next) {
+            *retry_in = Duration::ZERO;
+        }
         let written = self
             .with_retries(|| {
                 self.store
@@ -63,6 +70,8 @@ impl OrderService {
                 outcome = label,
                 "lease lost during placeOrder; result kept only in the audit"
             );
+        } else if retry_now {
+            self.wake.notify_one();
         }
         Ok(written)
     }

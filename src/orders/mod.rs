@@ -18,12 +18,18 @@ pub mod dispatcher;
 pub mod intake;
 /// Mapping of placeOrder outcomes to order states.
 mod outcome;
+/// One token refresh across replicas.
+mod token_refresh;
+/// The Postgres-backed, rotating Xoxoday token pair.
+pub mod token_store;
 /// Access tokens for Xoxoday.
 pub mod tokens;
 /// Orders with their decrypted vouchers.
 pub mod view;
 
 pub use callers::CallerCache;
+pub use token_refresh::OPERATOR_ACTION;
+pub use token_store::{RotatingTokens, TokenHealth, TokenState};
 pub use tokens::{AccessTokens, StaticAccessToken};
 pub use view::OrderView;
 

@@ -21,6 +21,8 @@ pub mod exchanges;
 pub mod orders;
 /// Guarded write-backs after an upstream call.
 pub mod outcomes;
+/// The encrypted Xoxoday token pair and its refresh lock.
+pub mod tokens;
 /// Encrypted vouchers.
 pub mod vouchers;
 

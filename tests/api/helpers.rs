@@ -2,14 +2,14 @@
 //! same path as `serve`) on port 0, against a fresh database, with the
 //! Xoxoday emulator in process and the real `XoxodayClient`.
 
-use std::{collections::HashMap, net::SocketAddr, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use base64::Engine as _;
 use order_gateway::{
     config::{Env, ServeConfig},
     emulator::{EmulatorConfig, EmulatorHandle},
     orders::{
-        OrderService,
+        OrderService, RotatingTokens,
         callers::{generate_key, hash_key},
     },
     startup::Application,
@@ -35,6 +35,8 @@ pub struct TestApp {
     pub api_key: String,
     /// The gateway's use cases (drive the dispatcher directly).
     pub orders: OrderService,
+    /// The gateway's token pair (drive refreshes directly).
+    pub tokens: Arc<RotatingTokens>,
     shutdown: CancellationToken,
     _db: TestDb,
 }
@@ -68,6 +70,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     let cfg = ServeConfig::from_env(&env(&db.url, &emulator.base_url(), &opts)).expect("config");
     let app = Application::build(cfg).await.expect("build app");
     let (addr, orders) = (app.local_addr(), app.orders().clone());
+    let tokens = app.tokens().clone();
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run(shutdown.clone()));
     let pool = db.pool().await;
@@ -82,6 +85,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         emulator,
         api_key,
         orders,
+        tokens,
         shutdown,
         _db: db,
     }
@@ -89,7 +93,19 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
 
 /// Configuration a test gateway runs with.
 pub fn env(db_url: &str, base_url: &str, opts: &Options) -> Env {
-    let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    Env::from_map(env_pairs(db_url, base_url, opts))
+}
+
+/// `ENCRYPTION_KEY` of the gateways on `db_url` (derived from it, so every
+/// replica on one test database shares the key).
+pub fn encryption_key(db_url: &str) -> String {
+    use sha2::Digest as _;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(db_url.as_bytes()))
+}
+
+/// The variables behind [`env`], to edit before use.
+pub fn env_pairs(db_url: &str, base_url: &str, opts: &Options) -> HashMap<String, String> {
+    let key = encryption_key(db_url);
     let pairs = [
         ("DATABASE_URL", db_url.to_owned()),
         ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
@@ -102,12 +118,10 @@ pub fn env(db_url: &str, base_url: &str, opts: &Options) -> Env {
         ("ENCRYPTION_KEY", key),
         ("DATABASE_MAX_CONNECTIONS", "8".to_owned()),
     ];
-    Env::from_map(
-        pairs
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect::<HashMap<_, _>>(),
-    )
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect::<HashMap<_, _>>()
 }
 
 /// Creates a key for `caller` the way `api-key create` does.
@@ -223,6 +237,11 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// URL of the test database.
+    pub fn db_url(&self) -> &str {
+        &self._db.url
+    }
+
     /// Drops the test database under the running app (outage tests).
     pub async fn drop_database(&self) {
         TestDb::drop_now(&self._db.server, &self._db.name).await;

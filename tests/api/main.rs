@@ -8,4 +8,5 @@ mod orders_idempotency;
 mod orders_read;
 mod orders_validation;
 mod test_db;
+mod tokens;
 mod xoxoday_client;
