@@ -1,5 +1,6 @@
 //! One integration-test binary; each module tests one part of the service.
 
+mod caller_keys;
 mod helpers;
 mod openapi;
 mod ops;
@@ -7,6 +8,7 @@ mod orders_dispatch;
 mod orders_idempotency;
 mod orders_read;
 mod orders_validation;
+mod secrets_scan;
 mod test_db;
 mod tokens;
 mod xoxoday_client;
