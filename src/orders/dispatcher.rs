@@ -35,7 +35,7 @@ impl OrderService {
         let start = audit::start_of(exchange_id, &call);
         let Some(attempt) = self
             .store
-            .begin_place_attempt(order.id, lease, start)
+            .begin_place_attempt(order.id, lease, self.settings.lease, start)
             .await?
         else {
             warn!("lease lost before sending placeOrder; not sending");

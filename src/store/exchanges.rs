@@ -1,6 +1,8 @@
 //! The audit of every Xoxoday exchange (contract §2.4): a row inserted with
 //! the request before sending, completed once with the response or error.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -49,18 +51,21 @@ pub struct ExchangeEnd {
 
 impl Store {
     /// Records a placeOrder attempt about to be sent, under the caller's
-    /// lease: bumps `attempts`, stamps `last_place_started_at` and inserts the
-    /// exchange row, in one statement. `None` (nothing written) when the lease
-    /// is no longer ours, in which case the call must not be sent.
+    /// lease: bumps `attempts`, stamps `last_place_started_at`, renews the
+    /// lease for `lease` from now (so it covers the call itself) and inserts
+    /// the exchange row, in one statement. `None` (nothing written) when the
+    /// lease is no longer ours, in which case the call must not be sent.
     pub async fn begin_place_attempt(
         &self,
         order: OrderId,
         lease_token: Uuid,
+        lease: Duration,
         start: ExchangeStart<'_>,
     ) -> StoreResult<Option<i32>> {
         Ok(sqlx::query_scalar(
             "with o as (
-               update orders set attempts = attempts + 1, last_place_started_at = now()
+               update orders set attempts = attempts + 1, last_place_started_at = now(),
+                 lease_until = now() + make_interval(secs => $8)
                where order_id = $1 and status = 'placing' and lease_token = $2
                returning attempts)
              insert into upstream_exchanges
@@ -75,6 +80,7 @@ impl Store {
         .bind(start.method)
         .bind(start.url)
         .bind(start.request_body)
+        .bind(lease.as_secs_f64())
         .fetch_optional(&self.pool)
         .await?)
     }

@@ -33,6 +33,8 @@ pub struct TestApp {
     pub emulator: EmulatorHandle,
     /// A live key of caller `caller-a`.
     pub api_key: String,
+    /// URL of the test database.
+    pub db_url: String,
     /// The gateway's use cases (drive the dispatcher directly).
     pub orders: OrderService,
     /// The gateway's token pair (drive refreshes directly).
@@ -84,6 +86,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         db: pool,
         emulator,
         api_key,
+        db_url: db.url.clone(),
         orders,
         tokens,
         shutdown,

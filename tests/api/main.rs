@@ -1,7 +1,9 @@
 //! One integration-test binary; each module tests one part of the service.
 
 mod caller_keys;
+mod cli;
 mod helpers;
+mod load;
 mod openapi;
 mod ops;
 mod orders_dispatch;

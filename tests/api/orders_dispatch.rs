@@ -252,21 +252,181 @@ async fn the_background_dispatcher_places_orders_no_handler_dispatched() {
 
 #[tokio::test]
 async fn a_stale_lease_cannot_write_back_and_expired_leases_reconcile() {
+    use order_gateway::{
+        domain::OrderId,
+        store::{exchanges::ExchangeStart, outcomes::PlaceResult},
+    };
     let app = spawn_app().await;
+    let store = &app.orders.store;
+    let id = uuid::Uuid::now_v7();
     sqlx::query(
         "insert into orders (order_id, caller_id, idempotency_key, request_fingerprint, po_number,
-           product_id, denomination, quantity, status, lease_token, lease_until)
-         select gen_random_uuid(), caller_id, 'stuck', '\\x00', 'OGW-stuck', 1001, 25, 1,
-           'placing', gen_random_uuid(), now() - interval '1 second' from callers",
+           product_id, denomination, quantity, next_attempt_at)
+         select $1, caller_id, 'fenced', '\\x00', 'OGW-fenced', 1001, 25, 1,
+           now() + interval '1 hour' from callers",
     )
+    .bind(id)
     .execute(&app.db)
     .await
     .unwrap();
-    app.orders.dispatch_once().await.unwrap();
-    assert_eq!(app.db_status("OGW-stuck").await, "reconciling");
+    let oid = OrderId::from_uuid(id);
+    let lease = Duration::from_secs(60);
+    let row = store
+        .claim_order(oid, lease)
+        .await
+        .unwrap()
+        .expect("claimed");
+    let stale = row.lease_token.unwrap();
+    let exchange_id = uuid::Uuid::now_v7();
+    let start = ExchangeStart {
+        exchange_id,
+        operation: "place_order",
+        method: "POST",
+        url: "http://x",
+        request_body: json!({}),
+    };
     assert_eq!(
-        app.emulator.place_calls("OGW-stuck"),
-        0,
-        "never re-placed blindly"
+        store
+            .begin_place_attempt(oid, stale, lease, start)
+            .await
+            .unwrap(),
+        Some(1)
     );
+    // A newer claim takes over (e.g. after this worker stalled).
+    sqlx::query("update orders set lease_token = gen_random_uuid() where order_id = $1")
+        .bind(id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let written = store
+        .record_place_result(
+            oid,
+            stale,
+            exchange_id,
+            &Default::default(),
+            &PlaceResult::Failed {
+                failure: json!({"httpStatus": 400}),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(written.is_none(), "a stale lease must not write back");
+    assert_eq!(app.db_status("OGW-fenced").await, "placing");
+    let completed: bool = sqlx::query_scalar(
+        "select completed_at is not null from upstream_exchanges where exchange_id = $1",
+    )
+    .bind(exchange_id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!(completed, "the audit row is completed even when fenced out");
+    let start = ExchangeStart {
+        exchange_id: uuid::Uuid::now_v7(),
+        operation: "place_order",
+        method: "POST",
+        url: "http://x",
+        request_body: json!({}),
+    };
+    assert_eq!(
+        store
+            .begin_place_attempt(oid, stale, lease, start)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // When the lease runs out, the order is reconciled, never re-placed blindly.
+    sqlx::query("update orders set lease_until = now() - interval '1 second' where order_id = $1")
+        .bind(id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    app.orders.dispatch_once().await.unwrap();
+    assert_eq!(app.db_status("OGW-fenced").await, "reconciling");
+    assert_eq!(app.emulator.place_calls("OGW-fenced"), 0);
+}
+
+#[tokio::test]
+async fn a_client_hanging_up_does_not_cancel_the_placement() {
+    let app = spawn_app().await;
+    app.emulator
+        .push_fault(FaultOp::PlaceOrder, Fault::Slow(Duration::from_millis(800)));
+    let key = new_key();
+    let gave_up = app
+        .http
+        .post(app.url("/v1/orders"))
+        .bearer_auth(&app.api_key)
+        .header("Idempotency-Key", &key)
+        .json(&order_body())
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client should have timed out");
+    let page: Value = app
+        .list_orders(&app.api_key, &format!("idempotencyKey={key}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = page["orders"][0]["id"]
+        .as_str()
+        .expect("order stored")
+        .to_owned();
+    let done = app.wait_settled(&id, Duration::from_secs(10)).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(
+        app.emulator.place_calls(done["poNumber"].as_str().unwrap()),
+        1
+    );
+    // The retry after hanging up replays the settled order.
+    let again = app.post_order(&key, &order_body()).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+}
+
+#[tokio::test]
+async fn money_stays_exact_from_request_to_upstream_to_finance() {
+    let app = spawn_app().await;
+    // 1002 takes any value from 5 to 500; 10.01 × 3 has no exact binary form.
+    let body = json!({"productId": 1002, "denomination": 10.01, "quantity": 3});
+    let order: Value = app
+        .post_order(&new_key(), &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(order["status"], "completed");
+    assert_eq!(order["denomination"], "10.01");
+    assert_eq!(order["orderTotal"], "30.03");
+    let po = order["poNumber"].as_str().unwrap();
+    let ledger = app.emulator.order(po).unwrap();
+    assert_eq!(ledger.denomination.normalize().to_string(), "10.01");
+    let total: rust_decimal::Decimal =
+        sqlx::query_scalar("select order_total from finance_orders where po_number = $1")
+            .bind(po)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(total, rust_decimal::Decimal::new(3003, 2));
+}
+
+#[tokio::test]
+async fn a_delayed_product_is_201_pending_delivery_without_vouchers() {
+    let app = spawn_app().await;
+    let body = json!({"productId": 1003, "denomination": 10});
+    let resp = app.post_order(&new_key(), &body).await;
+    let status = resp.status();
+    let order: Value = resp.json().await.unwrap();
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["status"], "pending_delivery");
+    assert_eq!(order["deliveryStatus"], "pending");
+    assert!(order["vouchers"].as_array().unwrap().is_empty());
+    assert!(order["xoxodayOrderId"].is_i64());
+    let check: bool =
+        sqlx::query_scalar("select next_check_at is not null from orders where po_number = $1")
+            .bind(order["poNumber"].as_str().unwrap())
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(check, "pending deliveries are scheduled for a check");
 }

@@ -52,6 +52,24 @@ impl TestDb {
         }
     }
 
+    /// A fresh database with no migrations applied.
+    pub async fn create_empty() -> TestDb {
+        let server = SERVER.get_or_init(server_url).await.clone();
+        let name = format!("ogw_e_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&server)
+            .await
+            .expect("connect to test server");
+        admin
+            .execute(format!(r#"create database "{name}""#).as_str())
+            .await
+            .expect("create empty test database");
+        TestDb {
+            url: with_database(&server, &name),
+            name,
+            server,
+        }
+    }
+
     /// A small pool on the test database.
     pub async fn pool(&self) -> PgPool {
         PgPoolOptions::new()

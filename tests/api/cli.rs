@@ -1,0 +1,89 @@
+//! The command line of contract §3, run as the real binary.
+
+use std::process::{Command, Output};
+
+use crate::{
+    helpers::{assert_problem, new_key, order_body, spawn_app},
+    test_db::TestDb,
+};
+
+fn gateway(db_url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_order-gateway"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db_url)
+        .output()
+        .expect("run order-gateway")
+}
+
+#[tokio::test]
+async fn api_key_create_prints_a_working_key_last_and_revoke_stops_it_at_once() {
+    let app = spawn_app().await;
+    let out = gateway(
+        &app.db_url,
+        &["api-key", "create", "--caller", "cli-caller"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let key = stdout.lines().last().unwrap().trim().to_owned();
+    assert!(key.starts_with("ogw_") && !key.contains(' '), "{stdout}");
+    let stored: i64 =
+        sqlx::query_scalar("select count(*) from api_keys where key_hash = sha256($1::bytea)")
+            .bind(key.as_bytes())
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(stored, 1, "only the hash is stored");
+
+    let resp = app
+        .post_order_as(&key, &new_key(), &order_body(), Some(0))
+        .await;
+    assert_eq!(resp.status(), 202);
+    let out = gateway(
+        &app.db_url,
+        &["api-key", "revoke", "--caller", "cli-caller"],
+    );
+    assert!(out.status.success());
+    let resp = app
+        .post_order_as(&key, &new_key(), &order_body(), Some(0))
+        .await;
+    assert_problem(resp, 401).await;
+    assert_eq!(app.count("orders").await, 1);
+}
+
+#[tokio::test]
+async fn migrate_applies_every_migration_to_an_empty_database_and_is_repeatable() {
+    let db = TestDb::create_empty().await;
+    for _ in 0..2 {
+        let out = gateway(&db.url, &["migrate"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let pool = db.pool().await;
+    let applied: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations where success")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        applied as usize,
+        order_gateway::store::MIGRATOR.iter().count()
+    );
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn serve_with_a_missing_setting_names_it_in_one_line() {
+    let out = gateway("postgres://postgres@127.0.0.1:1/x", &["serve"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("XOXODAY_"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
