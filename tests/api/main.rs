@@ -2,6 +2,7 @@
 
 mod caller_keys;
 mod cli;
+mod finance;
 mod helpers;
 mod load;
 mod openapi;
