@@ -4,6 +4,7 @@ mod caller_keys;
 mod cli;
 mod finance;
 mod helpers;
+mod hostile_input;
 mod load;
 mod openapi;
 mod ops;
