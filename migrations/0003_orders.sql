@@ -6,11 +6,14 @@
 -- with another fingerprint is refused (422).
 --
 -- Leases: a dispatcher claims an `accepted` order by setting status
--- `placing`, a fresh lease_token and lease_until in one committed UPDATE
--- (`for update skip locked` for batches). Every write-back after an upstream
--- call is guarded by `status = 'placing' and lease_token = $token`, so a stale
--- worker changes nothing once a newer claim exists. attempts and
--- last_place_started_at feed the reconciler's settle window.
+-- `placing`, a fresh lease_token and a short lease_until in one committed
+-- UPDATE (`for update skip locked` for batches), and renews lease_until by
+-- heartbeat while its call is in flight. lease_sent records whether this
+-- claim reached the point of sending: an expired lease that never sent goes
+-- back to `accepted`; one that sent goes to `reconciling`. Every write-back
+-- after an upstream call is guarded by `status = 'placing' and lease_token =
+-- $token`, so a stale worker changes nothing once a newer claim exists.
+-- attempts and last_place_started_at feed the reconciler's settle window.
 create table orders (
     order_id uuid primary key,
     caller_id uuid not null references callers (caller_id),
@@ -48,6 +51,7 @@ create table orders (
     next_attempt_at timestamptz not null default now(),
     lease_token uuid,
     lease_until timestamptz,
+    lease_sent boolean not null default false,
     last_place_started_at timestamptz,
     next_check_at timestamptz,
 

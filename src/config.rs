@@ -239,6 +239,8 @@ pub struct ServeConfig {
     pub encryption_key_previous: Option<EncryptionKey>,
     /// Largest Postgres pool (`DATABASE_MAX_CONNECTIONS`, default 10).
     pub database_max_connections: u32,
+    /// Dispatch lease without heartbeat (`DISPATCH_LEASE`, default 15 s).
+    pub dispatch_lease: Duration,
 }
 
 impl ServeConfig {
@@ -262,6 +264,7 @@ impl ServeConfig {
             encryption_key,
             encryption_key_previous: encryption_key_previous(env)?,
             database_max_connections: database_max_connections(env)?,
+            dispatch_lease: dispatch_lease(env)?,
         })
     }
 }
@@ -287,6 +290,18 @@ pub fn database_max_connections(env: &Env) -> Result<u32, ConfigError> {
         });
     }
     Ok(n)
+}
+
+/// `DISPATCH_LEASE`: at least 1 s, default 15 s.
+pub fn dispatch_lease(env: &Env) -> Result<Duration, ConfigError> {
+    let lease = env.duration_or("DISPATCH_LEASE", Duration::from_secs(15))?;
+    if lease < Duration::from_secs(1) {
+        return Err(ConfigError {
+            var: "DISPATCH_LEASE",
+            problem: "must be at least 1s".into(),
+        });
+    }
+    Ok(lease)
 }
 
 /// `DATABASE_URL`, checked to be a Postgres URL.

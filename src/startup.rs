@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// How long shutdown waits for placeOrder calls in flight; after that their
-/// leases expire and the orders are reconciled.
+/// leases lapse (no more heartbeat) and the orders are reconciled.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A built, bound, not yet running service.
@@ -49,7 +49,7 @@ impl Application {
             Arc::new(cipher()),
         ));
         seed_tokens(&tokens, &cfg).await?;
-        let settings = DispatchSettings::for_place_timeout(cfg.xoxoday.place_order_timeout);
+        let settings = DispatchSettings::with_lease(cfg.dispatch_lease);
         let orders = OrderService::new(store, client, tokens.clone(), cipher(), settings);
         let listener = TcpListener::bind(cfg.listen_addr)
             .await

@@ -42,7 +42,9 @@ impl OrderService {
             return Ok(None);
         };
         let token = self.tokens.access_token().await;
-        let result = self.xoxoday.place_order(call, &token).await;
+        let result = self
+            .with_heartbeat(order.id, lease, self.xoxoday.place_order(call, &token))
+            .await;
         let label = outcome::label(&result.outcome);
         info!(
             attempt,
@@ -116,18 +118,24 @@ impl OrderService {
                 "placeOrder leases expired; orders moved to reconciling"
             );
         }
-        let free = self.in_flight.available_permits() as i64;
-        let limit = free.min(self.settings.batch);
-        if limit == 0 {
+        // Slots first, then claims: a claimed order never waits for a slot
+        // while its short lease runs out.
+        let mut permits = Vec::new();
+        while (permits.len() as i64) < self.settings.batch {
+            match self.in_flight.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        if permits.is_empty() {
             return Ok(Vec::new());
         }
         let rows = self
             .store
-            .claim_due_orders(limit, self.settings.lease)
+            .claim_due_orders(permits.len() as i64, self.settings.lease)
             .await?;
         let mut handles = Vec::with_capacity(rows.len());
-        for row in rows {
-            let permit = self.in_flight.clone().acquire_owned().await;
+        for (row, permit) in rows.into_iter().zip(permits) {
             let svc = self.clone();
             let order = row.to_order();
             let span =
@@ -168,6 +176,34 @@ impl OrderService {
                     () = shutdown.cancelled() => {}
                     () = tokio::time::sleep(self.settings.poll_interval) => {}
                     () = self.wake.notified() => {}
+                }
+            }
+        }
+    }
+
+    /// Runs `call` while renewing the lease every third of its length, so
+    /// only a dead worker's lease expires. A failed renewal is logged and
+    /// the call goes on: at worst the lease lapses, the order is reconciled
+    /// and this worker's write-back is fenced out.
+    async fn with_heartbeat<T>(
+        &self,
+        id: OrderId,
+        lease_token: Uuid,
+        call: impl Future<Output = T>,
+    ) -> T {
+        let mut beat = tokio::time::interval(self.settings.lease / 3);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        beat.tick().await;
+        tokio::pin!(call);
+        loop {
+            tokio::select! {
+                out = &mut call => return out,
+                _ = beat.tick() => {
+                    match self.store.renew_lease(id, lease_token, self.settings.lease).await {
+                        Ok(true) => {}
+                        Ok(false) => warn!("lease taken over during placeOrder"),
+                        Err(e) => warn!(error = %e, "lease renewal failed"),
+                    }
                 }
             }
         }

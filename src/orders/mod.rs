@@ -36,8 +36,9 @@ pub use view::OrderView;
 /// Tunables of dispatch.
 #[derive(Debug, Clone)]
 pub struct DispatchSettings {
-    /// How long a claim is valid; longer than the placeOrder timeout, so a
-    /// live call never loses its lease.
+    /// How long a claim is valid without a heartbeat. A live call renews it
+    /// every third of this, so a crashed worker's orders are recovered within
+    /// about one lease.
     pub lease: Duration,
     /// Most orders claimed per background pass.
     pub batch: i64,
@@ -54,10 +55,10 @@ pub struct DispatchSettings {
 }
 
 impl DispatchSettings {
-    /// Defaults for a given placeOrder timeout.
-    pub fn for_place_timeout(place_timeout: Duration) -> Self {
+    /// Defaults around a lease length (`DISPATCH_LEASE`).
+    pub fn with_lease(lease: Duration) -> Self {
         Self {
-            lease: place_timeout + Duration::from_secs(30),
+            lease,
             batch: 32,
             max_in_flight: 64,
             poll_interval: Duration::from_secs(1),

@@ -64,7 +64,7 @@ impl Store {
     ) -> StoreResult<Option<i32>> {
         Ok(sqlx::query_scalar(
             "with o as (
-               update orders set attempts = attempts + 1, last_place_started_at = now(),
+               update orders set attempts = attempts + 1, last_place_started_at = now(), lease_sent = true,
                  lease_until = now() + make_interval(secs => $8)
                where order_id = $1 and status = 'placing' and lease_token = $2
                returning attempts)

@@ -228,7 +228,8 @@ impl Store {
     pub async fn claim_order(&self, id: OrderId, lease: Duration) -> StoreResult<Option<OrderRow>> {
         let sql = format!(
             "update orders o set status = 'placing', status_reason = null,
-               lease_token = gen_random_uuid(), lease_until = now() + make_interval(secs => $2)
+               lease_token = gen_random_uuid(), lease_sent = false,
+               lease_until = now() + make_interval(secs => $2)
              where o.order_id = $1 and o.status = 'accepted'
              returning {ORDER_COLUMNS}"
         );
@@ -248,7 +249,8 @@ impl Store {
     ) -> StoreResult<Vec<OrderRow>> {
         let sql = format!(
             "update orders o set status = 'placing', status_reason = null,
-               lease_token = gen_random_uuid(), lease_until = now() + make_interval(secs => $2)
+               lease_token = gen_random_uuid(), lease_sent = false,
+               lease_until = now() + make_interval(secs => $2)
              from (select order_id from orders
                    where status = 'accepted' and next_attempt_at <= now()
                    order by next_attempt_at
@@ -264,13 +266,20 @@ impl Store {
             .await?)
     }
 
-    /// Orders whose `placing` lease ran out (the worker died mid-call): the
-    /// outcome is unknown, so they go to `reconciling`, never back to `accepted`.
+    /// Orders whose `placing` lease ran out (the worker died or stalled).
+    /// If that claim had begun sending, the outcome is unknown: `reconciling`,
+    /// never a blind re-place. If it never sent, nothing can exist upstream:
+    /// back to `accepted`, due now.
     pub async fn expire_placing_leases(&self) -> StoreResult<u64> {
         let done = sqlx::query(
-            "update orders set status = 'reconciling', lease_token = null, lease_until = null,
-               status_reason = 'placeOrder lease expired (worker stopped mid-call)',
-               next_check_at = now()
+            "update orders set
+               status = case when lease_sent then 'reconciling' else 'accepted' end,
+               status_reason = case when lease_sent
+                 then 'placeOrder lease expired mid-call (worker stopped); outcome unknown'
+                 else 'claim expired before sending' end,
+               next_check_at = case when lease_sent then now() else next_check_at end,
+               next_attempt_at = case when lease_sent then next_attempt_at else now() end,
+               lease_token = null, lease_until = null, lease_sent = false
              where order_id in (select order_id from orders
                                 where status = 'placing' and lease_until < now()
                                 for update skip locked)",
@@ -278,5 +287,24 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    /// Heartbeat: extends a live lease; `false` when it is no longer ours.
+    pub async fn renew_lease(
+        &self,
+        id: OrderId,
+        lease_token: Uuid,
+        lease: Duration,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "update orders set lease_until = now() + make_interval(secs => $3)
+             where order_id = $1 and status = 'placing' and lease_token = $2",
+        )
+        .bind(id.as_uuid())
+        .bind(lease_token)
+        .bind(lease.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 }

@@ -83,75 +83,64 @@ impl Store {
     ) -> StoreResult<Option<OrderRow>> {
         let mut tx = self.pool.begin().await?;
         complete_exchange(&mut tx, exchange_id, end).await?;
-        let sql = match result {
-            PlaceResult::Placed(_) => placed_sql(),
-            PlaceResult::Failed { .. } => format!(
-                "update orders o set status = 'failed', failure = $3, lease_token = null,
-                   lease_until = null, settled_at = coalesce(o.settled_at, now())
-                 {GUARD} returning {ORDER_COLUMNS}"
-            ),
-            PlaceResult::Reconciling { .. } => format!(
-                "update orders o set status = 'reconciling', status_reason = $3,
-                   lease_token = null, lease_until = null,
-                   next_check_at = now() + make_interval(secs => $4)
-                 {GUARD} returning {ORDER_COLUMNS}"
-            ),
-            PlaceResult::Deferred { .. } => format!(
-                "update orders o set status = 'accepted', status_reason = $3,
-                   attempts = greatest(o.attempts - 1, 0), lease_token = null,
-                   lease_until = null, next_attempt_at = now() + make_interval(secs => $4)
-                 {GUARD} returning {ORDER_COLUMNS}"
-            ),
-        };
+        let sql = result_sql(result);
         let q = sqlx::query_as::<_, OrderRow>(&sql)
             .bind(order.as_uuid())
             .bind(lease_token);
-        let row = match result {
-            PlaceResult::Placed(f) => {
-                let row = q
-                    .bind(f.status.unwrap_or(OrderStatus::PendingDelivery).as_str())
-                    .bind(f.xoxoday_order_id)
-                    .bind(&f.currency_code)
-                    .bind(f.order_total)
-                    .bind(f.order_discount)
-                    .bind(f.amount_charged)
-                    .bind(&f.delivery_status)
-                    .bind(&f.order_status)
-                    .bind(f.next_check_in.map(|d| d.as_secs_f64()))
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if row.is_some() {
-                    insert_vouchers(&mut tx, &f.vouchers).await?;
-                }
-                row
+        let q = match result {
+            PlaceResult::Placed(f) => q
+                .bind(f.status.unwrap_or(OrderStatus::PendingDelivery).as_str())
+                .bind(f.xoxoday_order_id)
+                .bind(&f.currency_code)
+                .bind(f.order_total)
+                .bind(f.order_discount)
+                .bind(f.amount_charged)
+                .bind(&f.delivery_status)
+                .bind(&f.order_status)
+                .bind(f.next_check_in.map(|d| d.as_secs_f64())),
+            PlaceResult::Failed { failure } => q.bind(failure),
+            PlaceResult::Reconciling {
+                reason,
+                check_in: d,
             }
-            PlaceResult::Failed { failure } => q.bind(failure).fetch_optional(&mut *tx).await?,
-            PlaceResult::Reconciling { reason, check_in } => {
-                q.bind(reason)
-                    .bind(check_in.as_secs_f64())
-                    .fetch_optional(&mut *tx)
-                    .await?
-            }
-            PlaceResult::Deferred { reason, retry_in } => {
-                q.bind(reason)
-                    .bind(retry_in.as_secs_f64())
-                    .fetch_optional(&mut *tx)
-                    .await?
-            }
+            | PlaceResult::Deferred {
+                reason,
+                retry_in: d,
+            } => q.bind(reason).bind(d.as_secs_f64()),
         };
+        let row = q.fetch_optional(&mut *tx).await?;
+        if let (Some(_), PlaceResult::Placed(f)) = (&row, result) {
+            insert_vouchers(&mut tx, &f.vouchers).await?;
+        }
         tx.commit().await?;
         Ok(row)
     }
 }
 
-fn placed_sql() -> String {
+/// The guarded UPDATE for each result; `$1` order, `$2` lease token.
+fn result_sql(result: &PlaceResult) -> String {
+    let set = match result {
+        PlaceResult::Placed(_) => {
+            "status = $3, xoxoday_order_id = $4, currency_code = $5, order_total = $6,
+             order_discount = $7, amount_charged = $8, delivery_status = $9,
+             upstream_order_status = $10, status_reason = null, failure = null,
+             next_check_at = now() + make_interval(secs => $11),
+             settled_at = coalesce(o.settled_at, now())"
+        }
+        PlaceResult::Failed { .. } => {
+            "status = 'failed', failure = $3, settled_at = coalesce(o.settled_at, now())"
+        }
+        PlaceResult::Reconciling { .. } => {
+            "status = 'reconciling', status_reason = $3,
+             next_check_at = now() + make_interval(secs => $4)"
+        }
+        PlaceResult::Deferred { .. } => {
+            "status = 'accepted', status_reason = $3, attempts = greatest(o.attempts - 1, 0),
+             next_attempt_at = now() + make_interval(secs => $4)"
+        }
+    };
     format!(
-        "update orders o set status = $3, xoxoday_order_id = $4, currency_code = $5,
-           order_total = $6, order_discount = $7, amount_charged = $8, delivery_status = $9,
-           upstream_order_status = $10, status_reason = null, failure = null,
-           lease_token = null, lease_until = null,
-           next_check_at = now() + make_interval(secs => $11),
-           settled_at = coalesce(o.settled_at, now())
+        "update orders o set {set}, lease_token = null, lease_until = null, lease_sent = false
          {GUARD} returning {ORDER_COLUMNS}"
     )
 }

@@ -48,12 +48,15 @@ pub struct TestApp {
 pub struct Options {
     /// `XOXODAY_PLACE_ORDER_TIMEOUT`.
     pub place_timeout: &'static str,
+    /// `DISPATCH_LEASE`.
+    pub lease: &'static str,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             place_timeout: "10s",
+            lease: "15s",
         }
     }
 }
@@ -120,6 +123,7 @@ pub fn env_pairs(db_url: &str, base_url: &str, opts: &Options) -> HashMap<String
         ("XOXODAY_PLACE_ORDER_TIMEOUT", opts.place_timeout.to_owned()),
         ("ENCRYPTION_KEY", key),
         ("DATABASE_MAX_CONNECTIONS", "8".to_owned()),
+        ("DISPATCH_LEASE", opts.lease.to_owned()),
     ];
     pairs
         .into_iter()

@@ -2,6 +2,7 @@
 
 mod caller_keys;
 mod cli;
+mod crash;
 mod finance;
 mod helpers;
 mod hostile_input;

@@ -157,6 +157,7 @@ async fn a_dropped_connection_is_an_unknown_outcome() {
 async fn a_timeout_is_an_unknown_outcome() {
     let app = spawn_app_with(Options {
         place_timeout: "1s",
+        ..Options::default()
     })
     .await;
     assert_unknown_outcome_reconciles(&app, Fault::SleepAfterCreate(Duration::from_secs(3))).await;
@@ -429,4 +430,46 @@ async fn a_delayed_product_is_201_pending_delivery_without_vouchers() {
             .await
             .unwrap();
     assert!(check, "pending deliveries are scheduled for a check");
+}
+
+#[tokio::test]
+async fn a_heartbeat_keeps_a_slow_call_leased_past_the_lease_length() {
+    let app = spawn_app_with(Options {
+        lease: "1s",
+        ..Options::default()
+    })
+    .await;
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::Slow(Duration::from_millis(3500)),
+    );
+    let resp = app.post_order(&new_key(), &order_body()).await;
+    let order: Value = resp.json().await.unwrap();
+    // The background loop sweeps expired leases every second meanwhile.
+    assert_eq!(order["status"], "completed", "{order}");
+    assert_eq!(
+        app.emulator
+            .place_calls(order["poNumber"].as_str().unwrap()),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_claim_that_expired_before_sending_goes_back_to_accepted_and_is_placed() {
+    let app = spawn_app().await;
+    sqlx::query(
+        "insert into orders (order_id, caller_id, idempotency_key, request_fingerprint, po_number,
+           product_id, denomination, quantity, status, lease_token, lease_until, lease_sent)
+         select gen_random_uuid(), caller_id, 'unsent', '\\x00', 'OGW-unsent', 1001, 25, 1,
+           'placing', gen_random_uuid(), now() - interval '1 second', false from callers",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    // Nothing was sent under that claim, so it is placed again (a
+    // `reconciling` order would never complete without the reconciler).
+    app.orders.dispatch_once().await.unwrap();
+    app.orders.dispatch_once().await.unwrap();
+    assert_eq!(app.db_status("OGW-unsent").await, "completed");
+    assert_eq!(app.emulator.place_calls("OGW-unsent"), 1);
 }
