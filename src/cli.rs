@@ -5,8 +5,12 @@ use std::{net::SocketAddr, process::ExitCode, time::Duration};
 use clap::{Parser, Subcommand};
 
 use crate::{
-    config::{ConfigError, Env, ServeConfig},
-    orders::callers::{generate_key, hash_key},
+    config::{ConfigError, EncryptionKey, Env, ServeConfig},
+    crypto::Cipher,
+    orders::{
+        callers::{generate_key, hash_key},
+        token_store::reset_tokens,
+    },
     startup::Application,
     store::Store,
 };
@@ -30,6 +34,9 @@ pub enum Command {
     /// Manages caller API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
+    /// Manages the stored Xoxoday token pair.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
     /// Runs the Xoxoday emulator (EMULATOR_ADDR, default 127.0.0.1:9090).
     Emulator,
     /// One-command local stack: emulator + gateway on a local Postgres.
@@ -57,6 +64,15 @@ pub enum ApiKeyCommand {
         #[arg(long)]
         caller: String,
     },
+}
+
+/// `tokens` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Replaces the stored pair with XOXODAY_ACCESS_TOKEN/XOXODAY_REFRESH_TOKEN
+    /// (a new dashboard pair) and clears any refresh failure; running
+    /// replicas adopt it within a minute or on their next refused call.
+    Reset,
 }
 
 /// Runs the parsed command and turns the result into an exit code.
@@ -98,6 +114,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::ApiKey(cmd) => api_key(&env, cmd).await,
+        Command::Tokens(TokensCommand::Reset) => tokens_reset(&env).await,
         Command::Dev => {
             crate::dev::run::run().await?;
             Ok(ExitCode::SUCCESS)
@@ -139,6 +156,32 @@ async fn api_key(env: &Env, cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> {
             println!("revoked {n} key(s) of caller {}", caller.trim());
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn tokens_reset(env: &Env) -> anyhow::Result<ExitCode> {
+    let required = |var: &'static str| {
+        env.secret(var).ok_or(ConfigError {
+            var,
+            problem: "is required: the new token pair from the Xoxoday dashboard".into(),
+        })
+    };
+    let (access, refresh) = (
+        required("XOXODAY_ACCESS_TOKEN")?,
+        required("XOXODAY_REFRESH_TOKEN")?,
+    );
+    let key = EncryptionKey::from_base64(&env.required("ENCRYPTION_KEY")?).map_err(|problem| {
+        ConfigError {
+            var: "ENCRYPTION_KEY",
+            problem,
+        }
+    })?;
+    let cipher = Cipher::new(&key);
+    let store = migrated_store(env).await?;
+    let generation = reset_tokens(&store, &cipher, &access, &refresh).await?;
+    println!(
+        "stored the new Xoxoday token pair (generation {generation}); running replicas adopt it within a minute"
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -235,6 +235,8 @@ pub struct ServeConfig {
     pub webhook_api_key: Option<SecretString>,
     /// Key for encryption at rest.
     pub encryption_key: EncryptionKey,
+    /// `ENCRYPTION_KEY_PREVIOUS`: the key being rotated out, for decryption only.
+    pub encryption_key_previous: Option<EncryptionKey>,
     /// Largest Postgres pool (`DATABASE_MAX_CONNECTIONS`, default 10).
     pub database_max_connections: u32,
     /// Worker tunables (leases, reconciliation schedule and budget).
@@ -262,9 +264,21 @@ impl ServeConfig {
             xoxoday,
             webhook_api_key: env.secret("WEBHOOK_API_KEY"),
             encryption_key,
+            encryption_key_previous: encryption_key_previous(env)?,
             database_max_connections: database_max_connections(env)?,
         })
     }
+}
+
+/// `ENCRYPTION_KEY_PREVIOUS`: optional, same format as `ENCRYPTION_KEY`.
+pub fn encryption_key_previous(env: &Env) -> Result<Option<EncryptionKey>, ConfigError> {
+    env.get("ENCRYPTION_KEY_PREVIOUS")
+        .map(|raw| EncryptionKey::from_base64(&raw))
+        .transpose()
+        .map_err(|problem| ConfigError {
+            var: "ENCRYPTION_KEY_PREVIOUS",
+            problem,
+        })
 }
 
 /// `DATABASE_MAX_CONNECTIONS`: 1–1000, default 10.
@@ -352,6 +366,7 @@ mod tests {
             ("XOXODAY_ORDER_DETAILS_RATE", "0"),
             ("LISTEN_ADDR", "nowhere"),
             ("ENCRYPTION_KEY", "c2hvcnQ="),
+            ("ENCRYPTION_KEY_PREVIOUS", "c2hvcnQ="),
             ("XOXODAY_BASE_URL", "ftp://x"),
             ("DATABASE_URL", "mysql://x"),
         ];

@@ -12,9 +12,9 @@ use crate::{
     config::ServeConfig,
     crypto::Cipher,
     http::{self, AppState},
-    orders::{DispatchSettings, OrderService, StaticAccessToken},
-    store::Store,
-    xoxoday::XoxodayClient,
+    orders::{DispatchSettings, OrderService, RotatingTokens, token_store::TokenError},
+    store::{Store, StoreError},
+    xoxoday::{XoxodayApi, XoxodayClient},
 };
 
 /// How long shutdown waits for placeOrder calls in flight; after that their
@@ -26,6 +26,7 @@ pub struct Application {
     listener: TcpListener,
     orders: OrderService,
     webhook_key: Option<Arc<secrecy::SecretString>>,
+    tokens: Arc<RotatingTokens>,
 }
 
 impl Application {
@@ -39,24 +40,24 @@ impl Application {
     /// Like [`Application::build`] on an existing store, without migrating
     /// (tests that need a broken database).
     pub async fn build_with_store(cfg: ServeConfig, store: Store) -> anyhow::Result<Self> {
-        let token = cfg.xoxoday.access_token.clone().context(
-            "configuration error: XOXODAY_ACCESS_TOKEN is required (no stored token yet)",
-        )?;
-        let client = XoxodayClient::new(&cfg.xoxoday).context("building the Xoxoday client")?;
+        let client: Arc<dyn XoxodayApi> =
+            Arc::new(XoxodayClient::new(&cfg.xoxoday).context("building the Xoxoday client")?);
+        let cipher =
+            || Cipher::new(&cfg.encryption_key).with_previous(cfg.encryption_key_previous.as_ref());
+        let tokens = Arc::new(RotatingTokens::new(
+            store.clone(),
+            client.clone(),
+            Arc::new(cipher()),
+        ));
+        seed_tokens(&tokens, &cfg).await?;
         let settings = DispatchSettings::from_tuning(&cfg.tuning);
-        let orders = OrderService::new(
-            store,
-            Arc::new(client),
-            Arc::new(StaticAccessToken::new(token)),
-            Cipher::new(&cfg.encryption_key),
-            settings,
-        )
-        .with_tuning(cfg.tuning.clone())
-        .with_upstream_rates(
-            cfg.xoxoday.place_order_rate,
-            cfg.xoxoday.order_details_rate,
-            cfg.xoxoday.settle_window,
-        );
+        let orders = OrderService::new(store, client, tokens.clone(), cipher(), settings)
+            .with_tuning(cfg.tuning.clone())
+            .with_upstream_rates(
+                cfg.xoxoday.place_order_rate,
+                cfg.xoxoday.order_details_rate,
+                cfg.xoxoday.settle_window,
+            );
         let listener = TcpListener::bind(cfg.listen_addr)
             .await
             .with_context(|| format!("binding LISTEN_ADDR {}", cfg.listen_addr))?;
@@ -65,6 +66,7 @@ impl Application {
             listener,
             orders,
             webhook_key,
+            tokens,
         })
     }
 
@@ -85,11 +87,17 @@ impl Application {
         &self.orders
     }
 
+    /// The Xoxoday token pair (tests drive refreshes through it).
+    pub fn tokens(&self) -> &Arc<RotatingTokens> {
+        &self.tokens
+    }
+
     /// Serves until `shutdown` is cancelled, then drains.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let orders = self.orders;
         let dispatcher = tokio::spawn(orders.clone().run_dispatcher(shutdown.clone()));
         let reconciler = tokio::spawn(orders.clone().run_reconciler(shutdown.clone()));
+        tokio::spawn(self.tokens.run(shutdown.clone()));
         let app = http::router(AppState {
             orders: orders.clone(),
             webhook_key: self.webhook_key,
@@ -110,5 +118,19 @@ impl Application {
             tracing::warn!("placeOrder calls still in flight at exit; they will be reconciled");
         }
         served
+    }
+}
+
+/// Stores the environment pair on first start, else loads the stored one.
+/// A database that is down now is not fatal (the pair loads on first use);
+/// a missing pair with nothing stored is.
+async fn seed_tokens(tokens: &RotatingTokens, cfg: &ServeConfig) -> anyhow::Result<()> {
+    let (access, refresh) = (&cfg.xoxoday.access_token, &cfg.xoxoday.refresh_token);
+    match tokens.seed(access.as_ref(), refresh.as_ref()).await {
+        Err(TokenError::Store(StoreError::Unavailable(e))) => {
+            tracing::warn!(error = %e, "database unavailable; the Xoxoday token pair loads on first use");
+            Ok(())
+        }
+        other => Ok(other?),
     }
 }

@@ -71,6 +71,10 @@ impl NewOrder {
     pub const MAX_QUANTITY: i32 = 10;
     /// Longest tag.
     pub const MAX_TAG_CHARS: usize = 100;
+    /// Largest `userMeta`, as sent.
+    pub const MAX_USER_META_BYTES: usize = 4096;
+    /// Deepest `userMeta` (the object itself is level 1).
+    pub const MAX_USER_META_DEPTH: usize = 4;
 
     /// Parses and validates a JSON body, collecting every field error.
     pub fn parse(body: &[u8]) -> Result<Self, Vec<FieldError>> {
@@ -248,13 +252,27 @@ fn parse_tag(raw: &str) -> Result<String, String> {
         .ok_or_else(|| format!("must be at most {} characters", NewOrder::MAX_TAG_CHARS))
 }
 
+/// `userMeta` is passed through to Xoxoday and stored: bounded in size and
+/// depth so a caller cannot make us store or forward an arbitrary document.
 fn parse_object(raw: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    if raw.len() > NewOrder::MAX_USER_META_BYTES {
+        return Err(format!(
+            "must be at most {} bytes of JSON",
+            NewOrder::MAX_USER_META_BYTES
+        ));
+    }
     let map: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(raw).map_err(|_| "must be a JSON object".to_string())?;
     // Postgres text and jsonb cannot hold U+0000; refuse it here as a client
     // error rather than fail the insert.
     if map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
         return Err("must not contain U+0000".into());
+    }
+    if depth(&serde_json::Value::Object(map.clone())) > NewOrder::MAX_USER_META_DEPTH {
+        return Err(format!(
+            "must nest at most {} levels deep",
+            NewOrder::MAX_USER_META_DEPTH
+        ));
     }
     Ok(map)
 }
@@ -265,6 +283,14 @@ fn has_nul(v: &serde_json::Value) -> bool {
         serde_json::Value::Array(items) => items.iter().any(has_nul),
         serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
         _ => false,
+    }
+}
+
+fn depth(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
+        serde_json::Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
     }
 }
 

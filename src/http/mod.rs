@@ -19,6 +19,8 @@ use tower_http::{
 
 /// Request extractors.
 pub mod extract;
+/// Header limits.
+pub mod limits;
 /// Health, readiness, OpenAPI, fallbacks.
 pub mod ops;
 /// Order routes and wire types.
@@ -58,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(limits::limit_headers))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,

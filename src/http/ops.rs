@@ -12,6 +12,7 @@ use axum::{
 use serde_json::json;
 
 use super::{problem::ApiError, state::AppState};
+use crate::{orders::OPERATOR_ACTION, store::tokens::TokenRow};
 
 /// The OpenAPI document, built into the binary.
 pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
@@ -21,14 +22,23 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: 200 when the database answers and migrations are applied
-/// and Xoxoday is not refusing every call (then 503 with the reason).
+/// `GET /readyz`: 200 when the database answers, migrations are applied,
+/// the Xoxoday token pair is usable and Xoxoday is not refusing every call;
+/// else 503 with the reason.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let check = tokio::time::timeout(Duration::from_secs(3), state.orders.store.is_ready()).await;
-    let (status, detail) = match check {
-        Ok(Ok(true)) => (StatusCode::OK, "ready"),
-        Ok(Ok(false)) => (StatusCode::SERVICE_UNAVAILABLE, "migrations pending"),
-        Ok(Err(_)) | Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+    let store = &state.orders.store;
+    let check = tokio::time::timeout(Duration::from_secs(3), async {
+        Ok::<_, crate::store::StoreError>((store.is_ready().await?, store.load_tokens().await?))
+    })
+    .await;
+    let unavailable = StatusCode::SERVICE_UNAVAILABLE;
+    let (status, detail, reason) = match check {
+        Ok(Ok((false, _))) => (unavailable, "migrations pending", None),
+        Ok(Ok((true, tokens))) => match token_problem(tokens.as_ref()) {
+            None => (StatusCode::OK, "ready", None),
+            Some(reason) => (unavailable, "xoxoday tokens unusable", Some(reason)),
+        },
+        Ok(Err(_)) | Err(_) => (unavailable, "database unavailable", None),
     };
     if status == StatusCode::OK {
         if let Ok(Some(reason)) = state.orders.account_pause().await {
@@ -36,7 +46,26 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
         }
     }
-    (status, Json(json!({"status": detail})))
+    let body = match reason {
+        Some(reason) => json!({"status": detail, "reason": reason}),
+        None => json!({"status": detail}),
+    };
+    (status, Json(body))
+}
+
+/// Why the stored token pair is not usable, in operator terms.
+fn token_problem(row: Option<&TokenRow>) -> Option<String> {
+    let Some(row) = row else {
+        return Some("no Xoxoday token pair is stored: set XOXODAY_ACCESS_TOKEN and XOXODAY_REFRESH_TOKEN and restart".into());
+    };
+    let error = row.last_refresh_error.as_deref().unwrap_or("unknown error");
+    if row.operator_action_required {
+        return Some(format!("{OPERATOR_ACTION} ({error})"));
+    }
+    let failing = row
+        .last_refresh_failed_at
+        .is_some_and(|failed| row.last_refresh_at.is_none_or(|ok| failed > ok));
+    failing.then(|| format!("Xoxoday token refresh failing, retrying automatically ({error})"))
 }
 
 /// `GET /metrics`: Prometheus text; order gauges are counted on each scrape

@@ -19,7 +19,7 @@ use super::{
     state::AppState,
 };
 use crate::{
-    domain::{FieldError, NewOrder, OrderId, OrderStatus, money::money_string},
+    domain::{Caller, FieldError, NewOrder, OrderId, OrderStatus, money::money_string},
     orders::{
         OrderView,
         intake::{IntakeError, IntakeOutcome},
@@ -75,11 +75,13 @@ pub async fn get_order(
 ) -> Result<Json<OrderOut>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
     let svc = &state.orders;
-    let row = svc
+    let Some(row) = svc
         .store
         .find_order(&caller, OrderId::from_uuid(id))
         .await?
-        .ok_or(ApiError::NotFound)?;
+    else {
+        return Err(not_found_or_revoked(&state, &caller).await);
+    };
     Ok(Json(OrderOut::from(&svc.view(row).await?)))
 }
 
@@ -94,6 +96,9 @@ pub async fn list_orders(
     filter.limit += 1;
     let svc = &state.orders;
     let mut rows = svc.store.list_orders(&caller, &filter).await?;
+    if rows.is_empty() && !svc.callers.still_live(&svc.store, &caller).await? {
+        return Err(ApiError::Unauthorized);
+    }
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let views = svc.views(rows).await?;
@@ -104,6 +109,16 @@ pub async fn list_orders(
         orders: views.iter().map(OrderOut::from).collect(),
         next_cursor,
     }))
+}
+
+/// Nothing found: 404, unless the key was revoked meanwhile (401).
+async fn not_found_or_revoked(state: &AppState, caller: &Caller) -> ApiError {
+    let svc = &state.orders;
+    match svc.callers.still_live(&svc.store, caller).await {
+        Ok(true) => ApiError::NotFound,
+        Ok(false) => ApiError::Unauthorized,
+        Err(e) => e.into(),
+    }
 }
 
 const DEFAULT_LIMIT: i64 = 50;

@@ -21,6 +21,21 @@ pub fn start_of(exchange_id: Uuid, call: &PreparedCall) -> ExchangeStart<'_> {
     }
 }
 
+/// The raw request sealed, when redaction hid anything (a token refresh
+/// carries `refresh_token` and `client_secret`); `None` when the redacted
+/// copy already is the whole request.
+pub fn seal_request(cipher: &Cipher, exchange_id: Uuid, call: &PreparedCall) -> Option<Vec<u8>> {
+    (redact_json(&call.body) != call.body).then(|| {
+        let raw = call.body.to_string();
+        cipher.encrypt(raw.as_bytes(), request_aad(exchange_id).as_bytes())
+    })
+}
+
+/// Associated data of a sealed request body.
+pub fn request_aad(exchange_id: Uuid) -> String {
+    format!("exchange:{exchange_id}:request_body")
+}
+
 /// The answer half of the audit row.
 pub fn end_of(cipher: &Cipher, exchange_id: Uuid, ex: &Exchange, outcome: &str) -> ExchangeEnd {
     // Every audited exchange passes here, so this is the one metrics hook.

@@ -65,6 +65,17 @@ impl CallerCache {
         Ok(found)
     }
 
+    /// Whether `caller`'s key is still live, asked of the database (for a
+    /// caller-scoped read that found nothing: a revoked key must get 401,
+    /// not an empty answer, even while cached). Forgets it when revoked.
+    pub async fn still_live(&self, store: &Store, caller: &Caller) -> StoreResult<bool> {
+        let live = store.find_caller_by_key(&caller.key_hash).await?.is_some();
+        if !live {
+            self.forget(&caller.key_hash);
+        }
+        Ok(live)
+    }
+
     /// Drops a key found revoked.
     pub fn forget(&self, key_hash: &[u8; 32]) {
         self.entries

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::{OrderService, audit, outcome};
 use crate::{
     domain::OrderId,
-    store::{StoreError, StoreResult, orders::OrderRow, rate_limit::Slot},
+    store::{StoreError, StoreResult, orders::OrderRow, outcomes::PlaceResult, rate_limit::Slot},
     xoxoday::{Operation, PlaceOrderRequest, PlaceOutcome},
 };
 
@@ -76,7 +76,14 @@ impl OrderService {
             _ => {}
         }
         let end = audit::end_of(&self.cipher, exchange_id, &result.exchange, label);
-        let next = outcome::place_result(&self.settings, &self.cipher, order.id, &result.outcome);
+        let mut next =
+            outcome::place_result(&self.settings, &self.cipher, order.id, &result.outcome);
+        // invalid_token created no order: retry at once after a good refresh.
+        let retry_now = matches!(result.outcome, PlaceOutcome::Unauthorized(_))
+            && self.tokens.token_rejected(&token).await;
+        if let (true, PlaceResult::Deferred { retry_in, .. }) = (retry_now, &mut next) {
+            *retry_in = Duration::ZERO;
+        }
         let written = self
             .with_retries(|| {
                 self.store
@@ -88,6 +95,8 @@ impl OrderService {
                 outcome = label,
                 "lease lost during placeOrder; result kept only in the audit"
             );
+        } else if retry_now {
+            self.wake.notify_one();
         }
         Ok(written)
     }

@@ -88,8 +88,9 @@ impl OrderService {
             return Ok(row);
         }
         match timeout_at(deadline, handle).await {
-            Ok(Ok(Some(done))) => Ok(done),
-            // Claimed elsewhere, or the task failed: follow the row instead.
+            Ok(Ok(Some(done))) if !is_moving(&done) => Ok(done),
+            // Claimed elsewhere, deferred for a retry (token refreshed), or
+            // the task failed: follow the row instead.
             Ok(_) => self.wait_while_in_flight(row, deadline).await,
             Err(_) => self.reload(row).await,
         }

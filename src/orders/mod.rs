@@ -24,6 +24,10 @@ pub mod limits;
 mod outcome;
 /// Settles unknown outcomes and pending deliveries through getOrderDetails.
 pub mod reconciler;
+/// One token refresh across replicas.
+mod token_refresh;
+/// The Postgres-backed, rotating Xoxoday token pair.
+pub mod token_store;
 /// Access tokens for Xoxoday.
 pub mod tokens;
 /// Orders with their decrypted vouchers.
@@ -32,6 +36,8 @@ pub mod view;
 pub mod webhooks;
 
 pub use callers::CallerCache;
+pub use token_refresh::OPERATOR_ACTION;
+pub use token_store::{RotatingTokens, TokenHealth, TokenState};
 pub use tokens::{AccessTokens, StaticAccessToken};
 pub use view::OrderView;
 

@@ -143,7 +143,15 @@ impl OrderService {
         let label = lookup_label(&result.outcome);
         info!(outcome = label, "getOrderDetails answered");
         let audit_end = audit::end_of(&self.cipher, exchange_id, &result.exchange, label);
-        let end = self.decide(c, &result.outcome).await;
+        let mut end = self.decide(c, &result.outcome).await;
+        // A refused token created nothing: after a good refresh, check again at once.
+        if matches!(result.outcome, LookupOutcome::Unauthorized(_))
+            && self.tokens.token_rejected(&tok).await
+            && let CheckEnd::Retry { delay, counted, .. } = &mut end
+        {
+            *delay = Duration::ZERO;
+            *counted = false;
+        }
         let replace = matches!(end, CheckEnd::Replace);
         let row = self
             .with_retries(|| {

@@ -27,6 +27,8 @@ pub mod rate_limit;
 pub mod reconcile;
 /// Read-only counts for `/metrics`.
 pub mod stats;
+/// The encrypted Xoxoday token pair and its refresh lock.
+pub mod tokens;
 /// Encrypted vouchers.
 pub mod vouchers;
 /// The inbox of Xoxoday delivery webhooks.

@@ -2,14 +2,14 @@
 //! same path as `serve`) on port 0, against a fresh database, with the
 //! Xoxoday emulator in process and the real `XoxodayClient`.
 
-use std::{collections::HashMap, net::SocketAddr, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use base64::Engine as _;
 use order_gateway::{
     config::{Env, ServeConfig},
     emulator::{EmulatorConfig, EmulatorHandle},
     orders::{
-        OrderService,
+        OrderService, RotatingTokens,
         callers::{generate_key, hash_key},
     },
     startup::Application,
@@ -37,6 +37,8 @@ pub struct TestApp {
     pub db_url: String,
     /// The gateway's use cases (drive the dispatcher directly).
     pub orders: OrderService,
+    /// The gateway's token pair (drive refreshes directly).
+    pub tokens: Arc<RotatingTokens>,
     shutdown: CancellationToken,
     _db: TestDb,
 }
@@ -76,6 +78,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     let cfg = ServeConfig::from_env(&env(&db.url, &emulator.base_url(), &opts)).expect("config");
     let app = Application::build(cfg).await.expect("build app");
     let (addr, orders) = (app.local_addr(), app.orders().clone());
+    let tokens = app.tokens().clone();
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run(shutdown.clone()));
     let pool = db.pool().await;
@@ -91,6 +94,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         api_key,
         db_url: db.url.clone(),
         orders,
+        tokens,
         shutdown,
         _db: db,
     }
@@ -98,7 +102,19 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
 
 /// Configuration a test gateway runs with.
 pub fn env(db_url: &str, base_url: &str, opts: &Options) -> Env {
-    let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    Env::from_map(env_pairs(db_url, base_url, opts))
+}
+
+/// `ENCRYPTION_KEY` of the gateways on `db_url` (derived from it, so every
+/// replica on one test database shares the key).
+pub fn encryption_key(db_url: &str) -> String {
+    use sha2::Digest as _;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(db_url.as_bytes()))
+}
+
+/// The variables behind [`env`], to edit before use.
+pub fn env_pairs(db_url: &str, base_url: &str, opts: &Options) -> HashMap<String, String> {
+    let key = encryption_key(db_url);
     let pairs = [
         ("DATABASE_URL", db_url.to_owned()),
         ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
@@ -112,13 +128,11 @@ pub fn env(db_url: &str, base_url: &str, opts: &Options) -> Env {
         ("DATABASE_MAX_CONNECTIONS", "8".to_owned()),
         ("ORDER_LEASE", opts.lease.to_owned()),
     ];
-    Env::from_map(
-        pairs
-            .into_iter()
-            .chain(opts.extra.iter().cloned())
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect::<HashMap<_, _>>(),
-    )
+    pairs
+        .into_iter()
+        .chain(opts.extra.iter().cloned())
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect::<HashMap<_, _>>()
 }
 
 /// Creates a key for `caller` the way `api-key create` does.

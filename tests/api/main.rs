@@ -1,11 +1,14 @@
 //! One integration-test binary; each module tests one part of the service.
 
+mod caller_keys;
 mod child;
 mod cli;
 mod crash;
 mod crash_recovery;
 mod dev;
+mod finance;
 mod helpers;
+mod hostile_input;
 mod ledger;
 mod load;
 mod metrics;
@@ -19,7 +22,9 @@ mod orders_validation;
 mod rate_limits;
 mod reconciler;
 mod replicas;
+mod secrets_scan;
 mod shutdown;
 mod test_db;
+mod tokens;
 mod webhooks;
 mod xoxoday_client;

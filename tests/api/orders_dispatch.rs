@@ -213,6 +213,10 @@ async fn an_expired_token_creates_no_order_and_is_retried_later() {
     let app = spawn_app().await;
     app.emulator
         .push_fault(FaultOp::PlaceOrder, Fault::InvalidToken);
+    // The refresh fails too, so the order waits (a good refresh retries at
+    // once: tokens::an_invalid_token_refreshes_once_and_the_order_is_placed_promptly).
+    app.emulator
+        .push_fault(FaultOp::RefreshToken, Fault::InvalidToken);
     let order: Value = app
         .post_order(&new_key(), &order_body())
         .await
