@@ -17,6 +17,27 @@ use crate::{
     test_db::TestDb,
 };
 
+/// The child gateway, killed (SIGKILL) when dropped, so a failing assertion
+/// never leaves a `serve` process behind.
+struct Gateway(Child);
+
+impl Gateway {
+    fn kill(&mut self) -> std::io::Result<()> {
+        self.0.kill()
+    }
+
+    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.0.wait()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -25,7 +46,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_gateway(db_url: &str, base_url: &str, port: u16) -> Child {
+fn start_gateway(db_url: &str, base_url: &str, port: u16) -> Gateway {
     use base64::Engine as _;
     Command::new(env!("CARGO_BIN_EXE_order-gateway"))
         .arg("serve")
@@ -46,6 +67,7 @@ fn start_gateway(db_url: &str, base_url: &str, port: u16) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Gateway)
         .expect("start order-gateway serve")
 }
 
