@@ -155,24 +155,8 @@ pub enum DeliveryStatus {
     Other(String),
 }
 
-/// One voucher; `Debug` never shows code or pin.
-#[derive(Debug, Clone)]
-pub struct Voucher {
-    /// Voucher code (or URL for `url` vouchers).
-    pub code: SecretString,
-    /// PIN, when the voucher has one.
-    pub pin: Option<SecretString>,
-    /// Validity date text, as sent.
-    pub validity: Option<String>,
-    /// `code`, `codePin`, `url`, `urlPin`.
-    pub voucher_type: Option<String>,
-    /// Face value, exact.
-    pub amount: Option<Decimal>,
-    /// Currency of `amount`.
-    pub currency: Option<String>,
-    /// Country text (may be a comma-separated list).
-    pub country: Option<String>,
-}
+/// One voucher (the same type the store decrypts into); `Debug` never shows code or pin.
+pub use crate::domain::Voucher;
 
 /// An order as Xoxoday reports it (placeOrder or getOrderDetails `data`).
 #[derive(Debug, Clone)]
