@@ -87,3 +87,36 @@ async fn serve_with_a_missing_setting_names_it_in_one_line() {
     assert!(stderr.contains("XOXODAY_"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
+
+async fn healthcheck(env: &[(&str, String)], args: &[&str]) -> std::process::ExitStatus {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
+        .arg("healthcheck")
+        .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .await
+        .expect("run order-gateway healthcheck")
+        .status
+}
+
+#[tokio::test]
+async fn healthcheck_exits_zero_only_while_readyz_answers_200() {
+    let app = spawn_app().await;
+    let listen = [("LISTEN_ADDR", app.addr.to_string())];
+    assert!(healthcheck(&listen, &[]).await.success(), "via LISTEN_ADDR");
+    let url = format!("http://{}", app.addr);
+    assert!(
+        healthcheck(&[], &["--url", &url]).await.success(),
+        "via --url"
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap();
+    drop(closed);
+    let down = [("LISTEN_ADDR", dead.to_string())];
+    assert!(
+        !healthcheck(&down, &[]).await.success(),
+        "nothing listening"
+    );
+}
