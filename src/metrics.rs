@@ -147,10 +147,46 @@ pub fn set_token_expiry(expires_at: DateTime<Utc>) {
 
 /// The exposition text: process metrics, plus order gauges when the database
 /// answered (`order_gateway_metrics_database_up` says whether it did).
-pub fn render(orders: Option<&[StatusCount]>) -> String {
+/// The token refresh state of this process, for [`render`]: the state name
+/// (one of [`TOKEN_STATES`]) and the successful and failed refresh counts.
+pub type TokenGauges = (&'static str, u64, u64);
+
+/// Every value of `order_gateway_xoxoday_token_state`'s `state` label.
+pub const TOKEN_STATES: [&str; 4] = ["unknown", "ok", "failing", "operator_action_required"];
+
+fn token_gauges(reg: &Registry, token: Option<TokenGauges>) -> prometheus::Result<()> {
+    let Some((state, refreshes, failures)) = token else {
+        return Ok(());
+    };
+    let states = GaugeVec::new(
+        Opts::new(
+            "order_gateway_xoxoday_token_state",
+            "1 for the current state of the Xoxoday token pair (operator_action_required: a new pair must be stored).",
+        ),
+        &["state"],
+    )?;
+    for s in TOKEN_STATES {
+        states
+            .with_label_values(&[s])
+            .set(if s == state { 1.0 } else { 0.0 });
+    }
+    reg.register(Box::new(states))?;
+    let refresh = IntCounterVec::new(
+        Opts::new(
+            "order_gateway_xoxoday_token_refreshes_total",
+            "Xoxoday token refreshes by this process, by result.",
+        ),
+        &["result"],
+    )?;
+    refresh.with_label_values(&["ok"]).inc_by(refreshes);
+    refresh.with_label_values(&["failed"]).inc_by(failures);
+    reg.register(Box::new(refresh))
+}
+
+pub fn render(orders: Option<&[StatusCount]>, token: Option<TokenGauges>) -> String {
     let scrape = Registry::new();
     let mut families = PROCESS.registry.gather();
-    if let Err(e) = scrape_gauges(&scrape, orders) {
+    if let Err(e) = token_gauges(&scrape, token).and_then(|()| scrape_gauges(&scrape, orders)) {
         tracing::warn!(error = %e, "building scrape gauges failed");
     }
     families.extend(scrape.gather());
@@ -253,7 +289,7 @@ mod tests {
                 oldest_age_seconds: 900.0,
             },
         ];
-        let text = render(Some(&rows));
+        let text = render(Some(&rows), None);
         for line in [
             "order_gateway_orders{status=\"accepted\"} 3",
             "order_gateway_orders{status=\"failed\"} 0",
@@ -275,7 +311,7 @@ mod tests {
 
     #[test]
     fn without_the_database_only_process_metrics_are_reported() {
-        let text = render(None);
+        let text = render(None, None);
         assert!(text.contains("order_gateway_metrics_database_up 0"));
         assert!(!text.contains("order_gateway_queue_depth"));
     }
@@ -283,12 +319,26 @@ mod tests {
     #[test]
     fn token_expiry_is_reported_in_seconds_from_now() {
         set_token_expiry(Utc::now() + chrono::Duration::seconds(3600));
-        let text = render(None);
+        let text = render(None, None);
         let line = text
             .lines()
             .find(|l| l.starts_with("order_gateway_xoxoday_token_expires_in_seconds "))
             .expect("gauge present");
         let secs: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
         assert!((3500.0..=3600.0).contains(&secs), "{secs}");
+    }
+
+    #[test]
+    fn token_state_marks_exactly_the_current_state_and_counts_refreshes() {
+        let text = render(None, Some(("operator_action_required", 3, 2)));
+        for line in [
+            "order_gateway_xoxoday_token_state{state=\"operator_action_required\"} 1",
+            "order_gateway_xoxoday_token_state{state=\"ok\"} 0",
+            "order_gateway_xoxoday_token_refreshes_total{result=\"ok\"} 3",
+            "order_gateway_xoxoday_token_refreshes_total{result=\"failed\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        assert!(!render(None, None).contains("order_gateway_xoxoday_token_state"));
     }
 }

@@ -38,7 +38,11 @@ impl RotatingTokens {
     pub(super) async fn refresh(&self, seen: i64) -> Result<bool, TokenError> {
         let _one_here = self.gate.lock().await;
         let mut lock = self.store.lock_tokens().await?;
+        // Every early return ends the transaction explicitly: a dropped sqlx
+        // transaction only rolls back when its pooled connection is next
+        // used, and until then it would keep the token row locked.
         let Some(row) = lock.row.clone() else {
+            lock.commit().await?;
             return Ok(false);
         };
         if row.generation != seen {
@@ -47,9 +51,16 @@ impl RotatingTokens {
             return Ok(true);
         }
         if row.operator_action_required {
+            lock.commit().await?;
             return Ok(false);
         }
-        let refresh_token = open(&self.cipher, &row, "refresh")?;
+        let refresh_token = match open(&self.cipher, &row, "refresh") {
+            Ok(token) => token,
+            Err(e) => {
+                lock.commit().await?;
+                return Err(e);
+            }
+        };
         let call = self.xoxoday.refresh_token(&refresh_token).await;
         self.record(&mut lock, &call).await?;
         match call.outcome {

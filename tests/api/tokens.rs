@@ -201,9 +201,19 @@ async fn a_refused_refresh_shows_in_readyz_until_tokens_reset_stores_a_new_pair(
     let body: Value = resp.json().await.unwrap();
     let reason = body["reason"].as_str().unwrap();
     assert!(reason.contains("order-gateway tokens reset"), "{reason}");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let gauge = "order_gateway_xoxoday_token_state{state=\"operator_action_required\"} 1";
+    assert!(metrics.lines().any(|l| l == gauge), "{metrics}");
     // A dead refresh token is not spent again.
     assert!(!app.tokens.token_rejected(&stale).await);
     assert_eq!(refresh_exchanges(&app).await, 1);
+    // ...and asking left no transaction holding the token row.
+    let mut tx = app.db.begin().await.unwrap();
+    sqlx::query("select 1 from xoxoday_tokens for update nowait")
+        .execute(&mut *tx)
+        .await
+        .expect("the token row is not left locked");
+    tx.rollback().await.unwrap();
 
     let (access, refresh) = app.emulator.current_tokens();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
