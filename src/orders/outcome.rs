@@ -36,10 +36,21 @@ pub(crate) fn place_result(
     s: &DispatchSettings,
     cipher: &Cipher,
     order: OrderId,
+    attempt: i32,
     outcome: &PlaceOutcome,
 ) -> PlaceResult {
     match outcome {
         PlaceOutcome::Placed(up) => PlaceResult::Placed(placed_facts(s, cipher, order, up)),
+        // A refusal of a re-placement says nothing about the earlier attempt,
+        // whose outcome was unknown: `failed` would invite the caller to order
+        // again under a new key. Keep reconciling; the budget ends in review.
+        PlaceOutcome::Rejected(e) if attempt > 1 => PlaceResult::Reconciling {
+            reason: format!(
+                "re-placement refused ({}) after an unknown earlier attempt",
+                id_of(e)
+            ),
+            check_in: s.unknown_check_in,
+        },
         PlaceOutcome::Rejected(e) => PlaceResult::Failed {
             failure: failure_json(e),
         },

@@ -206,3 +206,35 @@ async fn all_faults_mixed_still_give_exactly_one_order_per_key() {
     assert_eq!(app.count("orders where status = 'completed'").await, 20);
     assert_ledger_consistent(&app).await;
 }
+
+#[tokio::test]
+async fn a_refused_re_placement_never_marks_the_order_failed() {
+    // Attempt 1: unknown outcome (5xx). Attempt 2 (after a trusted not-found)
+    // is refused: that refusal says nothing about attempt 1, so the order must
+    // not become `failed` (which invites a second order under a new key).
+    let app = spawn_app_with(fast(&[])).await;
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::ErrorBeforeCreate { status: 502 },
+    );
+    let refusal = serde_json::json!({
+        "code": 400, "errorId": "PLE10001",
+        "errorInfo": "Validation error in place order", "error": "Bad request"
+    });
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::Respond {
+            status: 400,
+            body: refusal,
+        },
+    );
+    let resp = app.post_order(&new_key(), &order_body()).await;
+    let order: Value = resp.json().await.unwrap();
+    wait_all_settled(&app.db, Duration::from_secs(30)).await;
+    let id = order["id"].as_str().unwrap();
+    let order: Value = app.get_order(&app.api_key, id).await.json().await.unwrap();
+    assert_ne!(order["status"], "failed", "{order}");
+    assert_eq!(order["status"], "completed", "placed by attempt 3: {order}");
+    assert_eq!(order["attempts"], 3);
+    assert_ledger_consistent(&app).await;
+}
