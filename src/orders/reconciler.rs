@@ -15,7 +15,6 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, info_span, warn};
@@ -112,7 +111,9 @@ impl OrderService {
 
     async fn check(&self, c: &CheckRow, token: Uuid) -> StoreResult<()> {
         let order = c.row.to_order();
-        let age = (Utc::now() - order.created_at).to_std().unwrap_or_default();
+        let age = (c.claimed_at - order.created_at)
+            .to_std()
+            .unwrap_or_default();
         if order.status == OrderStatus::Reconciling && age > self.tuning.max_age {
             let reason = format!(
                 "outcome still unknown after {}s; automatic resolution exhausted",
@@ -232,7 +233,9 @@ impl OrderService {
         let settle = chrono::Duration::from_std(self.upstream.settle_window).unwrap_or_default();
         if let Some(started) = c.last_place_started_at {
             let trusted_at = started + settle;
-            let now = Utc::now();
+            // The lookup began after the claim, so judging by the claim's
+            // database time errs on the side of waiting longer.
+            let now = c.claimed_at;
             if now < trusted_at {
                 let wait =
                     (trusted_at - now).to_std().unwrap_or_default() + Duration::from_millis(200);

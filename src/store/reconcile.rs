@@ -34,6 +34,10 @@ pub struct CheckRow {
     pub next_check_at: Option<DateTime<Utc>>,
     /// Checks since the last placeOrder attempt (backoff exponent).
     pub checks: i32,
+    /// The database clock when this claim was made. The settle window is
+    /// measured on the database clock, like `last_place_started_at`, never
+    /// on a replica's own clock (which may run ahead).
+    pub claimed_at: DateTime<Utc>,
 }
 
 /// How a check ends.
@@ -76,7 +80,8 @@ impl Store {
                    limit $1
                    for update skip locked) due
              where o.order_id = due.order_id
-             returning {ORDER_COLUMNS}, o.last_place_started_at, o.next_check_at, o.checks"
+             returning {ORDER_COLUMNS}, o.last_place_started_at, o.next_check_at, o.checks,
+                       clock_timestamp() as claimed_at"
         );
         Ok(sqlx::query_as(&sql)
             .bind(limit)
