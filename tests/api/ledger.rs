@@ -94,3 +94,16 @@ pub async fn assert_ledger(db: &PgPool, emulator: &EmulatorHandle) {
         }
     }
 }
+
+/// Ends every upstream pause and makes every deferred order due now, so a
+/// test need not wait out a penalty or a rate window.
+pub async fn lift_pauses_and_make_due(db: &PgPool) {
+    sqlx::query("delete from upstream_pauses")
+        .execute(db)
+        .await
+        .unwrap();
+    sqlx::query("update orders set next_attempt_at = now()")
+        .execute(db)
+        .await
+        .unwrap();
+}

@@ -5,7 +5,10 @@ use std::time::Duration;
 use order_gateway::emulator::{Fault, FaultOp};
 use serde_json::{Value, json};
 
-use crate::helpers::{Options, new_key, order_body, spawn_app, spawn_app_with};
+use crate::{
+    helpers::{Options, new_key, order_body, spawn_app, spawn_app_with},
+    ledger::lift_pauses_and_make_due,
+};
 
 #[tokio::test]
 async fn a_delivered_order_is_201_completed_with_vouchers_and_audit() {
@@ -193,14 +196,7 @@ async fn throttling_puts_the_order_back_without_counting_an_attempt() {
         1
     );
     // Once due and the penalty over, the dispatcher places it with the same poNumber.
-    sqlx::query("delete from upstream_pauses")
-        .execute(&app.db)
-        .await
-        .unwrap();
-    sqlx::query("update orders set next_attempt_at = now()")
-        .execute(&app.db)
-        .await
-        .unwrap();
+    lift_pauses_and_make_due(&app.db).await;
     assert_eq!(app.orders.dispatch_once().await.unwrap(), 1);
     assert_eq!(app.db_status(po).await, "completed");
     assert_eq!(app.emulator.place_calls(po), 2);

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::{
     helpers::{new_key, order_body, spawn_app_with},
-    ledger::{assert_ledger_consistent, fast, wait_all_settled},
+    ledger::{assert_ledger_consistent, fast, lift_pauses_and_make_due, wait_all_settled},
 };
 
 #[tokio::test]
@@ -98,14 +98,7 @@ async fn a_rate_limit_penalty_pauses_place_order_and_requeues_without_counting()
         0
     );
     // Penalty over: both go.
-    sqlx::query("delete from upstream_pauses")
-        .execute(&app.db)
-        .await
-        .unwrap();
-    sqlx::query("update orders set next_attempt_at = now()")
-        .execute(&app.db)
-        .await
-        .unwrap();
+    lift_pauses_and_make_due(&app.db).await;
     wait_all_settled(&app.db, Duration::from_secs(30)).await;
     assert_eq!(
         app.count("orders where status = 'completed' and attempts = 1")
@@ -148,14 +141,7 @@ async fn an_account_wide_refusal_pauses_dispatch_and_fails_readiness() {
     assert_eq!(other["status"], "accepted");
     assert_eq!(app.emulator.orders().len(), 0);
     // The operator fixes the account; the pause is lifted.
-    sqlx::query("delete from upstream_pauses")
-        .execute(&app.db)
-        .await
-        .unwrap();
-    sqlx::query("update orders set next_attempt_at = now()")
-        .execute(&app.db)
-        .await
-        .unwrap();
+    lift_pauses_and_make_due(&app.db).await;
     wait_all_settled(&app.db, Duration::from_secs(30)).await;
     assert_eq!(app.get("/readyz").await.status(), 200);
     assert_eq!(app.count("orders where status = 'completed'").await, 2);
