@@ -1,6 +1,7 @@
 //! One integration-test binary; each module tests one part of the service.
 
 mod caller_keys;
+mod campaign;
 mod child;
 mod cli;
 mod crash;
