@@ -1,5 +1,7 @@
 //! The audit of every Xoxoday exchange (contract §2.4): a row inserted with
 //! the request before sending, completed once with the response or error.
+//! The plaintext copies of the answer pass `domain::safe_text` (a NUL from
+//! Xoxoday must not fail the write-back); the sealed body is the raw bytes.
 
 use std::time::Duration;
 
@@ -7,7 +9,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Store, StoreResult};
-use crate::domain::OrderId;
+use crate::domain::{
+    OrderId,
+    safe_text::{pg_json, pg_opt},
+};
 
 /// The request half, written before the call.
 #[derive(Debug)]
@@ -101,15 +106,15 @@ pub(crate) async fn complete_exchange(
          where exchange_id = $1 and completed_at is null",
     )
     .bind(exchange_id)
-    .bind(&end.request_headers)
+    .bind(pg_json(&end.request_headers))
     .bind(end.started_at)
     .bind(end.duration_ms)
     .bind(end.response_status)
-    .bind(&end.response_headers)
-    .bind(&end.body_redacted)
+    .bind(end.response_headers.as_ref().map(pg_json))
+    .bind(pg_opt(end.body_redacted.as_deref()))
     .bind(&end.body_encrypted)
     .bind(&end.key_id)
-    .bind(&end.error)
+    .bind(pg_opt(end.error.as_deref()))
     .bind(&end.outcome)
     .execute(conn)
     .await?;

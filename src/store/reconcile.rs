@@ -6,7 +6,8 @@
 //! `lease_token`, in one short transaction that also completes the audit row,
 //! so a stalled worker that wakes up late changes nothing once a newer claim
 //! (or a webhook) moved the order on. Reschedules keep a `next_check_at`
-//! that someone else (a webhook) moved while the check ran.
+//! that someone else (a webhook) moved while the check ran. Text from
+//! Xoxoday (facts, reasons) is bound through `domain::safe_text`.
 
 use std::time::Duration;
 
@@ -20,7 +21,10 @@ use super::{
     outcomes::PlacedFacts,
     vouchers::insert_vouchers,
 };
-use crate::domain::{OrderId, OrderStatus};
+use crate::domain::{
+    OrderId, OrderStatus,
+    safe_text::{pg_opt, pg_text},
+};
 
 /// A claimed order with what the reconciler needs beyond the order itself.
 #[derive(Debug, sqlx::FromRow)]
@@ -164,14 +168,14 @@ impl Store {
             } => {
                 guarded(&retry_sql(), c)
                     .bind(delay.as_secs_f64())
-                    .bind(reason)
+                    .bind(pg_text(reason).into_owned())
                     .bind(*counted)
                     .fetch_optional(&mut *tx)
                     .await?
             }
             CheckEnd::Review(reason) => {
                 guarded(&review_sql(), c)
-                    .bind(reason)
+                    .bind(pg_text(reason).into_owned())
                     .fetch_optional(&mut *tx)
                     .await?
             }
@@ -263,11 +267,11 @@ fn guarded<'q>(sql: &'q str, c: &CheckRow) -> Query<'q> {
 fn bind_facts<'q>(q: Query<'q>, f: &'q PlacedFacts, poll: Duration) -> Query<'q> {
     q.bind(f.status.unwrap_or(OrderStatus::PendingDelivery).as_str())
         .bind(f.xoxoday_order_id)
-        .bind(&f.currency_code)
+        .bind(pg_opt(f.currency_code.as_deref()))
         .bind(f.order_total)
         .bind(f.order_discount)
         .bind(f.amount_charged)
-        .bind(&f.delivery_status)
-        .bind(&f.order_status)
+        .bind(pg_text(&f.delivery_status).into_owned())
+        .bind(pg_opt(f.order_status.as_deref()))
         .bind(poll.as_secs_f64())
 }
