@@ -16,9 +16,10 @@ use uuid::Uuid;
 
 use super::{
     Store, StoreResult,
-    exchanges::{ExchangeEnd, ExchangeStart, complete_exchange},
+    exchanges::{Begin, ExchangeEnd, ExchangeStart, complete_exchange, take_slot_or_roll_back},
     orders::{ORDER_COLUMNS, OrderRow},
     outcomes::PlacedFacts,
+    rate_limit::SlotAsk,
     vouchers::insert_vouchers,
 };
 use crate::domain::{
@@ -114,18 +115,22 @@ impl Store {
     }
 
     /// Inserts the audit row of a getOrderDetails about to be sent, only
-    /// while the lease is ours; false means do not send.
+    /// while the lease is ours, then takes its rate slot, in one transaction
+    /// (see `begin_place_attempt`). Only [`Begin::Send`] allows the send.
     pub async fn begin_lookup(
         &self,
         order: OrderId,
         token: Uuid,
         start: ExchangeStart<'_>,
-    ) -> StoreResult<bool> {
-        let done = sqlx::query(
+        slot: SlotAsk,
+    ) -> StoreResult<Begin> {
+        let mut tx = self.pool.begin().await?;
+        let attempt: Option<i32> = sqlx::query_scalar(
             "insert into upstream_exchanges
                (exchange_id, order_id, operation, attempt, method, url, request_body)
              select $3, o.order_id, $4, o.attempts, $5, $6, $7 from orders o
-             where o.order_id = $1 and o.lease_token = $2",
+             where o.order_id = $1 and o.lease_token = $2
+             returning coalesce(attempt, 0)",
         )
         .bind(order.as_uuid())
         .bind(token)
@@ -134,9 +139,13 @@ impl Store {
         .bind(start.method)
         .bind(start.url)
         .bind(start.request_body)
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let Some(attempt) = attempt else {
+            return Ok(Begin::LeaseLost);
+        };
+        let begun = take_slot_or_roll_back(tx, slot).await?;
+        Ok(begun.map_or(Begin::Send(attempt), Begin::NoSlot))
     }
 
     /// Completes the lookup's audit row (if any) and applies `end` under the

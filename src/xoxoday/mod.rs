@@ -25,7 +25,7 @@ mod transport;
 mod wire;
 
 pub use classify::ReadError;
-pub use client::{ClientConfig, XoxodayClient};
+pub use client::{CONNECT_TIMEOUT, ClientConfig, XoxodayClient};
 pub use decode::{Balance, CatalogProduct};
 pub use redact::redact_json;
 pub use wire::VoucherQuery;
