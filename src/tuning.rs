@@ -6,7 +6,28 @@
 
 use std::time::Duration;
 
-use crate::config::{ConfigError, Env};
+use crate::{
+    config::{ConfigError, Env},
+    store::rate_limit,
+};
+
+/// The shortest `XOXODAY_RATE_WINDOW` outside tests: Xoxoday's own window.
+pub const MIN_RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Clock and network jitter allowed for beyond the connect.
+const JITTER: Duration = Duration::from_secs(1);
+
+// The default window covers a minute, the connect after the stamp, and jitter.
+const _: () = assert!(
+    rate_limit::WINDOW.as_secs()
+        >= MIN_RATE_WINDOW.as_secs() + crate::xoxoday::CONNECT_TIMEOUT.as_secs() + JITTER.as_secs()
+);
+
+/// `XOXODAY_ALLOW_SHORT_RATE_WINDOW=1` (or `true`): the test-only switch.
+fn allows_short_window(env: &Env) -> bool {
+    env.get("XOXODAY_ALLOW_SHORT_RATE_WINDOW")
+        .is_some_and(|v| v.trim() == "1" || v.trim().eq_ignore_ascii_case("true"))
+}
 
 /// Tunables of the background workers.
 #[derive(Debug, Clone)]
@@ -30,7 +51,9 @@ pub struct Tuning {
     pub pending_poll: Duration,
     /// `SYSTEMIC_PAUSE`: how long an account-wide refusal pauses every call (default 5 min).
     pub systemic_pause: Duration,
-    /// `XOXODAY_RATE_WINDOW`: the rate-limit window (default 61 s; shorter only in tests).
+    /// `XOXODAY_RATE_WINDOW`: the rate-limit window (default 65 s, see
+    /// [`crate::store::rate_limit::WINDOW`]). Under 60 s is refused unless
+    /// `XOXODAY_ALLOW_SHORT_RATE_WINDOW=1` (tests only): Xoxoday counts per minute.
     pub rate_window: Duration,
     /// `RECONCILE_POLL_INTERVAL`: idle pause of the reconciler loop (default 1 s).
     pub poll_interval: Duration,
@@ -49,13 +72,22 @@ impl Tuning {
             pending_poll: env
                 .duration_or("PENDING_POLL_INTERVAL", Duration::from_secs(6 * 3600))?,
             systemic_pause: env.duration_or("SYSTEMIC_PAUSE", Duration::from_secs(300))?,
-            rate_window: env.duration_or("XOXODAY_RATE_WINDOW", Duration::from_secs(61))?,
+            rate_window: env.duration_or("XOXODAY_RATE_WINDOW", rate_limit::WINDOW)?,
             poll_interval: env.duration_or("RECONCILE_POLL_INTERVAL", Duration::from_secs(1))?,
         };
-        t.validate()
+        t.validate(allows_short_window(env))
     }
 
-    fn validate(self) -> Result<Self, ConfigError> {
+    fn validate(self, allow_short_window: bool) -> Result<Self, ConfigError> {
+        let (least_window, window_rule) = if allow_short_window {
+            (Duration::from_secs(1), "at least 1s")
+        } else {
+            (
+                MIN_RATE_WINDOW,
+                "at least 60s: Xoxoday counts calls per minute \
+                 (XOXODAY_ALLOW_SHORT_RATE_WINDOW=1 allows less, for tests only)",
+            )
+        };
         let checks: [(&'static str, bool, &str); 4] = [
             (
                 "ORDER_LEASE",
@@ -69,8 +101,8 @@ impl Tuning {
             ),
             (
                 "XOXODAY_RATE_WINDOW",
-                self.rate_window >= Duration::from_secs(1),
-                "at least 1s",
+                self.rate_window >= least_window,
+                window_rule,
             ),
             (
                 "RECONCILE_RETRY_BASE",

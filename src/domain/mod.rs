@@ -11,6 +11,8 @@ pub mod new_order;
 mod new_order_raw;
 /// A stored order and its statuses.
 pub mod order;
+/// Text from Xoxoday made storable in Postgres (NUL, surrogates, size).
+pub mod safe_text;
 
 pub use ids::{CallerId, IdempotencyKey, OrderId, PoNumber};
 pub use money::Amount;

@@ -50,7 +50,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders/{id}", get(orders::get_order))
         .route(
             "/v1/webhooks/xoxoday",
-            axum::routing::post(webhooks::receive_xoxoday_webhook),
+            axum::routing::post(webhooks::receive_xoxoday_webhook)
+                .layer(DefaultBodyLimit::max(webhooks::MAX_WEBHOOK_BYTES)),
         )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -46,7 +46,8 @@ pub enum ApiError {
     /// The idempotency key was used with another request.
     #[error("idempotency key reused")]
     IdempotencyMismatch,
-    /// The database is unavailable; nothing was stored.
+    /// The database is unavailable. After intake this may follow a committed
+    /// insert (contract §5), so the text sends the caller back to the same key.
     #[error("service unavailable: {0}")]
     Unavailable(#[source] anyhow::Error),
     /// A bug or broken invariant.
@@ -138,8 +139,10 @@ impl ApiError {
                 S::SERVICE_UNAVAILABLE,
                 "service-unavailable",
                 "Service unavailable",
-                "the database is unavailable; nothing was stored, retrying with the same \
-                 Idempotency-Key is safe"
+                "the database is unavailable. If this request creates an order, the order \
+                 may have been stored before the failure: retry only with the SAME \
+                 Idempotency-Key (never a new key), which returns the stored order or \
+                 creates it once"
                     .into(),
             ),
             Self::Internal(_) => (

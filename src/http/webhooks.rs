@@ -2,6 +2,10 @@
 //! compared in constant time with `WEBHOOK_API_KEY` (unset: every webhook is
 //! refused), the raw event is stored once per webhook id, and 200 answers as
 //! soon as it is stored; the reconciler does the upstream work afterwards.
+//!
+//! No content Xoxoday can send costs a 5xx (issue 9): the body is repaired
+//! before parsing (lone surrogates, raw control bytes, invalid UTF-8), the
+//! stored copies are sanitised and the raw bytes kept beside them.
 
 use axum::{
     Json,
@@ -15,7 +19,11 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq as _;
 
 use super::{problem::ApiError, state::AppState};
-use crate::domain::FieldError;
+use crate::domain::{FieldError, safe_text};
+
+/// Largest webhook body accepted: far above any real event, so a very long
+/// field is stored (cut in the jsonb copy, whole in the raw one), not refused.
+pub const MAX_WEBHOOK_BYTES: usize = 1024 * 1024;
 
 /// Receives one delivery-status webhook.
 pub async fn receive_xoxoday_webhook(
@@ -26,11 +34,11 @@ pub async fn receive_xoxoday_webhook(
     if !key_matches(&state, &headers) {
         return Err(ApiError::Unauthorized);
     }
-    let payload: Value =
-        serde_json::from_slice(&body).map_err(|e| invalid("body", e.to_string()))?;
+    let payload: Value = serde_json::from_str(&safe_text::repair_json(&body))
+        .map_err(|e| invalid("body", e.to_string()))?;
     let stored = state
         .orders
-        .receive_webhook(&payload)
+        .receive_webhook(&payload, &body)
         .await
         .map_err(|e| invalid("id", e.to_string()))??;
     Ok((

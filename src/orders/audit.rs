@@ -1,6 +1,6 @@
-//! Turns an [`Exchange`] into its audit row: the raw response body sealed,
+//! Turns an [`Exchange`] into its audit row: the raw response bytes sealed,
 //! a redacted plaintext copy beside it. Nothing secret leaves this function
-//! in the clear.
+//! in the clear; `store::exchanges` makes the plaintext copies storable.
 
 use uuid::Uuid;
 
@@ -41,8 +41,8 @@ pub fn end_of(cipher: &Cipher, exchange_id: Uuid, ex: &Exchange, outcome: &str) 
     // Every audited exchange passes here, so this is the one metrics hook.
     crate::metrics::observe_upstream(ex.request.operation.as_str(), outcome, ex.duration);
     let response = ex.response.as_ref();
-    let body_encrypted =
-        response.map(|r| cipher.encrypt(r.body.as_bytes(), aad(exchange_id).as_bytes()));
+    // The raw bytes, not the repaired text: the sealed copy is the lossless one.
+    let body_encrypted = response.map(|r| cipher.encrypt(&r.raw, aad(exchange_id).as_bytes()));
     ExchangeEnd {
         request_headers: ex.request_headers.clone(),
         started_at: Some(ex.started_at),

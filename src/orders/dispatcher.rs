@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::{OrderService, audit, outcome};
 use crate::{
     domain::OrderId,
-    store::{StoreError, StoreResult, orders::OrderRow, outcomes::PlaceResult, rate_limit::Slot},
+    store::{StoreError, StoreResult, exchanges::Begin, orders::OrderRow, outcomes::PlaceResult},
     xoxoday::{Operation, PlaceOrderRequest, PlaceOutcome},
 };
 
@@ -26,21 +26,16 @@ impl OrderService {
     /// Places one claimed order; returns the row after the write-back, or
     /// `None` when the lease was lost (another worker owns the order now).
     ///
-    /// A slot of the shared placeOrder budget is taken first; without one the
-    /// order goes back to `accepted`, due when a slot frees, and no attempt
-    /// is counted. The lease is renewed while the call runs.
+    /// The token is read, then the exchange row is written and a slot of
+    /// the shared placeOrder budget taken in one transaction, right before
+    /// the send; without a slot the order goes back to `accepted`, due when
+    /// a slot frees, and no attempt is counted. The lease is renewed while
+    /// the call runs.
     pub async fn place_claimed(&self, row: OrderRow) -> StoreResult<Option<OrderRow>> {
         let order = row.to_order();
         let Some(lease) = row.lease_token else {
             return Ok(None);
         };
-        if let Slot::Wait(wait) = self.take_slot(Operation::PlaceOrder).await? {
-            let reason = "waiting for the shared placeOrder rate budget";
-            self.store
-                .release_to_accepted(order.id, lease, wait, reason)
-                .await?;
-            return Ok(None);
-        }
         self.with_heartbeat(order.id, lease, self.place_leased(row, lease))
             .await
     }
@@ -50,15 +45,27 @@ impl OrderService {
         let call = self.xoxoday.prepare_place_order(&place_request(&row));
         let exchange_id = Uuid::now_v7();
         let start = audit::start_of(exchange_id, &call);
-        let Some(attempt) = self
-            .store
-            .begin_place_attempt(order.id, lease, self.settings.lease, start)
-            .await?
-        else {
-            warn!("lease lost before sending placeOrder; not sending");
-            return Ok(None);
-        };
         let token = self.tokens.access_token().await;
+        let slot = self.slot_ask(Operation::PlaceOrder);
+        let begun = self
+            .store
+            .begin_place_attempt(order.id, lease, self.settings.lease, start, slot)
+            .await?;
+        let attempt = match begun {
+            Begin::Send(attempt) => attempt,
+            Begin::NoSlot(wait) => {
+                Self::note_no_slot(Operation::PlaceOrder, wait);
+                let reason = "waiting for the shared placeOrder rate budget";
+                self.store
+                    .release_to_accepted(order.id, lease, wait, reason)
+                    .await?;
+                return Ok(None);
+            }
+            Begin::LeaseLost => {
+                warn!("lease lost before sending placeOrder; not sending");
+                return Ok(None);
+            }
+        };
         // The caller (`place_claimed`) renews the lease while this runs.
         let result = self.xoxoday.place_order(call, &token).await;
         let label = outcome::label(&result.outcome);

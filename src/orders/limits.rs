@@ -1,6 +1,7 @@
 //! Upstream budgets and pauses as the use cases see them (invariant 5):
 //! a slot is taken through Postgres before EVERY placeOrder and
-//! getOrderDetails, and Xoxoday's throttling or account-wide refusals pause
+//! getOrderDetails (as the last step before the send, committed with the
+//! exchange row), and Xoxoday's throttling or account-wide refusals pause
 //! the affected operations on every replica.
 
 use std::time::Duration;
@@ -11,7 +12,7 @@ use super::OrderService;
 use crate::{
     store::{
         StoreResult,
-        rate_limit::{self, ALL_OPERATIONS, Slot},
+        rate_limit::{self, ALL_OPERATIONS, SlotAsk},
     },
     xoxoday::{Operation, UpstreamError},
 };
@@ -38,18 +39,24 @@ impl Default for UpstreamLimits {
 }
 
 impl OrderService {
-    /// Takes one slot of `op`'s shared budget, or says how long to wait.
-    pub async fn take_slot(&self, op: Operation) -> StoreResult<Slot> {
-        let rate = match op {
+    /// `op`'s shared budget, for the store to take one slot of it in the
+    /// same transaction as the exchange row (`begin_place_attempt`,
+    /// `begin_lookup`).
+    pub(crate) fn slot_ask(&self, op: Operation) -> SlotAsk {
+        let per_minute = match op {
             Operation::PlaceOrder => self.upstream.place_order_rate,
             _ => self.upstream.order_details_rate,
         };
-        let window = self.tuning.rate_window;
-        let slot = rate_limit::try_take_slot(self.store.pool(), op.as_str(), rate, window).await?;
-        if let Slot::Wait(wait) = slot {
-            crate::metrics::record_rate_limit_wait(op.as_str(), wait);
+        SlotAsk {
+            operation: op.as_str(),
+            per_minute,
+            window: self.tuning.rate_window,
         }
-        Ok(slot)
+    }
+
+    /// A call that found no slot: counted in the metrics.
+    pub(crate) fn note_no_slot(op: Operation, wait: Duration) {
+        crate::metrics::record_rate_limit_wait(op.as_str(), wait);
     }
 
     /// `auth.request_limit_exceeded`: pause `op` for the penalty on every replica.

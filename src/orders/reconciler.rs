@@ -25,7 +25,7 @@ use crate::{
     domain::OrderStatus,
     store::{
         StoreResult,
-        rate_limit::Slot,
+        exchanges::Begin,
         reconcile::{CheckEnd, CheckRow},
     },
     xoxoday::{LookupOutcome, Operation},
@@ -121,25 +121,29 @@ impl OrderService {
             );
             return self.finish(c, CheckEnd::Review(reason)).await;
         }
-        if let Slot::Wait(wait) = self.take_slot(Operation::GetOrderDetails).await? {
-            let reason = "waiting for the shared getOrderDetails rate budget".to_owned();
-            let end = CheckEnd::Retry {
-                delay: wait,
-                reason,
-                counted: false,
-            };
-            return self.finish(c, end).await;
-        }
         let call = self.xoxoday.prepare_order_details(order.po_number.as_str());
         let exchange_id = Uuid::now_v7();
-        if !self
+        let tok = self.tokens.access_token().await;
+        let slot = self.slot_ask(Operation::GetOrderDetails);
+        let start = audit::start_of(exchange_id, &call);
+        match self
             .store
-            .begin_lookup(order.id, token, audit::start_of(exchange_id, &call))
+            .begin_lookup(order.id, token, start, slot)
             .await?
         {
-            return Ok(());
+            Begin::Send(_) => {}
+            Begin::NoSlot(wait) => {
+                Self::note_no_slot(Operation::GetOrderDetails, wait);
+                let reason = "waiting for the shared getOrderDetails rate budget".to_owned();
+                let end = CheckEnd::Retry {
+                    delay: wait,
+                    reason,
+                    counted: false,
+                };
+                return self.finish(c, end).await;
+            }
+            Begin::LeaseLost => return Ok(()),
         }
-        let tok = self.tokens.access_token().await;
         let result = self.xoxoday.get_order_details(call, &tok).await;
         let label = lookup_label(&result.outcome);
         info!(outcome = label, "getOrderDetails answered");

@@ -9,6 +9,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use super::OrderService;
+use crate::domain::safe_text;
 use crate::store::{
     StoreResult,
     webhooks::{WebhookIn, WebhookStored},
@@ -23,14 +24,15 @@ pub static UNMATCHED_WEBHOOKS: AtomicU64 = AtomicU64::new(0);
 pub struct MissingWebhookId;
 
 impl OrderService {
-    /// Stores and applies one webhook payload.
+    /// Stores and applies one webhook payload (`raw`: the bytes as received).
     pub async fn receive_webhook(
         &self,
         payload: &Value,
+        raw: &[u8],
     ) -> Result<StoreResult<WebhookStored>, MissingWebhookId> {
         let id = match &payload["id"] {
             Value::Number(n) => n.to_string(),
-            Value::String(s) if !s.trim().is_empty() => s.trim().to_owned(),
+            Value::String(s) if !s.trim().is_empty() => safe_text::pg_key(s.trim()),
             _ => return Err(MissingWebhookId),
         };
         let data = &payload["data"];
@@ -42,8 +44,9 @@ impl OrderService {
                 .or_else(|| data["orderId"].as_str().and_then(|s| s.trim().parse().ok())),
             delivery_status: data["deliveryStatus"]
                 .as_str()
-                .map(|s| s.trim().to_lowercase()),
+                .map(|s| safe_text::pg_key(&s.trim().to_lowercase())),
             payload,
+            raw,
         };
         let stored = self.store.record_webhook(&event).await;
         match &stored {

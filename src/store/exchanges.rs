@@ -1,13 +1,23 @@
 //! The audit of every Xoxoday exchange (contract §2.4): a row inserted with
 //! the request before sending, completed once with the response or error.
+//! The row and the shared rate slot are committed together, the slot last,
+//! so no call is sent without both and no slot is spent on an unsent call.
+//! The plaintext copies of the answer pass `domain::safe_text` (a NUL from
+//! Xoxoday must not fail the write-back); the sealed body is the raw bytes.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Store, StoreResult};
-use crate::domain::OrderId;
+use super::{
+    Store, StoreResult,
+    rate_limit::{Slot, SlotAsk, try_take_slot},
+};
+use crate::domain::{
+    OrderId,
+    safe_text::{pg_json, pg_opt},
+};
 
 /// The request half, written before the call.
 #[derive(Debug)]
@@ -49,20 +59,36 @@ pub struct ExchangeEnd {
     pub outcome: String,
 }
 
+/// What beginning a call did. Only [`Begin::Send`] allows the send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begin {
+    /// Row written, slot taken, committed: send now (this attempt number).
+    Send(i32),
+    /// No rate slot (or a pause): nothing was written; ask again after this.
+    NoSlot(Duration),
+    /// The lease is no longer ours: nothing was written; do not send.
+    LeaseLost,
+}
+
 impl Store {
     /// Records a placeOrder attempt about to be sent, under the caller's
-    /// lease: bumps `attempts`, stamps `last_place_started_at`, renews the
-    /// lease for `lease` from now (so it covers the call itself) and inserts
-    /// the exchange row, in one statement. `None` (nothing written) when the
-    /// lease is no longer ours, in which case the call must not be sent.
+    /// lease, and takes its rate slot, in one transaction: bumps `attempts`,
+    /// stamps `last_place_started_at`, sets `lease_sent`, renews the lease
+    /// for `lease` from now (so it covers the call itself), inserts the
+    /// exchange row, and only then takes the slot (issue 9, window 10: the
+    /// stamp is one commit away from the send). Without a slot the
+    /// transaction rolls back: no attempt counted, no row, `lease_sent`
+    /// untouched.
     pub async fn begin_place_attempt(
         &self,
         order: OrderId,
         lease_token: Uuid,
         lease: Duration,
         start: ExchangeStart<'_>,
-    ) -> StoreResult<Option<i32>> {
-        Ok(sqlx::query_scalar(
+        slot: SlotAsk,
+    ) -> StoreResult<Begin> {
+        let mut tx = self.pool.begin().await?;
+        let attempt: Option<i32> = sqlx::query_scalar(
             "with o as (
                update orders set attempts = attempts + 1, last_place_started_at = now(), lease_sent = true,
                  lease_until = now() + make_interval(secs => $8)
@@ -81,8 +107,32 @@ impl Store {
         .bind(start.url)
         .bind(start.request_body)
         .bind(lease.as_secs_f64())
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(attempt) = attempt else {
+            return Ok(Begin::LeaseLost);
+        };
+        let begun = take_slot_or_roll_back(tx, slot).await?;
+        Ok(begun.map_or(Begin::Send(attempt), Begin::NoSlot))
+    }
+}
+
+/// Takes the slot as the last step of `tx` and commits; without one, rolls
+/// back and returns the wait.
+pub(crate) async fn take_slot_or_roll_back(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    ask: SlotAsk,
+) -> StoreResult<Option<Duration>> {
+    let slot = try_take_slot(&mut *tx, ask.operation, ask.per_minute, ask.window).await?;
+    match slot {
+        Slot::Granted => {
+            tx.commit().await?;
+            Ok(None)
+        }
+        Slot::Wait(wait) => {
+            tx.rollback().await?;
+            Ok(Some(wait))
+        }
     }
 }
 
@@ -101,15 +151,15 @@ pub(crate) async fn complete_exchange(
          where exchange_id = $1 and completed_at is null",
     )
     .bind(exchange_id)
-    .bind(&end.request_headers)
+    .bind(pg_json(&end.request_headers))
     .bind(end.started_at)
     .bind(end.duration_ms)
     .bind(end.response_status)
-    .bind(&end.response_headers)
-    .bind(&end.body_redacted)
+    .bind(end.response_headers.as_ref().map(pg_json))
+    .bind(pg_opt(end.body_redacted.as_deref()))
     .bind(&end.body_encrypted)
     .bind(&end.key_id)
-    .bind(&end.error)
+    .bind(pg_opt(end.error.as_deref()))
     .bind(&end.outcome)
     .execute(conn)
     .await?;

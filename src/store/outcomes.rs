@@ -1,7 +1,8 @@
 //! Write-backs after a placeOrder. Each runs in one short transaction that
 //! completes the audit row unconditionally and then updates the order only
 //! under the lease that sent the call (`status = 'placing' and lease_token`),
-//! so a stale worker changes nothing once a newer claim exists.
+//! so a stale worker changes nothing once a newer claim exists. Text from
+//! Xoxoday (facts, failure, reasons) is bound through `domain::safe_text`.
 
 use std::time::Duration;
 
@@ -14,7 +15,10 @@ use super::{
     orders::{ORDER_COLUMNS, OrderRow},
     vouchers::{VoucherRow, insert_vouchers},
 };
-use crate::domain::{OrderId, OrderStatus};
+use crate::domain::{
+    OrderId, OrderStatus,
+    safe_text::{pg_json, pg_opt, pg_text},
+};
 
 /// Upstream facts of an order Xoxoday created.
 #[derive(Debug, Default)]
@@ -91,14 +95,14 @@ impl Store {
             PlaceResult::Placed(f) => q
                 .bind(f.status.unwrap_or(OrderStatus::PendingDelivery).as_str())
                 .bind(f.xoxoday_order_id)
-                .bind(&f.currency_code)
+                .bind(pg_opt(f.currency_code.as_deref()))
                 .bind(f.order_total)
                 .bind(f.order_discount)
                 .bind(f.amount_charged)
-                .bind(&f.delivery_status)
-                .bind(&f.order_status)
+                .bind(pg_text(&f.delivery_status).into_owned())
+                .bind(pg_opt(f.order_status.as_deref()))
                 .bind(f.next_check_in.map(|d| d.as_secs_f64())),
-            PlaceResult::Failed { failure } => q.bind(failure),
+            PlaceResult::Failed { failure } => q.bind(pg_json(failure)),
             PlaceResult::Reconciling {
                 reason,
                 check_in: d,
@@ -106,7 +110,7 @@ impl Store {
             | PlaceResult::Deferred {
                 reason,
                 retry_in: d,
-            } => q.bind(reason).bind(d.as_secs_f64()),
+            } => q.bind(pg_text(reason).into_owned()).bind(d.as_secs_f64()),
         };
         let row = q.fetch_optional(&mut *tx).await?;
         if let (Some(_), PlaceResult::Placed(f)) = (&row, result) {

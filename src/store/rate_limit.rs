@@ -8,11 +8,26 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 
-/// The default window: a little over a minute, so that network jitter between
-/// our clock and Xoxoday's arrival times cannot crowd one upstream minute.
-pub const WINDOW: Duration = Duration::from_millis(61_000);
+/// The default window: Xoxoday's minute plus the longest a stamped call can
+/// take to arrive. The slot is stamped after the exchange row and the token
+/// read, just before the send (issue 9, window 10), so what is left is the
+/// connect ([`crate::xoxoday::CONNECT_TIMEOUT`], 4 s) and 1 s of clock and
+/// network jitter: two calls stamped 65 s apart can never land in one
+/// upstream minute.
+pub const WINDOW: Duration = Duration::from_secs(65);
+
+/// One operation's budget, as [`try_take_slot`] needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotAsk {
+    /// Operation name (`place_order`, `get_order_details`).
+    pub operation: &'static str,
+    /// Calls allowed per window, all replicas together.
+    pub per_minute: u32,
+    /// The window (normally [`WINDOW`]).
+    pub window: Duration,
+}
 
 /// Every operation at once (account-wide pauses).
 pub const ALL_OPERATIONS: &str = "*";
@@ -28,8 +43,10 @@ pub enum Slot {
 
 /// Takes one call slot for `operation` if at most `per_minute - 1` calls
 /// were made in the last `window` (normally [`WINDOW`]), in one round trip.
-pub async fn try_take_slot(
-    pool: &PgPool,
+/// Inside a transaction the slot (and the advisory lock) last until its
+/// end: a rollback gives the slot back.
+pub async fn try_take_slot<'e>(
+    db: impl PgExecutor<'e>,
     operation: &str,
     per_minute: u32,
     window: Duration,
@@ -38,7 +55,7 @@ pub async fn try_take_slot(
         .bind(operation)
         .bind(i32::try_from(per_minute).unwrap_or(i32::MAX))
         .bind(i32::try_from(window.as_millis()).unwrap_or(i32::MAX))
-        .fetch_one(pool)
+        .fetch_one(db)
         .await?;
     Ok(if wait_ms <= 0 {
         Slot::Granted

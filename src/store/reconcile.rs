@@ -6,7 +6,8 @@
 //! `lease_token`, in one short transaction that also completes the audit row,
 //! so a stalled worker that wakes up late changes nothing once a newer claim
 //! (or a webhook) moved the order on. Reschedules keep a `next_check_at`
-//! that someone else (a webhook) moved while the check ran.
+//! that someone else (a webhook) moved while the check ran. Text from
+//! Xoxoday (facts, reasons) is bound through `domain::safe_text`.
 
 use std::time::Duration;
 
@@ -15,12 +16,16 @@ use uuid::Uuid;
 
 use super::{
     Store, StoreResult,
-    exchanges::{ExchangeEnd, ExchangeStart, complete_exchange},
+    exchanges::{Begin, ExchangeEnd, ExchangeStart, complete_exchange, take_slot_or_roll_back},
     orders::{ORDER_COLUMNS, OrderRow},
     outcomes::PlacedFacts,
+    rate_limit::SlotAsk,
     vouchers::insert_vouchers,
 };
-use crate::domain::{OrderId, OrderStatus};
+use crate::domain::{
+    OrderId, OrderStatus,
+    safe_text::{pg_opt, pg_text},
+};
 
 /// A claimed order with what the reconciler needs beyond the order itself.
 #[derive(Debug, sqlx::FromRow)]
@@ -110,18 +115,22 @@ impl Store {
     }
 
     /// Inserts the audit row of a getOrderDetails about to be sent, only
-    /// while the lease is ours; false means do not send.
+    /// while the lease is ours, then takes its rate slot, in one transaction
+    /// (see `begin_place_attempt`). Only [`Begin::Send`] allows the send.
     pub async fn begin_lookup(
         &self,
         order: OrderId,
         token: Uuid,
         start: ExchangeStart<'_>,
-    ) -> StoreResult<bool> {
-        let done = sqlx::query(
+        slot: SlotAsk,
+    ) -> StoreResult<Begin> {
+        let mut tx = self.pool.begin().await?;
+        let attempt: Option<i32> = sqlx::query_scalar(
             "insert into upstream_exchanges
                (exchange_id, order_id, operation, attempt, method, url, request_body)
              select $3, o.order_id, $4, o.attempts, $5, $6, $7 from orders o
-             where o.order_id = $1 and o.lease_token = $2",
+             where o.order_id = $1 and o.lease_token = $2
+             returning coalesce(attempt, 0)",
         )
         .bind(order.as_uuid())
         .bind(token)
@@ -130,9 +139,13 @@ impl Store {
         .bind(start.method)
         .bind(start.url)
         .bind(start.request_body)
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let Some(attempt) = attempt else {
+            return Ok(Begin::LeaseLost);
+        };
+        let begun = take_slot_or_roll_back(tx, slot).await?;
+        Ok(begun.map_or(Begin::Send(attempt), Begin::NoSlot))
     }
 
     /// Completes the lookup's audit row (if any) and applies `end` under the
@@ -164,14 +177,14 @@ impl Store {
             } => {
                 guarded(&retry_sql(), c)
                     .bind(delay.as_secs_f64())
-                    .bind(reason)
+                    .bind(pg_text(reason).into_owned())
                     .bind(*counted)
                     .fetch_optional(&mut *tx)
                     .await?
             }
             CheckEnd::Review(reason) => {
                 guarded(&review_sql(), c)
-                    .bind(reason)
+                    .bind(pg_text(reason).into_owned())
                     .fetch_optional(&mut *tx)
                     .await?
             }
@@ -263,11 +276,11 @@ fn guarded<'q>(sql: &'q str, c: &CheckRow) -> Query<'q> {
 fn bind_facts<'q>(q: Query<'q>, f: &'q PlacedFacts, poll: Duration) -> Query<'q> {
     q.bind(f.status.unwrap_or(OrderStatus::PendingDelivery).as_str())
         .bind(f.xoxoday_order_id)
-        .bind(&f.currency_code)
+        .bind(pg_opt(f.currency_code.as_deref()))
         .bind(f.order_total)
         .bind(f.order_discount)
         .bind(f.amount_charged)
-        .bind(&f.delivery_status)
-        .bind(&f.order_status)
+        .bind(pg_text(&f.delivery_status).into_owned())
+        .bind(pg_opt(f.order_status.as_deref()))
         .bind(poll.as_secs_f64())
 }

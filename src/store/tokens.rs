@@ -146,7 +146,7 @@ impl TokenLock {
                refresh_due_at = least(refresh_due_at, now() + make_interval(secs => $3))
              where token_set_id = 1",
         )
-        .bind(error)
+        .bind(crate::domain::safe_text::pg_text(error).into_owned())
         .bind(operator_action_required)
         .bind(retry_in_secs)
         .execute(&mut *self.tx)

@@ -1,10 +1,13 @@
 //! Encrypted vouchers. This module only moves ciphertext; `crypto` seals it.
+//! The plaintext fields (validity, type, currency, country) come from
+//! Xoxoday and are bound through `domain::safe_text::pg_opt`; their raw
+//! bytes stay in the sealed body of the exchange that brought them.
 
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::{Store, StoreResult};
-use crate::domain::OrderId;
+use crate::domain::{OrderId, safe_text::pg_opt};
 
 /// One voucher as stored (code and pin encrypted).
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -49,11 +52,11 @@ pub(crate) async fn insert_vouchers(
         .bind(&v.code_encrypted)
         .bind(&v.pin_encrypted)
         .bind(&v.key_id)
-        .bind(&v.validity)
-        .bind(&v.voucher_type)
+        .bind(pg_opt(v.validity.as_deref()))
+        .bind(pg_opt(v.voucher_type.as_deref()))
         .bind(v.amount)
-        .bind(&v.currency)
-        .bind(&v.country)
+        .bind(pg_opt(v.currency.as_deref()))
+        .bind(pg_opt(v.country.as_deref()))
         .execute(&mut *conn)
         .await?;
     }

@@ -6,10 +6,14 @@
 //! fetches the vouchers with getOrderDetails and adopts them under its lease.
 //! `canceled` settles a `pending_delivery` order at once; any other in-flight
 //! order is checked now instead.
+//!
+//! Every text and jsonb column gets a sanitised copy (`domain::safe_text`),
+//! `payload_raw` the bytes as received: no content makes the insert fail.
 
 use uuid::Uuid;
 
 use super::{Store, StoreResult};
+use crate::domain::safe_text::{pg_json, pg_key};
 
 /// A webhook as received.
 #[derive(Debug)]
@@ -22,8 +26,10 @@ pub struct WebhookIn<'a> {
     pub xoxoday_order_id: Option<i64>,
     /// Delivery status, lower-cased.
     pub delivery_status: Option<String>,
-    /// The raw event.
+    /// The parsed event (sanitised here before it is stored).
     pub payload: &'a serde_json::Value,
+    /// The bytes exactly as received.
+    pub raw: &'a [u8],
 }
 
 /// What storing a webhook did.
@@ -41,7 +47,9 @@ impl Store {
     /// Stores the event and applies it, in one transaction.
     pub async fn record_webhook(&self, w: &WebhookIn<'_>) -> StoreResult<WebhookStored> {
         let mut tx = self.pool.begin().await?;
-        let order: Option<Uuid> = match w.po_number {
+        // Our poNumbers are short and clean: a hostile one matches nothing.
+        let po_number = w.po_number.map(pg_key);
+        let order: Option<Uuid> = match &po_number {
             Some(po) => {
                 sqlx::query_scalar("select order_id from orders where po_number = $1")
                     .bind(po)
@@ -52,16 +60,17 @@ impl Store {
         };
         let inserted = sqlx::query(
             "insert into webhook_events (webhook_id, po_number, xoxoday_order_id,
-               delivery_status, order_id, matched, payload)
-             values ($1, $2, $3, $4, $5, $6, $7) on conflict (webhook_id) do nothing",
+               delivery_status, order_id, matched, payload, payload_raw)
+             values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (webhook_id) do nothing",
         )
-        .bind(w.webhook_id)
-        .bind(w.po_number)
+        .bind(pg_key(w.webhook_id))
+        .bind(&po_number)
         .bind(w.xoxoday_order_id)
-        .bind(&w.delivery_status)
+        .bind(w.delivery_status.as_deref().map(pg_key))
         .bind(order)
         .bind(order.is_some())
-        .bind(w.payload)
+        .bind(pg_json(w.payload))
+        .bind(w.raw)
         .execute(&mut *tx)
         .await?
         .rows_affected();

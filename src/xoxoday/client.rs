@@ -50,6 +50,11 @@ impl From<&XoxodayConfig> for ClientConfig {
     }
 }
 
+/// Longest connect (TCP and TLS) before a call fails. The rate slot is
+/// stamped before the connect, so [`crate::store::rate_limit::WINDOW`] is
+/// Xoxoday's minute plus this plus 1 s: keep them in step.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// Talks to Xoxoday over HTTPS (rustls); cheap to clone.
 #[derive(Debug, Clone)]
 pub struct XoxodayClient {
@@ -70,7 +75,7 @@ impl XoxodayClient {
         let http = reqwest::Client::builder()
             .use_rustls_tls()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(cfg.request_timeout.min(Duration::from_secs(10)))
+            .connect_timeout(cfg.request_timeout.min(CONNECT_TIMEOUT))
             .user_agent(concat!("order-gateway/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let base = cfg.base_url.as_str().trim_end_matches('/').to_owned();

@@ -25,7 +25,7 @@ mod transport;
 mod wire;
 
 pub use classify::ReadError;
-pub use client::{ClientConfig, XoxodayClient};
+pub use client::{CONNECT_TIMEOUT, ClientConfig, XoxodayClient};
 pub use decode::{Balance, CatalogProduct};
 pub use redact::redact_json;
 pub use wire::VoucherQuery;
@@ -107,8 +107,12 @@ pub struct ExchangeResponse {
     pub status: u16,
     /// Headers that matter for the audit (content-type, retry-after, request ids).
     pub headers: serde_json::Value,
-    /// Raw body text (may hold voucher codes: store it encrypted, show it redacted).
+    /// Body text as read: invalid UTF-8, lone surrogates and raw control
+    /// bytes repaired (`domain::safe_text::repair_json`); may hold voucher
+    /// codes, so store it encrypted and show it redacted.
     pub body: String,
+    /// The body bytes exactly as received (sealed into the audit row).
+    pub raw: Vec<u8>,
 }
 
 /// One HTTP exchange with Xoxoday, for the audit log (contract §2.4).

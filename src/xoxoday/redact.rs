@@ -88,6 +88,7 @@ mod tests {
             status: 200,
             headers: json!({}),
             body: r#"{"vouchers":[{"voucherCode":"ABCD-1234","pin":"9876"}]}"#.into(),
+            raw: Vec::new(),
         };
         let call = PreparedCall {
             operation: crate::xoxoday::Operation::RefreshToken,
@@ -101,6 +102,7 @@ mod tests {
         }
         let opaque = ExchangeResponse {
             body: "pin=9876".into(),
+            raw: b"pin=9876".to_vec(),
             ..response
         };
         assert!(!format!("{opaque:?}").contains("9876"));

@@ -1,6 +1,7 @@
 //! Sends one [`PreparedCall`] and records the complete [`Exchange`]: the exact
 //! body, request headers with `Authorization` redacted, timing, status, the
-//! headers that matter, the raw answer text, and a labelled error.
+//! headers that matter, the raw answer bytes (and a repaired text copy that
+//! serde can read, issue 9), and a labelled error.
 //!
 //! Protects invariant 4 (full audit): whatever happens — timeout, refused
 //! connection, half-read body — an `Exchange` comes back, never an `Err`.
@@ -15,6 +16,7 @@ use serde_json::{Map, Value, json};
 use super::classify::Answer;
 use super::error_body;
 use super::{Exchange, ExchangeResponse, PreparedCall};
+use crate::domain::safe_text;
 
 /// Response headers kept verbatim in the audit.
 const KEPT_HEADERS: [&str; 5] = [
@@ -74,7 +76,8 @@ fn answer(status: u16, headers: Value, bytes: &[u8]) -> ExchangeResponse {
     ExchangeResponse {
         status,
         headers,
-        body: String::from_utf8_lossy(bytes).into_owned(),
+        body: safe_text::repair_json(bytes).into_owned(),
+        raw: bytes.to_vec(),
     }
 }
 

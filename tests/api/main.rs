@@ -10,6 +10,7 @@ mod dev;
 mod finance;
 mod helpers;
 mod hostile_input;
+mod hostile_upstream_text;
 mod ledger;
 mod load;
 mod metrics;

@@ -30,6 +30,12 @@ async fn with_the_database_gone_the_api_answers_503_quickly_and_stores_nothing()
         problem["type"],
         "https://order-gateway/problems/service-unavailable"
     );
+    // Contract §5: the insert may have committed before the failure.
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("may have been stored"), "{detail}");
+    assert!(detail.contains("SAME Idempotency-Key"), "{detail}");
+    assert!(detail.contains("never a new key"), "{detail}");
+    assert!(!detail.contains("nothing was stored"), "{detail}");
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "took {:?}",

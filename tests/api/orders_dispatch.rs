@@ -261,7 +261,16 @@ async fn the_background_dispatcher_places_orders_no_handler_dispatched() {
 async fn a_stale_lease_cannot_write_back_and_expired_leases_reconcile() {
     use order_gateway::{
         domain::OrderId,
-        store::{exchanges::ExchangeStart, outcomes::PlaceResult},
+        store::{
+            exchanges::{Begin, ExchangeStart},
+            outcomes::PlaceResult,
+            rate_limit::SlotAsk,
+        },
+    };
+    let ask = |per_minute| SlotAsk {
+        operation: "place_order",
+        per_minute,
+        window: Duration::from_secs(60),
     };
     let app = spawn_app().await;
     let store = &app.orders.store;
@@ -285,19 +294,33 @@ async fn a_stale_lease_cannot_write_back_and_expired_leases_reconcile() {
         .expect("claimed");
     let stale = row.lease_token.unwrap();
     let exchange_id = uuid::Uuid::now_v7();
-    let start = ExchangeStart {
+    let start = |exchange_id| ExchangeStart {
         exchange_id,
         operation: "place_order",
         method: "POST",
         url: "http://x",
         request_body: json!({}),
     };
+    // No slot: nothing is written, nothing counted, the claim never "sent".
+    let begun = store
+        .begin_place_attempt(oid, stale, lease, start(exchange_id), ask(0))
+        .await
+        .unwrap();
+    assert!(matches!(begun, Begin::NoSlot(_)), "{begun:?}");
+    let (attempts, sent): (i32, bool) =
+        sqlx::query_as("select attempts, lease_sent from orders where order_id = $1")
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!((attempts, sent), (0, false));
+    assert_eq!(app.count("upstream_exchanges").await, 0);
     assert_eq!(
         store
-            .begin_place_attempt(oid, stale, lease, start)
+            .begin_place_attempt(oid, stale, lease, start(exchange_id), ask(100))
             .await
             .unwrap(),
-        Some(1)
+        Begin::Send(1)
     );
     // A newer claim takes over (e.g. after this worker stalled).
     sqlx::query("update orders set lease_token = gen_random_uuid() where order_id = $1")
@@ -327,19 +350,18 @@ async fn a_stale_lease_cannot_write_back_and_expired_leases_reconcile() {
     .await
     .unwrap();
     assert!(completed, "the audit row is completed even when fenced out");
-    let start = ExchangeStart {
-        exchange_id: uuid::Uuid::now_v7(),
-        operation: "place_order",
-        method: "POST",
-        url: "http://x",
-        request_body: json!({}),
-    };
+    let slots = app.count("upstream_call_slots").await;
     assert_eq!(
         store
-            .begin_place_attempt(oid, stale, lease, start)
+            .begin_place_attempt(oid, stale, lease, start(uuid::Uuid::now_v7()), ask(100))
             .await
             .unwrap(),
-        None
+        Begin::LeaseLost
+    );
+    assert_eq!(
+        app.count("upstream_call_slots").await,
+        slots,
+        "no slot spent on a call that is not sent"
     );
 
     // When the lease runs out, the order is reconciled, never re-placed blindly.

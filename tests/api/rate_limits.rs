@@ -10,7 +10,7 @@ use order_gateway::emulator::{Fault, FaultOp};
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{new_key, order_body, spawn_app_with},
+    helpers::{Options, env_pairs, new_key, order_body, spawn_app_with},
     ledger::{assert_ledger_consistent, fast, lift_pauses_and_make_due, wait_all_settled},
 };
 
@@ -19,6 +19,7 @@ async fn a_burst_waits_in_the_queue_and_never_exceeds_the_budget() {
     let app = spawn_app_with(fast(&[
         ("XOXODAY_PLACE_ORDER_RATE", "5"),
         ("XOXODAY_RATE_WINDOW", "8s"),
+        ("XOXODAY_ALLOW_SHORT_RATE_WINDOW", "1"),
     ]))
     .await;
     let posts = (0..12).map(|_| {
@@ -164,4 +165,77 @@ async fn concurrent_slot_requests_never_get_more_than_the_budget() {
         Ok(Slot::Granted) => true,
         Err(_) => false,
     }));
+}
+
+#[test]
+fn a_rate_window_under_a_minute_is_refused_without_the_test_switch() {
+    use order_gateway::config::{Env, ServeConfig};
+    let mut vars = env_pairs(
+        "postgres://x@127.0.0.1/db",
+        "http://127.0.0.1:1/chef",
+        &Options::default(),
+    );
+    vars.insert("XOXODAY_RATE_WINDOW".into(), "59s".into());
+    let err = ServeConfig::from_env(&Env::from_map(vars.clone())).unwrap_err();
+    let line = err.to_string();
+    assert!(
+        line.contains("XOXODAY_RATE_WINDOW") && !line.contains('\n'),
+        "{line}"
+    );
+    vars.insert("XOXODAY_ALLOW_SHORT_RATE_WINDOW".into(), "1".into());
+    let cfg = ServeConfig::from_env(&Env::from_map(vars.clone())).unwrap();
+    assert_eq!(cfg.tuning.rate_window, Duration::from_secs(59));
+    vars.remove("XOXODAY_ALLOW_SHORT_RATE_WINDOW");
+    vars.remove("XOXODAY_RATE_WINDOW");
+    let cfg = ServeConfig::from_env(&Env::from_map(vars)).unwrap();
+    assert!(
+        cfg.tuning.rate_window >= Duration::from_secs(65),
+        "margin over a minute"
+    );
+}
+
+/// Every slot of `op` was stamped no earlier than the exchange row of the
+/// call it was taken for (pairs in time order: one order, calls in sequence).
+async fn assert_stamped_after_the_row(db: &sqlx::PgPool, op: &str) {
+    let slots: Vec<DateTime<Utc>> = sqlx::query_scalar(
+        "select taken_at from upstream_call_slots where operation = $1 order by taken_at",
+    )
+    .bind(op)
+    .fetch_all(db)
+    .await
+    .unwrap();
+    let rows: Vec<DateTime<Utc>> = sqlx::query_scalar(
+        "select created_at from upstream_exchanges where operation = $1 order by created_at",
+    )
+    .bind(op)
+    .fetch_all(db)
+    .await
+    .unwrap();
+    assert_eq!(slots.len(), rows.len(), "{op}: one slot per sent call");
+    assert!(!slots.is_empty(), "{op}: no calls");
+    for (slot, row) in slots.iter().zip(&rows) {
+        assert!(
+            slot >= row,
+            "{op}: slot stamped {slot} before its exchange row {row}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_rate_slot_is_stamped_after_the_exchange_row() {
+    let app = spawn_app_with(fast(&[])).await;
+    app.emulator
+        .push_fault(FaultOp::PlaceOrder, Fault::ErrorAfterCreate { status: 502 });
+    let order: Value = app
+        .post_order(&new_key(), &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(order["status"], "reconciling", "{order}");
+    wait_all_settled(&app.db, Duration::from_secs(30)).await;
+    assert_eq!(app.count("orders where status = 'completed'").await, 1);
+    assert_stamped_after_the_row(&app.db, "place_order").await;
+    assert_stamped_after_the_row(&app.db, "get_order_details").await;
+    assert_ledger_consistent(&app).await;
 }
