@@ -10,8 +10,12 @@
 mod admin;
 mod catalog;
 mod config;
+mod early_webhook;
 mod faults;
 mod handle;
+mod history;
+mod hostile;
+mod late;
 mod ledger;
 mod limits;
 mod orders;
@@ -31,8 +35,10 @@ use std::time::Duration;
 
 pub use catalog::{Delivery, Denominations, Product, products};
 pub use config::EmulatorConfig;
-pub use faults::{Fault, FaultOp, FaultRates};
+pub use faults::{AfterWebhook, Fault, FaultOp, FaultRates, LateAnswer};
 pub use handle::EmulatorHandle;
+pub use history::EmptyHistory;
+pub use hostile::{HostileText, LONG_TEXT_BYTES};
 pub use ledger::{LedgerOrder, Voucher};
 pub use limits::RateLimits;
 pub use webhook::WebhookAttempt;
