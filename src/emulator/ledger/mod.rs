@@ -9,11 +9,12 @@
 //! a poNumber can then map to several orders and the ledger keeps them all.
 
 mod edit;
+mod queries;
 mod vouchers;
 
 use std::{collections::HashMap, time::Instant};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use super::{catalog::Product, hostile::HostileText, wire::ApiError};
@@ -267,29 +268,6 @@ impl Ledger {
             .map(|i| self.view(&self.orders[*i]))
     }
 
-    /// Every order created for this poNumber, oldest first.
-    pub(crate) fn all_by_po(&self, po_number: &str) -> Vec<LedgerOrder> {
-        self.live()
-            .filter(|s| !po_number.is_empty() && s.order.po_number == po_number)
-            .map(|s| self.view(s))
-            .collect()
-    }
-
-    /// The non-empty poNumbers that have more than one order.
-    pub(crate) fn duplicated_po_numbers(&self) -> Vec<String> {
-        let mut counts: HashMap<&str, u32> = HashMap::new();
-        for s in self.live().filter(|s| !s.order.po_number.is_empty()) {
-            *counts.entry(&s.order.po_number).or_default() += 1;
-        }
-        let mut dups: Vec<String> = counts
-            .into_iter()
-            .filter(|(_, n)| *n > 1)
-            .map(|(po, _)| po.to_string())
-            .collect();
-        dups.sort();
-        dups
-    }
-
     /// The order as getOrderDetails sees it (hidden ones are absent).
     pub(crate) fn visible(
         &self,
@@ -307,23 +285,6 @@ impl Ledger {
             return None;
         }
         Some(self.view(stored))
-    }
-
-    /// The visible orders created on the days `from..=to` (UTC), oldest
-    /// first, optionally only those with this `tag`.
-    pub(crate) fn history(
-        &self,
-        from: NaiveDate,
-        to: NaiveDate,
-        tag: Option<&str>,
-        now: Instant,
-    ) -> Vec<LedgerOrder> {
-        self.live()
-            .filter(|s| s.hidden_until.is_none_or(|t| now >= t))
-            .filter(|s| (from..=to).contains(&s.order.created_at.date_naive()))
-            .filter(|s| tag.is_none_or(|t| s.order.tag == t))
-            .map(|s| self.view(s))
-            .collect()
     }
 
     /// Moves a pending order to delivered or canceled (refunding a cancel).
