@@ -3,9 +3,11 @@
 //!
 //! It is an independent implementation of `shared/xoxoday/api-reference.md`
 //! and must not use `crate::xoxoday`, so a misreading of the docs cannot hide
-//! on both sides. It keeps a ledger of the orders it created (one per
-//! non-empty poNumber, checked and inserted under one lock) and can be told,
-//! per call or by rate, to misbehave (see [`Fault`]).
+//! on both sides. It keeps a ledger of the orders it created (a normal
+//! placeOrder adds at most one per non-empty poNumber, checked and inserted
+//! under one lock; only a late creation or an admin injection can add a
+//! second) and can be told, per call or by rate, to misbehave (see
+//! [`Fault`]).
 
 mod admin;
 mod catalog;
