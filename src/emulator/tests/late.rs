@@ -91,6 +91,26 @@ async fn a_held_late_call_times_the_client_out_and_creates_afterwards() {
 }
 
 #[tokio::test]
+async fn a_client_leaving_a_held_call_ends_it_and_starts_the_timer() {
+    let emu = start().await;
+    let hang = LateAnswer::Hang(Duration::from_secs(3600));
+    emu.h.fault_for_po("PO-LEFT", late(100, hang));
+    let sent = emu
+        .http
+        .post(emu.url("/v1/oauth/api"))
+        .bearer_auth(emu.h.current_tokens().0)
+        .json(&envelope(PLACE, order_data("PO-LEFT")))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(sent.expect_err("the client gives up").is_timeout());
+    eventually("the order, long before the hold ends", || async {
+        emu.h.order("PO-LEFT").is_some()
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn an_invalid_body_under_late_creation_is_refused_and_creates_nothing() {
     let emu = start().await;
     emu.h
@@ -157,4 +177,19 @@ async fn late_creation_is_queued_and_rated_over_http() {
     })
     .await;
     assert_eq!(post("/fault-rates", json!({"lateDrop": 1.5})).await, 400);
+}
+
+#[tokio::test]
+async fn a_late_creation_that_finds_the_balance_short_creates_nothing() {
+    let emu = start().await;
+    emu.h.set_balance(Decimal::from(5));
+    let error = LateAnswer::Error { status: 502 };
+    emu.h.fault_for_po("PO-POOR", late(100, error));
+    assert_eq!(emu.place(order_data("PO-POOR")).await.0, 502);
+    eventually("the late creation ran", || async {
+        emu.h.late_creations_pending() == 0
+    })
+    .await;
+    assert!(emu.h.order("PO-POOR").is_none());
+    assert_eq!(emu.h.balance(), Decimal::from(5));
 }
