@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use rust_decimal::Decimal;
 
-use super::{faults::FaultRates, limits::RateLimits};
+use super::{faults::FaultRates, history::EmptyHistory, limits::RateLimits};
 use crate::config::{ConfigError, Env};
 
 /// Everything the emulator needs to start.
@@ -35,6 +35,8 @@ pub struct EmulatorConfig {
     pub fault_rates: FaultRates,
     /// Pause between webhook attempts (1 try + up to 3 retries).
     pub webhook_retry_delay: Duration,
+    /// getOrderHistory's answer for an empty window or page.
+    pub empty_history: EmptyHistory,
 }
 
 impl Default for EmulatorConfig {
@@ -53,9 +55,11 @@ impl Default for EmulatorConfig {
             fault_rates: FaultRates {
                 sleep: Duration::from_secs(160),
                 hidden_for: Duration::from_secs(30),
+                late_after: Duration::from_secs(20),
                 ..FaultRates::default()
             },
             webhook_retry_delay: Duration::from_secs(2),
+            empty_history: EmptyHistory::NotFound,
         }
     }
 }
@@ -91,6 +95,7 @@ impl EmulatorConfig {
             fault_rates: fault_rates(env, &d.fault_rates)?,
             webhook_retry_delay: env
                 .duration_or("EMULATOR_WEBHOOK_RETRY_DELAY", d.webhook_retry_delay)?,
+            empty_history: empty_history(env, d.empty_history)?,
         };
         Ok(cfg)
     }
@@ -132,6 +137,7 @@ fn rate_limits(env: &Env) -> Result<RateLimits, ConfigError> {
         get_order_details: rate(env, "EMULATOR_RATE_ORDER_DETAILS", d.get_order_details)?,
         get_vouchers: rate(env, "EMULATOR_RATE_VOUCHERS", d.get_vouchers)?,
         get_balance: rate(env, "EMULATOR_RATE_BALANCE", d.get_balance)?,
+        get_order_history: rate(env, "EMULATOR_RATE_ORDER_HISTORY", d.get_order_history)?,
     })
 }
 
@@ -154,8 +160,13 @@ fn fault_rates(env: &Env, d: &FaultRates) -> Result<FaultRates, ConfigError> {
         drop_after: probability(env, "EMULATOR_FAULT_DROP_AFTER")?,
         slow: probability(env, "EMULATOR_FAULT_SLOW")?,
         hidden: probability(env, "EMULATOR_FAULT_HIDDEN")?,
+        late_error: probability(env, "EMULATOR_FAULT_LATE_ERROR")?,
+        late_drop: probability(env, "EMULATOR_FAULT_LATE_DROP")?,
+        webhook_first: probability(env, "EMULATOR_FAULT_WEBHOOK_FIRST")?,
+        webhook_instead: probability(env, "EMULATOR_FAULT_WEBHOOK_INSTEAD")?,
         sleep: env.duration_or("EMULATOR_FAULT_SLEEP", d.sleep)?,
         hidden_for: env.duration_or("EMULATOR_FAULT_HIDDEN_FOR", d.hidden_for)?,
+        late_after: env.duration_or("EMULATOR_FAULT_LATE_AFTER", d.late_after)?,
     };
     if rates.total() > 1.0 {
         return Err(ConfigError {
@@ -164,6 +175,17 @@ fn fault_rates(env: &Env, d: &FaultRates) -> Result<FaultRates, ConfigError> {
         });
     }
     Ok(rates)
+}
+
+fn empty_history(env: &Env, default: EmptyHistory) -> Result<EmptyHistory, ConfigError> {
+    let var = "EMULATOR_EMPTY_HISTORY";
+    match env.get(var) {
+        None => Ok(default),
+        Some(v) => EmptyHistory::parse(&v).ok_or_else(|| ConfigError {
+            var,
+            problem: format!("must be `404` or `empty`, got {v:?}"),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -210,6 +232,9 @@ mod tests {
             ("EMULATOR_FAULT_SLOW", "1.5"),
             ("EMULATOR_DELIVERY_DELAY", "soon"),
             ("EMULATOR_WEBHOOK_URL", "ftp://x"),
+            ("EMULATOR_EMPTY_HISTORY", "maybe"),
+            ("EMULATOR_FAULT_LATE_DROP", "2"),
+            ("EMULATOR_RATE_ORDER_HISTORY", "0"),
         ] {
             let err = EmulatorConfig::from_env(&env(&[(var, bad)])).unwrap_err();
             assert_eq!(err.var, var, "{err}");

@@ -7,6 +7,8 @@ use rust_decimal::Decimal;
 
 use super::{
     faults::{Fault, FaultOp, FaultRates},
+    history::EmptyHistory,
+    hostile::HostileText,
     ledger::LedgerOrder,
     limits::RateLimits,
     state::Shared,
@@ -50,6 +52,22 @@ impl EmulatorHandle {
         self.shared.lock().ledger.by_po(po_number)
     }
 
+    /// Every order created for this poNumber, oldest first: more than one
+    /// only after a late creation (or an admin injection) duplicated it.
+    pub fn orders_for(&self, po_number: &str) -> Vec<LedgerOrder> {
+        self.shared.lock().ledger.all_by_po(po_number)
+    }
+
+    /// The poNumbers that have more than one order, sorted.
+    pub fn duplicated_po_numbers(&self) -> Vec<String> {
+        self.shared.lock().ledger.duplicated_po_numbers()
+    }
+
+    /// Late creations (`Fault::LateCreate`) whose order is not created yet.
+    pub fn late_creations_pending(&self) -> usize {
+        self.shared.lock().late_pending
+    }
+
     /// How many placeOrder calls carried this poNumber, including refused,
     /// rate-limited, unauthenticated and faulted ones.
     pub fn place_calls(&self, po_number: &str) -> u32 {
@@ -81,6 +99,24 @@ impl EmulatorHandle {
     /// refresh token still works.
     pub fn expire_access_token(&self) {
         self.shared.lock().tokens.access_expired = true;
+    }
+
+    /// Sticky token refusal: while `on`, every access token answers 401
+    /// `invalid_token`, even one issued by a refresh made meanwhile (the
+    /// refresh itself still succeeds and rotates the pair).
+    pub fn refuse_tokens(&self, on: bool) {
+        self.shared.lock().tokens.refuse_all = on;
+    }
+
+    /// Whether sticky token refusal is on.
+    pub fn refusing_tokens(&self) -> bool {
+        self.shared.lock().tokens.refuse_all
+    }
+
+    /// Calls that reached the refresh endpoint so far (any outcome, faults
+    /// included).
+    pub fn refresh_calls(&self) -> u32 {
+        self.shared.lock().tokens.refresh_calls
     }
 
     /// The currently valid `(access, refresh)` pair.
@@ -125,6 +161,52 @@ impl EmulatorHandle {
     /// Sets the wallet balance.
     pub fn set_balance(&self, balance: Decimal) {
         self.shared.lock().ledger.balance = balance;
+    }
+
+    /// Hostile text switch: while `Some`, every `/v1/oauth/api` answer (voucher
+    /// fields, `errorInfo`, an extra `emulatorNote`) and every webhook
+    /// (`deliveryStatus`, `emulatorNote`) carries this text; `None` stops it.
+    pub fn set_hostile_text(&self, text: Option<HostileText>) {
+        self.shared.lock().hostile = text;
+    }
+
+    /// What getOrderHistory answers for an empty window or page.
+    pub fn set_empty_history(&self, answer: EmptyHistory) {
+        self.shared.lock().empty_history = answer;
+    }
+
+    /// Creates and charges a delivered order the gateway never sent
+    /// (quantity 1, no discount, `amountCharged` = `amount`), skipping the
+    /// poNumber check. Errs on an unknown product, a non-positive amount or
+    /// a short balance.
+    pub fn inject_order(
+        &self,
+        po_number: &str,
+        amount: Decimal,
+        product_id: i64,
+    ) -> Result<LedgerOrder, String> {
+        let injected = self
+            .shared
+            .lock()
+            .ledger
+            .inject(po_number, amount, product_id);
+        injected.map_err(|e| e.error)
+    }
+
+    /// Forgets an order (getOrderDetails, history and the ledger no longer
+    /// show it; the balance is unchanged). False when there is none.
+    pub fn delete_order(&self, order_id: i64) -> bool {
+        self.shared.lock().ledger.delete(order_id).is_some()
+    }
+
+    /// Rewrites an order's `amountCharged` (the balance is unchanged).
+    /// False when there is no such order.
+    pub fn set_order_amount(&self, order_id: i64, amount: Decimal) -> bool {
+        self.shared
+            .lock()
+            .ledger
+            .set_amount(order_id, amount)
+            .is_some()
     }
 
     /// Stops accepting, closes open connections and stops delayed delivery.

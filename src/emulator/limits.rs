@@ -22,6 +22,8 @@ pub struct RateLimits {
     pub get_vouchers: u32,
     /// getBalance per minute (docs: 10).
     pub get_balance: u32,
+    /// getOrderHistory per minute (docs: 200).
+    pub get_order_history: u32,
 }
 
 impl Default for RateLimits {
@@ -32,6 +34,7 @@ impl Default for RateLimits {
             get_order_details: 200,
             get_vouchers: 50,
             get_balance: 10,
+            get_order_history: 200,
         }
     }
 }
@@ -44,6 +47,7 @@ impl RateLimits {
             get_order_details: 100_000,
             get_vouchers: 100_000,
             get_balance: 100_000,
+            get_order_history: 100_000,
         }
     }
 
@@ -53,6 +57,7 @@ impl RateLimits {
             FaultOp::GetOrderDetails => Some(self.get_order_details),
             FaultOp::GetVouchers => Some(self.get_vouchers),
             FaultOp::GetBalance => Some(self.get_balance),
+            FaultOp::GetOrderHistory => Some(self.get_order_history),
             FaultOp::RefreshToken => None,
         }
     }

@@ -3,15 +3,21 @@
 //!
 //! It is an independent implementation of `shared/xoxoday/api-reference.md`
 //! and must not use `crate::xoxoday`, so a misreading of the docs cannot hide
-//! on both sides. It keeps a ledger of the orders it created (one per
-//! non-empty poNumber, checked and inserted under one lock) and can be told,
-//! per call or by rate, to misbehave (see [`Fault`]).
+//! on both sides. It keeps a ledger of the orders it created (a normal
+//! placeOrder adds at most one per non-empty poNumber, checked and inserted
+//! under one lock; only a late creation or an admin injection can add a
+//! second) and can be told, per call or by rate, to misbehave (see
+//! [`Fault`]).
 
 mod admin;
 mod catalog;
 mod config;
+mod early_webhook;
 mod faults;
 mod handle;
+mod history;
+mod hostile;
+mod late;
 mod ledger;
 mod limits;
 mod orders;
@@ -31,8 +37,10 @@ use std::time::Duration;
 
 pub use catalog::{Delivery, Denominations, Product, products};
 pub use config::EmulatorConfig;
-pub use faults::{Fault, FaultOp, FaultRates};
+pub use faults::{AfterWebhook, Fault, FaultOp, FaultRates, LateAnswer};
 pub use handle::EmulatorHandle;
+pub use history::EmptyHistory;
+pub use hostile::{HostileText, LONG_TEXT_BYTES};
 pub use ledger::{LedgerOrder, Voucher};
 pub use limits::RateLimits;
 pub use webhook::WebhookAttempt;

@@ -1,6 +1,7 @@
 //! placeOrder (api-reference §4): validates `variables.data` in the order a
 //! client would most likely meet the errors, then creates and charges the
-//! order in one locked step (see `ledger`).
+//! order in one locked step (see `ledger`) and schedules a delayed
+//! product's delivery.
 
 use std::{
     sync::Arc,
@@ -13,7 +14,8 @@ use serde_json::Value;
 
 use super::{
     catalog::{self, Delivery, Product},
-    ledger::NewOrder,
+    hostile::HostileText,
+    ledger::{LedgerOrder, NewOrder},
     render,
     state::Shared,
     webhook,
@@ -29,32 +31,56 @@ pub(crate) fn po_number_of(data: &Value) -> Option<String> {
     }
 }
 
+/// What a fault changes about one placeOrder.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PlaceOptions {
+    /// Hide the order from getOrderDetails for this long.
+    pub hidden: Option<Duration>,
+    /// Mark the order hostile (see `hostile`).
+    pub hostile: Option<HostileText>,
+}
+
 /// Handles one admitted placeOrder call.
-pub(crate) fn place_order(
-    shared: &Arc<Shared>,
-    data: &Value,
-    hidden: Option<Duration>,
-) -> Response {
-    let new = match parse(data) {
-        Ok(new) => new,
-        Err(e) => return e.into_response(),
-    };
-    let product = new.product;
-    let hidden_until = hidden.map(|d| Instant::now() + d);
-    let created = shared.lock().ledger.create(new, hidden_until);
-    match created {
+pub(crate) fn place_order(shared: &Arc<Shared>, data: &Value, opts: &PlaceOptions) -> Response {
+    match create(shared, data, opts) {
         Err(e) => e.into_response(),
         Ok(order) => {
-            if product.is_delayed() {
-                let delivered = product.delivery == Delivery::DelayedDelivered;
-                webhook::schedule(Arc::clone(shared), order.order_id, delivered);
-            }
+            schedule_delivery(shared, &order);
             wire::success("placeOrder", render::order(&order, true))
         }
     }
 }
 
-fn parse(data: &Value) -> Result<NewOrder, ApiError> {
+/// Validates and creates (checked) the order; schedules nothing.
+pub(crate) fn create(
+    shared: &Arc<Shared>,
+    data: &Value,
+    opts: &PlaceOptions,
+) -> Result<LedgerOrder, ApiError> {
+    let new = NewOrder {
+        hostile: opts.hostile.clone(),
+        ..parse(data)?
+    };
+    let hidden_until = opts.hidden.map(|d| Instant::now() + d);
+    shared.lock().ledger.create(new, hidden_until)
+}
+
+/// Whether a delayed product ends delivered (else canceled); `None` for
+/// a realtime product or an unknown one.
+pub(crate) fn delayed_outcome(order: &LedgerOrder) -> Option<bool> {
+    let product = catalog::find(order.product_id).filter(|p| p.is_delayed())?;
+    Some(product.delivery == Delivery::DelayedDelivered)
+}
+
+/// Settles a delayed order after the delivery delay (nothing if realtime).
+pub(crate) fn schedule_delivery(shared: &Arc<Shared>, order: &LedgerOrder) {
+    if let Some(delivered) = delayed_outcome(order) {
+        webhook::schedule(Arc::clone(shared), order.order_id, delivered);
+    }
+}
+
+/// Validates a placeOrder `data` into the order to create.
+pub(crate) fn parse(data: &Value) -> Result<NewOrder, ApiError> {
     if !data.is_object() {
         return Err(ApiError::place_validation(
             "variables.data must be an object",
@@ -88,6 +114,7 @@ fn parse(data: &Value) -> Result<NewOrder, ApiError> {
         tag: optional_text(data, "tag")?.unwrap_or_default(),
         email: optional_text(data, "email")?,
         contact,
+        hostile: None,
     })
 }
 

@@ -1,13 +1,14 @@
 //! Order payloads for placeOrder and getOrderDetails (api-reference §3.2,
 //! §4.2), with the documented type drift on purpose: `orderDiscount` is `""`
 //! or a decimal string, `discountPercent` a string, and a voucher `amount`
-//! is a string on even order ids and a number on odd ones.
+//! is a string on even order ids and a number on odd ones. An order marked
+//! hostile carries its hostile text in every voucher field.
 
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::{
-    catalog,
+    catalog, hostile,
     ledger::{LedgerOrder, Voucher},
     wire::number,
 };
@@ -48,6 +49,9 @@ pub(crate) fn order(o: &LedgerOrder, for_place: bool) -> Value {
         data["orderDate"] = json!(o.order_date);
         data["deliveryDate"] = json!(o.delivery_date);
         data["shippingDetails"] = json!({});
+    }
+    if let Some(h) = &o.hostile {
+        hostile::corrupt(&mut data, &h.text());
     }
     data
 }

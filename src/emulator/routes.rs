@@ -1,6 +1,7 @@
 //! The router and `POST /chef/v1/oauth/api`, dispatched on the envelope's
 //! `query` (api-reference §1), with the order of checks every call goes
 //! through: count placeOrder calls → bearer → query → rate limit → fault.
+//! The hostile-text switch, when on, rewrites whatever answer results.
 
 use std::{sync::Arc, time::Instant};
 
@@ -15,10 +16,11 @@ use axum::{
 use serde_json::Value;
 
 use super::{
-    admin,
+    admin, early_webhook,
     faults::{Fault, FaultOp},
-    orders, place,
-    server::ConnKill,
+    history, hostile, late, orders,
+    place::{self, PlaceOptions},
+    server::{ConnKill, drop_or_502},
     state::Shared,
     tokens,
     wire::{self, ApiError},
@@ -84,12 +86,26 @@ async fn oauth_api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let call = Call::read(&body);
+    let switch = shared.lock().hostile.clone();
+    let answer = admitted(shared, kill.map(|Extension(k)| k), &headers, &body).await;
+    match switch {
+        Some(h) => hostile::answer(answer, &h).await,
+        None => answer,
+    }
+}
+
+async fn admitted(
+    shared: Arc<Shared>,
+    kill: Option<ConnKill>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let call = Call::read(body);
     if call.op == Some(FaultOp::PlaceOrder) {
         let po = call.po.as_deref().unwrap_or("");
         shared.lock().ledger.count_place_call(po);
     }
-    if let Some(refusal) = tokens::bearer_refusal(&shared, &headers) {
+    if let Some(refusal) = tokens::bearer_refusal(&shared, headers) {
         return refusal;
     }
     let Some(op) = call.op else {
@@ -102,19 +118,55 @@ async fn oauth_api(
         }
         g.faults.take(op, call.po.as_deref())
     };
-    let hidden = match &fault {
-        Some(Fault::HiddenFromDetails(d)) => Some(*d),
-        _ => None,
-    };
-    let data = call.data;
-    let work = move || match op {
-        FaultOp::PlaceOrder => place::place_order(&shared, &data, hidden),
+    run(op, fault, shared, call.data, kill).await
+}
+
+/// Runs an admitted call under its fault.
+async fn run(
+    op: FaultOp,
+    fault: Option<Fault>,
+    shared: Arc<Shared>,
+    data: Value,
+    kill: Option<ConnKill>,
+) -> Response {
+    let place = op == FaultOp::PlaceOrder;
+    let mut opts = PlaceOptions::default();
+    match fault {
+        Some(Fault::LateCreate { after, answer }) if place => {
+            late::place_late(&shared, &data, after, answer, kill).await
+        }
+        Some(Fault::WebhookFirst { then }) if place => {
+            early_webhook::place_webhook_first(&shared, &data, then, kill).await
+        }
+        Some(Fault::Hostile(h)) => {
+            opts.hostile = Some(h.clone());
+            let answer = apply(None, kill, work(op, shared, data, opts)).await;
+            hostile::answer(answer, &h).await
+        }
+        other => {
+            if let Some(Fault::HiddenFromDetails(d)) = &other {
+                opts.hidden = Some(*d);
+            }
+            apply(other, kill, work(op, shared, data, opts)).await
+        }
+    }
+}
+
+/// The operation itself, as a synchronous step (see [`apply`]).
+fn work(
+    op: FaultOp,
+    shared: Arc<Shared>,
+    data: Value,
+    opts: PlaceOptions,
+) -> impl FnOnce() -> Response + Send + 'static {
+    move || match op {
+        FaultOp::PlaceOrder => place::place_order(&shared, &data, &opts),
         FaultOp::GetOrderDetails => orders::order_details(&shared, &data),
         FaultOp::GetVouchers => orders::vouchers(&data),
         FaultOp::GetBalance => orders::balance(&shared),
+        FaultOp::GetOrderHistory => history::order_history(&shared, &data),
         FaultOp::RefreshToken => ApiError::place_validation("not an API query").into_response(),
-    };
-    apply(fault, kill.map(|Extension(k)| k), work).await
+    }
 }
 
 /// Runs `work` (the operation, including its side effect) under `fault`.
@@ -150,10 +202,7 @@ where
             tokio::time::sleep(d).await;
             answer
         }
-        Some(Fault::DropAfterCreate) => match kill {
-            Some(k) => k.drop_connection().await,
-            None => ApiError::upstream(502).into_response(),
-        },
+        Some(Fault::DropAfterCreate) => drop_or_502(kill).await,
         _ => answer,
     }
 }

@@ -5,12 +5,18 @@
 
 use std::time::Duration;
 
-use axum::{Router, extract::Request};
+use axum::{
+    Router,
+    extract::Request,
+    response::{IntoResponse as _, Response},
+};
 use hyper::body::Incoming;
 use hyper_util::{rt::TokioIo, service::TowerToHyperService};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
+
+use super::wire::ApiError;
 
 /// A request extension: cancel it to drop the connection the request came on.
 #[derive(Debug, Clone)]
@@ -22,6 +28,15 @@ impl ConnKill {
     pub(crate) async fn drop_connection(&self) -> ! {
         self.0.cancel();
         std::future::pending().await
+    }
+}
+
+/// Drops the request's connection with no answer; where there is no
+/// connection to drop (a request served outside [`serve`]), answers 502.
+pub(crate) async fn drop_or_502(kill: Option<ConnKill>) -> Response {
+    match kill {
+        Some(k) => k.drop_connection().await,
+        None => ApiError::upstream(502).into_response(),
     }
 }
 

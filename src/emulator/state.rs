@@ -1,6 +1,6 @@
 //! The emulator's shared state: one `std::sync::Mutex` over everything that
-//! changes (ledger, faults, rate windows, tokens, webhook settings). The lock
-//! is never held across an `.await`.
+//! changes (ledger, faults, rate windows, tokens, webhook settings, output
+//! switches). The lock is never held across an `.await`.
 
 use std::{
     sync::{Arc, Mutex, MutexGuard},
@@ -10,8 +10,8 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    config::EmulatorConfig, faults::FaultPlan, ledger::Ledger, limits::RateLimiter,
-    webhook::WebhookState,
+    config::EmulatorConfig, faults::FaultPlan, history::EmptyHistory, hostile::HostileText,
+    ledger::Ledger, limits::RateLimiter, webhook::WebhookState,
 };
 
 /// Access-token lifetime, seconds (15 days, api-reference §2.2).
@@ -19,7 +19,8 @@ pub(crate) const ACCESS_TTL_SECS: u64 = 1_296_000;
 /// Refresh-token lifetime, seconds (30 days).
 pub(crate) const REFRESH_TTL_SECS: u64 = 2_592_000;
 
-/// The one valid token pair. Rotation replaces both at once.
+/// The one valid token pair. Rotation replaces both at once; the sticky
+/// refusal switch and the refresh-call count survive rotation.
 #[derive(Debug)]
 pub(crate) struct Tokens {
     pub access: String,
@@ -27,6 +28,10 @@ pub(crate) struct Tokens {
     pub access_expired: bool,
     pub issued_at: Instant,
     pub issued_at_ms: i64,
+    /// While set, every access token is refused, even a fresh one.
+    pub refuse_all: bool,
+    /// Calls that reached the refresh endpoint, whatever their outcome.
+    pub refresh_calls: u32,
 }
 
 impl Tokens {
@@ -37,18 +42,25 @@ impl Tokens {
             access_expired: false,
             issued_at: Instant::now(),
             issued_at_ms: chrono::Utc::now().timestamp_millis(),
+            refuse_all: false,
+            refresh_calls: 0,
         }
     }
 
     /// Whether `token` is the current, unexpired access token.
     pub(crate) fn access_ok(&self, token: &str) -> bool {
-        !self.access_expired && token == self.access
+        !self.access_expired && !self.refuse_all && token == self.access
     }
 
     /// Issues a fresh pair; the old pair stops working at once.
     pub(crate) fn rotate(&mut self) {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        *self = Self::new(format!("emu-at-{id}"), format!("emu-rt-{id}"));
+        let fresh = Self::new(format!("emu-at-{id}"), format!("emu-rt-{id}"));
+        *self = Self {
+            refuse_all: self.refuse_all,
+            refresh_calls: self.refresh_calls,
+            ..fresh
+        };
     }
 }
 
@@ -59,6 +71,11 @@ pub(crate) struct Inner {
     pub limiter: RateLimiter,
     pub tokens: Tokens,
     pub webhook: WebhookState,
+    /// While set, every API answer and webhook carries this hostile text.
+    pub hostile: Option<HostileText>,
+    pub empty_history: EmptyHistory,
+    /// Late creations whose order is not in the ledger yet.
+    pub late_pending: usize,
 }
 
 /// Shared by the handlers, background tasks and the handle.
@@ -80,6 +97,9 @@ impl Shared {
             limiter: RateLimiter::new(cfg.rate_limits),
             tokens: Tokens::new(cfg.access_token, cfg.refresh_token),
             webhook: WebhookState::new(cfg.webhook_url, cfg.webhook_api_key),
+            hostile: None,
+            empty_history: cfg.empty_history,
+            late_pending: 0,
         };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))

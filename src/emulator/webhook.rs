@@ -11,6 +11,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::{
+    hostile::{HostileText, to_json_text},
     ledger::{LedgerOrder, plum_date},
     state::Shared,
 };
@@ -82,17 +83,20 @@ pub(crate) fn settle(shared: &Arc<Shared>, order_id: i64, delivered: bool) -> bo
     true
 }
 
-async fn send(shared: &Shared, order: &LedgerOrder) {
-    let (url, key, id) = {
+/// Sends the order's webhook (one try and up to three retries) and returns
+/// when it succeeded or was given up; nothing when no webhook is set.
+pub(crate) async fn send(shared: &Shared, order: &LedgerOrder) {
+    let (url, key, id, hostile) = {
         let mut g = shared.lock();
+        let hostile = order.hostile.clone().or_else(|| g.hostile.clone());
         let w = &mut g.webhook;
         let Some(url) = w.url.clone().filter(|_| !w.disabled) else {
             return;
         };
         w.next_id += 1;
-        (url, w.api_key.clone(), w.next_id - 1)
+        (url, w.api_key.clone(), w.next_id - 1, hostile)
     };
-    let body = payload(id, order);
+    let body = to_json_text(&payload(id, order, hostile.as_ref()));
     for attempt in 1..=RETRIES + 1 {
         if attempt > 1 {
             tokio::select! {
@@ -100,7 +104,11 @@ async fn send(shared: &Shared, order: &LedgerOrder) {
                 () = tokio::time::sleep(shared.webhook_retry_delay) => {}
             }
         }
-        let mut req = shared.http.post(&url).json(&body);
+        let mut req = shared
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.clone());
         if let Some(k) = &key {
             req = req.header("x-api-key", k);
         }
@@ -136,9 +144,10 @@ fn record(
     });
 }
 
-/// The documented payload.
-fn payload(id: i64, order: &LedgerOrder) -> Value {
-    json!({
+/// The documented payload. Hostile text is appended to `deliveryStatus`
+/// and sent as an extra `emulatorNote` field in `data`.
+fn payload(id: i64, order: &LedgerOrder, hostile: Option<&HostileText>) -> Value {
+    let mut body = json!({
         "id": id,
         "data": {
             "orderId": order.order_id,
@@ -147,5 +156,11 @@ fn payload(id: i64, order: &LedgerOrder) -> Value {
             "deliveryStatus": order.delivery_status,
         },
         "createdAt": plum_date(Utc::now()),
-    })
+    });
+    if let Some(h) = hostile {
+        let text = h.text();
+        body["data"]["deliveryStatus"] = json!(format!("{}{text}", order.delivery_status));
+        body["data"]["emulatorNote"] = json!(text);
+    }
+    body
 }

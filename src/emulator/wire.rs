@@ -5,8 +5,7 @@
 use std::str::FromStr as _;
 
 use axum::{
-    Json,
-    http::StatusCode,
+    http::{StatusCode, header::CONTENT_TYPE},
     response::{IntoResponse, Response},
 };
 use rust_decimal::Decimal;
@@ -81,10 +80,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Any status with a JSON body (an unknown status becomes 500).
+/// Any status with a JSON body (an unknown status becomes 500). The text
+/// goes through `hostile::to_json_text`, like every body the emulator sends.
 pub fn json_response(status: u16, body: Value) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, Json(body)).into_response()
+    let text = super::hostile::to_json_text(&body);
+    (status, [(CONTENT_TYPE, "application/json")], text).into_response()
 }
 
 /// The success envelope `{"data":{"<op>":{"status":1,"data":…}}}`.

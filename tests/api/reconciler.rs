@@ -189,6 +189,7 @@ async fn all_faults_mixed_still_give_exactly_one_order_per_key() {
         hidden: 0.15,
         sleep: Duration::from_secs(2),
         hidden_for: Duration::from_secs(4),
+        ..FaultRates::default()
     });
     let posts = (0..20).map(|_| {
         let key = new_key();

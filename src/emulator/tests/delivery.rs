@@ -6,7 +6,8 @@ use std::{
 };
 
 use axum::{
-    Json, Router,
+    Router,
+    body::Bytes,
     extract::State,
     http::{HeaderMap, StatusCode},
     routing::post,
@@ -18,16 +19,18 @@ use super::{Emu, EmulatorConfig, eventually, order_data, start, start_with};
 /// One received webhook: its `x-api-key` header and body.
 type Seen = (Option<String>, Value);
 
-/// A tiny webhook receiver: records `(x-api-key, body)` and fails the first
-/// `fail_first` deliveries with a 500.
+/// A tiny webhook receiver: records `(x-api-key, body)` (and the raw text,
+/// since a hostile body may not parse) and fails the first `fail_first`
+/// deliveries with a 500.
 #[derive(Clone, Default)]
-struct Receiver {
+pub(super) struct Receiver {
     seen: Arc<Mutex<Vec<Seen>>>,
+    raw: Arc<Mutex<Vec<String>>>,
     fail_first: usize,
 }
 
 impl Receiver {
-    async fn start(fail_first: usize) -> (Self, String) {
+    pub(super) async fn start(fail_first: usize) -> (Self, String) {
         let me = Self {
             fail_first,
             ..Self::default()
@@ -41,16 +44,21 @@ impl Receiver {
         (me, format!("http://{addr}/hook"))
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(super) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+
+    pub(super) fn raw(&self) -> Vec<String> {
+        self.raw.lock().unwrap().clone()
     }
 }
 
-async fn receive(
-    State(r): State<Receiver>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> StatusCode {
+async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    r.raw
+        .lock()
+        .unwrap()
+        .push(String::from_utf8_lossy(&body).into_owned());
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let key = headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
@@ -64,7 +72,7 @@ async fn receive(
     }
 }
 
-async fn emulator_with_hook(url: &str) -> Emu {
+pub(super) async fn emulator_with_hook(url: &str) -> Emu {
     start_with(EmulatorConfig {
         webhook_url: Some(url.into()),
         webhook_api_key: Some("hook-key-1234567890".into()),
@@ -73,7 +81,7 @@ async fn emulator_with_hook(url: &str) -> Emu {
     .await
 }
 
-fn delayed(po: &str, product: i64) -> Value {
+pub(super) fn delayed(po: &str, product: i64) -> Value {
     let mut data = order_data(po);
     data["productId"] = json!(product);
     data

@@ -4,7 +4,12 @@
 
 mod admin;
 mod delivery;
+mod early_webhook;
 mod faults;
+mod history;
+mod hostile;
+mod late;
+mod ledger_edits;
 mod operations;
 mod rejections;
 mod tokens;
@@ -22,6 +27,7 @@ pub(super) const PLACE: &str = "plumProAPI.mutation.placeOrder";
 pub(super) const DETAILS: &str = "plumProAPI.mutation.getOrderDetails";
 pub(super) const VOUCHERS: &str = "plumProAPI.mutation.getVouchers";
 pub(super) const BALANCE: &str = "plumProAPI.query.getBalance";
+pub(super) const HISTORY: &str = "plumProAPI.mutation.getOrderHistory";
 
 /// A running emulator plus an HTTP client.
 pub(super) struct Emu {
@@ -91,6 +97,20 @@ impl Emu {
             req = req.bearer_auth(t);
         }
         decode(req.send().await?).await
+    }
+
+    /// Calls `/v1/oauth/api` and returns the body as text, unparsed (a
+    /// strict JSON parser rejects a lone surrogate escape).
+    pub async fn api_raw(&self, query: &str, data: Value) -> (u16, String) {
+        let (access, _) = self.h.current_tokens();
+        let req = self
+            .http
+            .post(self.url("/v1/oauth/api"))
+            .bearer_auth(access)
+            .json(&envelope(query, data));
+        let resp = req.send().await.expect("an HTTP answer");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("a body"))
     }
 
     pub async fn place(&self, data: Value) -> (u16, Value) {

@@ -138,3 +138,50 @@ async fn a_refresh_that_errors_after_rotating_still_rotated() {
     assert_eq!(refresh(&emu, &current).await.0, 503);
     assert_eq!(emu.h.current_tokens().1, current, "not rotated");
 }
+
+#[tokio::test]
+async fn sticky_refusal_refuses_even_fresh_tokens_until_switched_off() {
+    let emu = start().await;
+    emu.h.refuse_tokens(true);
+    assert_eq!(emu.api(BALANCE, json!({})).await.0, 401);
+    for _ in 0..2 {
+        let (_, current) = emu.h.current_tokens();
+        let (status, body) = refresh(&emu, &current).await;
+        assert_eq!(status, 200, "refresh still works: {body}");
+        assert_ne!(emu.h.current_tokens().1, current, "and rotates");
+        let (status, body) = emu.api(BALANCE, json!({})).await;
+        assert_eq!(
+            (status, body),
+            (
+                401,
+                json!({"error": "invalid_token", "error_description": "invalid/expired token"})
+            )
+        );
+    }
+    assert_eq!(refresh(&emu, "stale").await.0, 401);
+    assert_eq!(
+        emu.h.refresh_calls(),
+        3,
+        "every call to the endpoint counts"
+    );
+    emu.h.refuse_tokens(false);
+    assert_eq!(emu.api(BALANCE, json!({})).await.0, 200);
+}
+
+#[tokio::test]
+async fn sticky_refusal_is_switched_over_http() {
+    let emu = start().await;
+    let url = emu.admin_url("/refuse-tokens");
+    let on = emu.http.post(&url).json(&json!({"on": true})).send();
+    assert_eq!(on.await.unwrap().status().as_u16(), 200);
+    assert!(emu.h.refusing_tokens());
+    assert_eq!(emu.api(BALANCE, json!({})).await.0, 401);
+    assert_eq!(refresh(&emu, "emulator-refresh-token").await.0, 200);
+    let tokens = emu.http.get(emu.admin_url("/tokens")).send();
+    let (_, body) = decode(tokens.await.unwrap()).await.unwrap();
+    assert_eq!(body["refreshCalls"], json!(1));
+    assert_eq!(body["refusingTokens"], json!(true));
+    let off = emu.http.post(&url).json(&json!({"on": false})).send();
+    assert_eq!(off.await.unwrap().status().as_u16(), 200);
+    assert_eq!(emu.api(BALANCE, json!({})).await.0, 200);
+}

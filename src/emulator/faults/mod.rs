@@ -10,7 +10,11 @@ use std::{
     time::Duration,
 };
 
-use rand::Rng as _;
+mod rates;
+
+pub use rates::FaultRates;
+
+use super::hostile::HostileText;
 
 /// The operations a fault can target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,6 +27,8 @@ pub enum FaultOp {
     GetVouchers,
     /// `plumProAPI.query.getBalance`
     GetBalance,
+    /// `plumProAPI.mutation.getOrderHistory`
+    GetOrderHistory,
     /// `POST /chef/v1/oauth/token/user`
     RefreshToken,
 }
@@ -35,6 +41,7 @@ impl FaultOp {
             "plumProAPI.mutation.getOrderDetails" => Some(Self::GetOrderDetails),
             "plumProAPI.mutation.getVouchers" => Some(Self::GetVouchers),
             "plumProAPI.query.getBalance" => Some(Self::GetBalance),
+            "plumProAPI.mutation.getOrderHistory" => Some(Self::GetOrderHistory),
             _ => None,
         }
     }
@@ -46,6 +53,7 @@ impl FaultOp {
             Self::GetOrderDetails => "getOrderDetails",
             Self::GetVouchers => "getVouchers",
             Self::GetBalance => "getBalance",
+            Self::GetOrderHistory => "getOrderHistory",
             Self::RefreshToken => "refreshToken",
         }
     }
@@ -89,63 +97,56 @@ pub enum Fault {
         /// JSON body.
         body: serde_json::Value,
     },
+    /// placeOrder: the call ends with no order (`answer`), and the order is
+    /// created `after` the call ended, without the poNumber check, so a
+    /// retry in the gap creates a second order for the same poNumber.
+    /// getOrderDetails answers 404 PLE10016 until then.
+    LateCreate {
+        /// Delay between the end of the call and the creation.
+        after: Duration,
+        /// How the call ends.
+        answer: LateAnswer,
+    },
+    /// placeOrder: the order is created (a delayed product settles at
+    /// once), its delivery webhook is sent and awaited, and only then does
+    /// the call end as `then` says.
+    WebhookFirst {
+        /// How the call ends after the webhook.
+        then: AfterWebhook,
+    },
+    /// The answer carries hostile text: voucher `voucherCode`/`pin`/
+    /// `validity`, `errorInfo` and an extra `emulatorNote` field. On
+    /// placeOrder the created order keeps it (getOrderDetails, webhook).
+    Hostile(HostileText),
 }
 
-/// Probabilities (0..1) of random faults on each placeOrder call that has
-/// no one-shot fault. Their sum must not exceed 1.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FaultRates {
-    /// 502 before creating the order.
-    pub error_before: f64,
-    /// 502 after creating the order.
-    pub error_after: f64,
-    /// Create, then sleep `sleep` before answering.
-    pub sleep_after: f64,
-    /// Create, then drop the connection.
-    pub drop_after: f64,
-    /// Wait `sleep` before handling the call normally.
-    pub slow: f64,
-    /// Create, but hide the order from getOrderDetails for `hidden_for`.
-    pub hidden: f64,
-    /// Duration used by `sleep_after` and `slow`.
-    pub sleep: Duration,
-    /// Duration used by `hidden`.
-    pub hidden_for: Duration,
+/// How a [`Fault::LateCreate`] call ends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LateAnswer {
+    /// This 5xx status, at once.
+    Error {
+        /// HTTP status.
+        status: u16,
+    },
+    /// The connection is closed with no answer, at once.
+    Drop,
+    /// No answer for this long (a client times out), then the connection
+    /// is closed. If the client leaves first, the call ends then.
+    Hang(Duration),
 }
 
-impl FaultRates {
-    /// The sum of all probabilities (must be ≤ 1).
-    pub fn total(&self) -> f64 {
-        self.error_before
-            + self.error_after
-            + self.sleep_after
-            + self.drop_after
-            + self.slow
-            + self.hidden
-    }
-
-    /// Draws at most one fault.
-    fn roll(&self) -> Option<Fault> {
-        if self.total() <= 0.0 {
-            return None;
-        }
-        let mut r: f64 = rand::thread_rng().r#gen();
-        let choices = [
-            (self.error_before, Fault::ErrorBeforeCreate { status: 502 }),
-            (self.error_after, Fault::ErrorAfterCreate { status: 502 }),
-            (self.sleep_after, Fault::SleepAfterCreate(self.sleep)),
-            (self.drop_after, Fault::DropAfterCreate),
-            (self.slow, Fault::Slow(self.sleep)),
-            (self.hidden, Fault::HiddenFromDetails(self.hidden_for)),
-        ];
-        for (p, fault) in choices {
-            if r < p {
-                return Some(fault);
-            }
-            r -= p;
-        }
-        None
-    }
+/// How a [`Fault::WebhookFirst`] call ends once the webhook was sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AfterWebhook {
+    /// The normal 200 answer (the webhook merely came first).
+    Answer,
+    /// This 5xx status instead of the answer.
+    Error {
+        /// HTTP status.
+        status: u16,
+    },
+    /// The connection is closed with no answer.
+    Drop,
 }
 
 /// Queued one-shot faults and the random rates.
@@ -230,6 +231,36 @@ mod tests {
             let f = plan.take(FaultOp::PlaceOrder, None);
             assert_eq!(f, Some(Fault::ErrorAfterCreate { status: 502 }));
             assert_eq!(plan.take(FaultOp::GetBalance, None), None);
+        }
+    }
+
+    #[test]
+    fn the_new_rates_draw_late_creation_and_webhook_first() {
+        let late_after = Duration::from_secs(7);
+        for (rates, want) in [
+            (
+                FaultRates {
+                    late_drop: 1.0,
+                    late_after,
+                    ..FaultRates::default()
+                },
+                Fault::LateCreate {
+                    after: late_after,
+                    answer: LateAnswer::Drop,
+                },
+            ),
+            (
+                FaultRates {
+                    webhook_instead: 1.0,
+                    ..FaultRates::default()
+                },
+                Fault::WebhookFirst {
+                    then: AfterWebhook::Error { status: 502 },
+                },
+            ),
+        ] {
+            let mut plan = FaultPlan::new(rates);
+            assert_eq!(plan.take(FaultOp::PlaceOrder, None), Some(want));
         }
     }
 }

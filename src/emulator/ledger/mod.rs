@@ -1,17 +1,23 @@
 //! The ledger: every order the emulator created, the wallet balance, and how
 //! many placeOrder calls carried each poNumber.
 //!
-//! Invariant: one non-empty poNumber maps to at most one order. The
-//! duplicate check and the insert happen in one `&mut self` call, made under
-//! the emulator's single lock, so concurrent duplicates cannot both pass.
+//! Invariant: a *checked* creation (every normal placeOrder) never adds a
+//! second order for a non-empty poNumber: the duplicate check, the balance
+//! check and the insert happen in one `&mut self` call, made under the
+//! emulator's single lock. Only the faults that model Xoxoday's worst case
+//! (a late creation, see `late`) and the admin API add orders unchecked, so
+//! a poNumber can then map to several orders and the ledger keeps them all.
+
+mod edit;
+mod queries;
+mod vouchers;
 
 use std::{collections::HashMap, time::Instant};
 
 use chrono::{DateTime, Utc};
-use rand::{Rng as _, distributions::Alphanumeric};
 use rust_decimal::Decimal;
 
-use super::{catalog::Product, wire::ApiError};
+use super::{catalog::Product, hostile::HostileText, wire::ApiError};
 
 /// One voucher of a delivered order.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +71,9 @@ pub struct LedgerOrder {
     pub delivery_date: String,
     /// When the emulator created it.
     pub created_at: DateTime<Utc>,
+    /// Set by a `Hostile` fault: every rendering of this order (answers,
+    /// getOrderDetails, its webhook) carries this hostile text.
+    pub hostile: Option<HostileText>,
 }
 
 /// What placeOrder asks the ledger to create (already validated).
@@ -77,16 +86,19 @@ pub(crate) struct NewOrder {
     pub tag: String,
     pub email: Option<String>,
     pub contact: Option<String>,
+    pub hostile: Option<HostileText>,
 }
 
 struct Stored {
     order: LedgerOrder,
     hidden_until: Option<Instant>,
+    deleted: bool,
 }
 
 /// Orders, indexes, balance and call counts.
 pub(crate) struct Ledger {
     orders: Vec<Stored>,
+    /// The first live order of each non-empty poNumber.
     by_po: HashMap<String, usize>,
     by_id: HashMap<i64, usize>,
     place_calls: HashMap<String, u32>,
@@ -97,6 +109,28 @@ pub(crate) struct Ledger {
 /// The Plum date format (`2024-02-07 12:25:45`).
 pub(crate) fn plum_date(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// The duplicate-poNumber refusal (422 PLE10004, a decision: UNCONFIRMED).
+fn duplicate(po_number: &str) -> ApiError {
+    ApiError::new(
+        422,
+        "PLE10004",
+        "Failed to validate client's externalOrderId",
+        format!("poNumber {po_number} has already been used"),
+    )
+}
+
+/// The insufficient-balance refusal. UNCONFIRMED upstream (api-reference
+/// §4.5, §12 item 2): no source names its errorId; PLE10010 "Failed to
+/// redeem points" (422) is the closest documented row, so we use it.
+fn insufficient_balance() -> ApiError {
+    ApiError::new(
+        422,
+        "PLE10010",
+        "Failed to redeem points",
+        "Insufficient balance in the account",
+    )
 }
 
 impl Ledger {
@@ -135,24 +169,24 @@ impl Ledger {
         hidden_until: Option<Instant>,
     ) -> Result<LedgerOrder, ApiError> {
         if !new.po_number.is_empty() && self.by_po.contains_key(&new.po_number) {
-            return Err(ApiError::new(
-                422,
-                "PLE10004",
-                "Failed to validate client's externalOrderId",
-                format!("poNumber {} has already been used", new.po_number),
-            ));
+            return Err(duplicate(&new.po_number));
         }
+        self.create_unchecked(new, hidden_until)
+    }
+
+    /// Checks only the balance: the late creation of an order whose call
+    /// already ended, which does not see orders created meanwhile.
+    pub(crate) fn create_unchecked(
+        &mut self,
+        new: NewOrder,
+        hidden_until: Option<Instant>,
+    ) -> Result<LedgerOrder, ApiError> {
         let order_total = new.denomination * Decimal::from(new.quantity);
         let discount =
             (order_total * new.product.discount_percent() / Decimal::ONE_HUNDRED).round_dp(2);
         let charged = order_total - discount;
         if charged > self.balance {
-            return Err(ApiError::new(
-                422,
-                "PLE10010",
-                "Failed to redeem points",
-                "Insufficient balance in the account",
-            ));
+            return Err(insufficient_balance());
         }
         self.balance -= charged;
         let order = self.build(new, order_total, discount, charged);
@@ -167,12 +201,10 @@ impl Ledger {
         discount: Decimal,
         charged: Decimal,
     ) -> LedgerOrder {
-        let order_id = self.next_id;
-        self.next_id += 1;
         let now = Utc::now();
         let mut order = LedgerOrder {
             po_number: new.po_number,
-            order_id,
+            order_id: self.take_id(),
             product_id: new.product.id,
             quantity: new.quantity,
             denomination: new.denomination,
@@ -189,22 +221,29 @@ impl Ledger {
             order_date: plum_date(now),
             delivery_date: String::new(),
             created_at: now,
+            hostile: new.hostile,
         };
         if !new.product.is_delayed() {
-            deliver(&mut order);
+            vouchers::deliver(&mut order);
         }
         order
+    }
+
+    fn take_id(&mut self) -> i64 {
+        self.next_id += 1;
+        self.next_id - 1
     }
 
     fn insert(&mut self, order: LedgerOrder, hidden_until: Option<Instant>) {
         let idx = self.orders.len();
         if !order.po_number.is_empty() {
-            self.by_po.insert(order.po_number.clone(), idx);
+            self.by_po.entry(order.po_number.clone()).or_insert(idx);
         }
         self.by_id.insert(order.order_id, idx);
         self.orders.push(Stored {
             order,
             hidden_until,
+            deleted: false,
         });
     }
 
@@ -214,10 +253,15 @@ impl Ledger {
         o
     }
 
-    pub(crate) fn all(&self) -> Vec<LedgerOrder> {
-        self.orders.iter().map(|s| self.view(s)).collect()
+    fn live(&self) -> impl Iterator<Item = &Stored> {
+        self.orders.iter().filter(|s| !s.deleted)
     }
 
+    pub(crate) fn all(&self) -> Vec<LedgerOrder> {
+        self.live().map(|s| self.view(s)).collect()
+    }
+
+    /// The first order created for this poNumber.
     pub(crate) fn by_po(&self, po_number: &str) -> Option<LedgerOrder> {
         self.by_po
             .get(po_number)
@@ -252,7 +296,7 @@ impl Ledger {
             return None;
         }
         if delivered {
-            deliver(order);
+            vouchers::deliver(order);
         } else {
             order.delivery_status = "canceled".into();
             order.delivery_date = plum_date(Utc::now());
@@ -260,44 +304,4 @@ impl Ledger {
         }
         Some(self.view(&self.orders[idx]))
     }
-}
-
-fn deliver(order: &mut LedgerOrder) {
-    let now = Utc::now();
-    let validity = (now + chrono::Duration::days(365))
-        .format("%Y-%m-%d")
-        .to_string();
-    order.vouchers = (0..order.quantity)
-        .map(|_| Voucher {
-            code: voucher_code(),
-            pin: pin(),
-            validity: validity.clone(),
-            amount: order.denomination,
-        })
-        .collect();
-    order.delivery_status = "delivered".into();
-    order.delivery_date = plum_date(now);
-}
-
-fn voucher_code() -> String {
-    let mut rng = rand::thread_rng();
-    let group = |rng: &mut rand::rngs::ThreadRng| -> String {
-        (0..4)
-            .map(|_| char::from(rng.sample(Alphanumeric)).to_ascii_uppercase())
-            .collect()
-    };
-    format!(
-        "EMU-{}-{}-{}",
-        group(&mut rng),
-        group(&mut rng),
-        group(&mut rng)
-    )
-}
-
-fn pin() -> String {
-    let mut rng = rand::thread_rng();
-    let digits = rng.gen_range(4..=6);
-    (0..digits)
-        .map(|_| char::from(b'0' + rng.gen_range(0..10u8)))
-        .collect()
 }
