@@ -177,8 +177,18 @@ fn body_message(e: &serde_json::Error) -> String {
     }
 }
 
+/// A JSON integer. As in JSON Schema, a number with a zero fraction
+/// (`5.0`) is an integer too; anything else is not.
+fn json_integer(raw: &str) -> Result<i64, serde_json::Error> {
+    let whole = match raw.split_once('.') {
+        Some((int, frac)) if !frac.is_empty() && frac.bytes().all(|b| b == b'0') => int,
+        _ => raw,
+    };
+    serde_json::from_str::<i64>(whole)
+}
+
 fn parse_product_id(raw: &str) -> Result<i64, String> {
-    match serde_json::from_str::<i64>(raw) {
+    match json_integer(raw) {
         Ok(n) if n > 0 => Ok(n),
         Ok(_) => Err("must be greater than 0".into()),
         Err(_) => Err("must be an integer".into()),
@@ -186,7 +196,7 @@ fn parse_product_id(raw: &str) -> Result<i64, String> {
 }
 
 fn parse_quantity(raw: &str) -> Result<i32, String> {
-    match serde_json::from_str::<i64>(raw) {
+    match json_integer(raw) {
         Ok(n) if (1..=i64::from(NewOrder::MAX_QUANTITY)).contains(&n) => Ok(n as i32),
         Ok(_) => Err(format!("must be between 1 and {}", NewOrder::MAX_QUANTITY)),
         Err(_) => Err("must be an integer".into()),

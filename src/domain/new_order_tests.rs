@@ -124,3 +124,15 @@ fn nul_characters_that_postgres_cannot_store_are_client_errors() {
     );
     assert!(parse(r#"{"productId":1,"denomination":5,"userMeta":{"k":"a\\u0000"}}"#).is_ok());
 }
+
+#[test]
+fn integers_with_a_zero_fraction_are_integers_as_in_json_schema() {
+    let o = parse(r#"{"productId": 1001.0, "denomination": 50, "quantity": 5.00}"#).unwrap();
+    assert_eq!((o.product_id, o.quantity), (1001, 5));
+    for body in [
+        r#"{"productId": 1001, "denomination": 50, "quantity": 5.5}"#,
+        r#"{"productId": 1001, "denomination": 50, "quantity": "5"}"#,
+    ] {
+        assert_eq!(fields(body), ["quantity"], "{body}");
+    }
+}
