@@ -17,7 +17,9 @@ use std::{
 };
 
 use base64::Engine as _;
-use order_gateway::emulator::{EmulatorConfig, EmulatorHandle, Fault, FaultOp};
+use order_gateway::emulator::{
+    AfterWebhook, EmulatorConfig, EmulatorHandle, Fault, FaultOp, HostileText, LateAnswer,
+};
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng, seq::SliceRandom as _};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -68,8 +70,33 @@ fn draw_fault(rng: &mut StdRng) -> Option<Fault> {
         Fault::HiddenFromDetails(Duration::from_secs(2)),
         Fault::RateLimited { penalty_seconds: 1 },
         Fault::InvalidToken,
+        // Created only after the call ended, within the settle window
+        // (3 s from the end of the attempt): a lookup before then says
+        // "not found", and a re-placement then would be a second order.
+        Fault::LateCreate {
+            after: Duration::from_millis(1500),
+            answer: LateAnswer::Error { status: 502 },
+        },
+        Fault::LateCreate {
+            after: Duration::from_secs(2),
+            answer: LateAnswer::Drop,
+        },
+        Fault::LateCreate {
+            after: Duration::from_secs(2),
+            answer: LateAnswer::Hang(Duration::from_secs(5)),
+        },
+        Fault::WebhookFirst {
+            then: AfterWebhook::Answer,
+        },
+        Fault::WebhookFirst {
+            then: AfterWebhook::Error { status: 502 },
+        },
+        Fault::WebhookFirst {
+            then: AfterWebhook::Drop,
+        },
+        Fault::Hostile(HostileText::All),
     ];
-    rng.gen_bool(0.45)
+    rng.gen_bool(0.5)
         .then(|| kinds.choose(rng).cloned())
         .flatten()
 }
