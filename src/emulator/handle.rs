@@ -83,6 +83,18 @@ impl EmulatorHandle {
         self.shared.lock().tokens.access_expired = true;
     }
 
+    /// Sticky token refusal: while on, every access token (even one
+    /// refreshed a moment ago) answers 401 `invalid_token`; refreshes still
+    /// rotate the pair.
+    pub fn refuse_tokens(&self, on: bool) {
+        self.shared.lock().tokens.refuse_all = on;
+    }
+
+    /// Calls to the token refresh endpoint so far, whatever their answer.
+    pub fn refresh_calls(&self) -> u32 {
+        self.shared.lock().tokens.refresh_calls
+    }
+
     /// The currently valid `(access, refresh)` pair.
     pub fn current_tokens(&self) -> (String, String) {
         let g = self.shared.lock();

@@ -27,6 +27,11 @@ pub(crate) struct Tokens {
     pub access_expired: bool,
     pub issued_at: Instant,
     pub issued_at_ms: i64,
+    /// Sticky refusal: every bearer check answers `invalid_token`, even
+    /// with a freshly refreshed token, until switched off.
+    pub refuse_all: bool,
+    /// Calls to the refresh endpoint, whatever their answer.
+    pub refresh_calls: u32,
 }
 
 impl Tokens {
@@ -37,18 +42,23 @@ impl Tokens {
             access_expired: false,
             issued_at: Instant::now(),
             issued_at_ms: chrono::Utc::now().timestamp_millis(),
+            refuse_all: false,
+            refresh_calls: 0,
         }
     }
 
     /// Whether `token` is the current, unexpired access token.
     pub(crate) fn access_ok(&self, token: &str) -> bool {
-        !self.access_expired && token == self.access
+        !self.refuse_all && !self.access_expired && token == self.access
     }
 
-    /// Issues a fresh pair; the old pair stops working at once.
+    /// Issues a fresh pair; the old pair stops working at once. The sticky
+    /// refusal switch and the refresh counter survive the rotation.
     pub(crate) fn rotate(&mut self) {
         let id = uuid::Uuid::new_v4().simple().to_string();
+        let (refuse_all, refresh_calls) = (self.refuse_all, self.refresh_calls);
         *self = Self::new(format!("emu-at-{id}"), format!("emu-rt-{id}"));
+        (self.refuse_all, self.refresh_calls) = (refuse_all, refresh_calls);
     }
 }
 

@@ -52,7 +52,11 @@ pub(crate) async fn refresh(
     kill: Option<Extension<ConnKill>>,
     body: Bytes,
 ) -> Response {
-    let fault = shared.lock().faults.take(FaultOp::RefreshToken, None);
+    let fault = {
+        let mut g = shared.lock();
+        g.tokens.refresh_calls += 1;
+        g.faults.take(FaultOp::RefreshToken, None)
+    };
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     routes::apply(fault, kill.map(|Extension(k)| k), move || {
         rotate(&shared, &body)

@@ -138,3 +138,21 @@ async fn a_refresh_that_errors_after_rotating_still_rotated() {
     assert_eq!(refresh(&emu, &current).await.0, 503);
     assert_eq!(emu.h.current_tokens().1, current, "not rotated");
 }
+
+#[tokio::test]
+async fn a_sticky_refusal_rejects_even_a_freshly_refreshed_token_until_switched_off() {
+    let emu = start().await;
+    emu.h.refuse_tokens(true);
+    let (status, _) = refresh(&emu, "emulator-refresh-token").await;
+    assert_eq!(status, 200);
+    let (access, _) = emu.h.current_tokens();
+    let (status, body) = emu.api_as(Some(&access), BALANCE, json!({})).await.unwrap();
+    assert_eq!(
+        (status, body["error"].clone()),
+        (401, json!("invalid_token"))
+    );
+    emu.h.refuse_tokens(false);
+    let (status, _) = emu.api_as(Some(&access), BALANCE, json!({})).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(emu.h.refresh_calls(), 1);
+}
