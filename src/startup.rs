@@ -44,11 +44,10 @@ impl Application {
             Arc::new(XoxodayClient::new(&cfg.xoxoday).context("building the Xoxoday client")?);
         let cipher =
             || Cipher::new(&cfg.encryption_key).with_previous(cfg.encryption_key_previous.as_ref());
-        let tokens = Arc::new(RotatingTokens::new(
-            store.clone(),
-            client.clone(),
-            Arc::new(cipher()),
-        ));
+        let tokens = Arc::new(
+            RotatingTokens::new(store.clone(), client.clone(), Arc::new(cipher()))
+                .with_timing(cfg.xoxoday.request_timeout),
+        );
         seed_tokens(&tokens, &cfg).await?;
         let settings = DispatchSettings::from_tuning(&cfg.tuning);
         let orders = OrderService::new(store, client, tokens.clone(), cipher(), settings)

@@ -27,7 +27,7 @@ pub mod rate_limit;
 pub mod reconcile;
 /// Read-only counts for `/metrics`.
 pub mod stats;
-/// The encrypted Xoxoday token pair and its refresh lock.
+/// The encrypted Xoxoday token pair and its refresh lease.
 pub mod tokens;
 /// Encrypted vouchers.
 pub mod vouchers;

@@ -26,5 +26,6 @@ mod secrets_scan;
 mod shutdown;
 mod test_db;
 mod tokens;
+mod tokens_lease;
 mod webhooks;
 mod xoxoday_client;
