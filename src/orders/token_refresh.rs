@@ -1,11 +1,16 @@
 //! One token refresh across all replicas, under a committed lease (issue 9,
-//! window 5).
+//! windows 4 and 5).
 //!
 //! Take the lease in one short statement, re-read the generation (a replica
 //! that waited adopts the pair another one just stored), call Xoxoday with
 //! no transaction open, commit the rotated pair on its own, and only then
 //! write the audit row: a failing audit write, or a crash after the commit,
 //! cannot lose the only working pair.
+//!
+//! A refresh triggered by a refused access token happens at most once per
+//! [`REJECTION_REFRESH_COOLDOWN`] over all replicas (stamped under the lease
+//! before the call). A token refused again within it is an account-wide
+//! problem: every call is paused by a hold that a probe lifts (`holds.rs`).
 //!
 //! Protects invariant 4: the refresh exchange is stored with its request
 //! and response redacted in the clear and sealed raw; nothing secret is
@@ -20,12 +25,13 @@ use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use super::{
-    AccessTokens, audit,
+    AccessTokens, audit, holds,
     token_store::{Current, RotatingTokens, TokenError, TokenState, open, refresh_due_at, seal},
 };
 use crate::{
     store::{
         StoreError,
+        holds::HoldKind,
         tokens::{SealedPair, TokenRow},
     },
     xoxoday::{Call, RefreshOutcome, TokenPair},
@@ -36,22 +42,40 @@ pub const OPERATOR_ACTION: &str = "Xoxoday refused the refresh token: generate a
     in the Xoxoday dashboard, set XOXODAY_ACCESS_TOKEN and XOXODAY_REFRESH_TOKEN, then run \
     `order-gateway tokens reset`";
 
+/// Least time between two refreshes triggered by a refused access token,
+/// over all replicas (Xoxoday may invalidate a pair refreshed unusually often).
+pub const REJECTION_REFRESH_COOLDOWN: Duration = Duration::from_secs(300);
+
+/// Why the pause of every call began; shown in `/readyz`.
+pub const TOKEN_HOLD_REASON: &str = "Xoxoday refuses the access token even right after a \
+    refresh (account-wide): every call is paused and orders wait; the gateway probes getBalance \
+    once a minute and resumes by itself as soon as Xoxoday accepts the token again";
+
 /// Retry delay after a passing refresh failure.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);
 
 /// How often a replica that waits for another one's lease looks again.
 const LEASE_POLL: Duration = Duration::from_millis(100);
 
+/// What asked for the refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trigger {
+    /// The pair is due (proactive rotation).
+    Due,
+    /// Xoxoday refused the access token.
+    Rejected,
+}
+
 impl RotatingTokens {
     /// Refreshes unless the stored generation moved past `seen` (then adopts
     /// it). True when a newer pair than `seen` is now current.
-    pub(super) async fn refresh(&self, seen: i64) -> Result<bool, TokenError> {
+    pub(super) async fn refresh(&self, seen: i64, why: Trigger) -> Result<bool, TokenError> {
         let _one_here = self.gate.lock().await;
         let lease = Uuid::now_v7();
         let Some(row) = self.take_lease(lease, seen).await? else {
             return self.adopt_newer(seen).await;
         };
-        let result = self.refresh_leased(&row, seen).await;
+        let result = self.refresh_leased(&row, seen, why, lease).await;
         // Storing a pair or a failure ends the lease; this covers the rest.
         if let Err(e) = self.store.release_refresh_lease(lease).await {
             warn!(error = %e, "could not release the token refresh lease; it expires by itself");
@@ -90,12 +114,27 @@ impl RotatingTokens {
         }
     }
 
-    async fn refresh_leased(&self, row: &TokenRow, seen: i64) -> Result<bool, TokenError> {
+    async fn refresh_leased(
+        &self,
+        row: &TokenRow,
+        seen: i64,
+        why: Trigger,
+        lease: Uuid,
+    ) -> Result<bool, TokenError> {
         if row.generation != seen {
             return self.adopt(row).map(|_| true);
         }
         if row.operator_action_required {
             return Ok(false);
+        }
+        if why == Trigger::Rejected {
+            if in_cooldown(row) {
+                self.hold_every_call().await;
+                return Ok(false);
+            }
+            if !self.store.stamp_rejection_refresh(lease).await? {
+                return Ok(false);
+            }
         }
         let refresh_token = open(&self.cipher, row, "refresh")?;
         let call = self.xoxoday.refresh_token(&refresh_token).await;
@@ -108,6 +147,12 @@ impl RotatingTokens {
         };
         self.record(&call).await;
         stored
+    }
+
+    /// A freshly refreshed token was refused again: pause every call.
+    async fn hold_every_call(&self) {
+        let kind = HoldKind::TokenRejected;
+        holds::start_hold(&self.store, kind, TOKEN_HOLD_REASON, None, self.hold_pause).await;
     }
 
     /// Audits the exchange after its result is stored; a failure here is
@@ -204,6 +249,14 @@ impl RotatingTokens {
     }
 }
 
+/// Whether a rejection-triggered refresh ran within the cooldown, on the
+/// database clock.
+fn in_cooldown(row: &TokenRow) -> bool {
+    let cooldown = TimeDelta::from_std(REJECTION_REFRESH_COOLDOWN).unwrap_or(TimeDelta::MAX);
+    row.last_rejection_refresh_at
+        .is_some_and(|at| row.db_now - at < cooldown)
+}
+
 /// What to store and say about a failed refresh: message, whether an
 /// operator must act, and when to retry. Messages carry error ids only.
 fn failure_of(outcome: &RefreshOutcome) -> (String, bool, Duration) {
@@ -259,10 +312,12 @@ impl AccessTokens for RotatingTokens {
             }
         }
         let seen = current.map_or(0, |c| c.generation);
-        self.refresh(seen).await.unwrap_or_else(|e| {
-            warn!(error = %e, "Xoxoday token refresh could not run");
-            false
-        })
+        self.refresh(seen, Trigger::Rejected)
+            .await
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "Xoxoday token refresh could not run");
+                false
+            })
     }
 
     fn health(&self) -> Option<super::TokenHealth> {

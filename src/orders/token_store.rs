@@ -101,6 +101,8 @@ pub struct RotatingTokens {
     pub(super) health: Mutex<TokenHealth>,
     /// How long a refresh lease holds; longer than the refresh call's timeout.
     pub(super) refresh_lease: Duration,
+    /// How long a token hold pauses every call before a probe extends it.
+    pub(super) hold_pause: Duration,
 }
 
 impl RotatingTokens {
@@ -114,13 +116,16 @@ impl RotatingTokens {
             gate: tokio::sync::Mutex::new(()),
             health: Mutex::new(TokenHealth::default()),
             refresh_lease: Duration::from_secs(60),
+            hold_pause: super::holds::pause_for(Duration::from_secs(60)),
         }
     }
 
     /// Sizes the refresh lease after the refresh call's timeout
-    /// (`XOXODAY_REQUEST_TIMEOUT`).
-    pub fn with_timing(mut self, request_timeout: Duration) -> Self {
+    /// (`XOXODAY_REQUEST_TIMEOUT`) and the token hold after the probe
+    /// interval (`XOXODAY_PROBE_INTERVAL`).
+    pub fn with_timing(mut self, request_timeout: Duration, probe_interval: Duration) -> Self {
         self.refresh_lease = request_timeout + Duration::from_secs(30);
+        self.hold_pause = super::holds::pause_for(probe_interval);
         self
     }
 
@@ -183,7 +188,8 @@ impl RotatingTokens {
         if row.operator_action_required || row.refresh_due_at > Utc::now() {
             return Ok(false);
         }
-        self.refresh(row.generation).await
+        self.refresh(row.generation, super::token_refresh::Trigger::Due)
+            .await
     }
 
     /// Runs [`RotatingTokens::refresh_if_due`] every [`CHECK_INTERVAL`] until `shutdown`.

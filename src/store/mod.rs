@@ -17,6 +17,8 @@ use sqlx::{
 pub mod callers;
 /// Upstream exchange audit rows.
 pub mod exchanges;
+/// Account-wide holds (refused token, low balance) and their probe.
+pub mod holds;
 /// Order rows: intake, reads, claims.
 pub mod orders;
 /// Guarded write-backs after an upstream call.

@@ -40,6 +40,11 @@ pub struct TokenRow {
     pub last_refresh_error: Option<String>,
     /// Xoxoday refused the refresh token: only a new pair helps.
     pub operator_action_required: bool,
+    /// Last refresh triggered by a refused access token (all replicas).
+    pub last_rejection_refresh_at: Option<DateTime<Utc>>,
+    /// The database clock when the row was read (cooldowns are measured on
+    /// it, never on a replica's clock).
+    pub db_now: DateTime<Utc>,
 }
 
 impl fmt::Debug for TokenRow {
@@ -77,7 +82,7 @@ pub struct SealedPair {
 
 const COLUMNS: &str = "generation, access_token_encrypted, refresh_token_encrypted, key_id,
     refresh_due_at, access_expires_at, last_refresh_at, last_refresh_failed_at,
-    last_refresh_error, operator_action_required";
+    last_refresh_error, operator_action_required, last_rejection_refresh_at, now() as db_now";
 
 impl Store {
     /// Stores the first pair unless one exists; true when it was stored.
@@ -141,6 +146,20 @@ impl Store {
         Ok(())
     }
 
+    /// Stamps a rejection-triggered refresh under the lease, before the call,
+    /// so a crash mid-call still counts against the cooldown. False when the
+    /// lease is no longer ours (then the call must not be made).
+    pub async fn stamp_rejection_refresh(&self, token: Uuid) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "update xoxoday_tokens set last_rejection_refresh_at = now()
+             where token_set_id = 1 and refresh_lease_token = $1",
+        )
+        .bind(token)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Commits a rotated pair on its own and ends the lease. Written whoever
     /// holds the lease now: once Xoxoday rotated, this pair is the only one
     /// that works, so it must never be dropped.
@@ -176,7 +195,7 @@ impl Store {
 }
 
 /// Replaces the pair (a rotation or a reset): clears any failure and the
-/// lease.
+/// lease; a reset (`environment`) also clears the rejection cooldown.
 const UPSERT: &str = "on conflict (token_set_id) do update set
     generation = excluded.generation, access_token_encrypted = excluded.access_token_encrypted,
     refresh_token_encrypted = excluded.refresh_token_encrypted, key_id = excluded.key_id,
@@ -186,6 +205,8 @@ const UPSERT: &str = "on conflict (token_set_id) do update set
     refresh_due_at = excluded.refresh_due_at,
     last_refresh_at = case when excluded.source = 'refresh' then now()
                            else xoxoday_tokens.last_refresh_at end,
+    last_rejection_refresh_at = case when excluded.source = 'refresh'
+                           then xoxoday_tokens.last_rejection_refresh_at end,
     last_refresh_error = null, last_refresh_failed_at = null,
     operator_action_required = false,
     refresh_lease_token = null, refresh_lease_until = null";

@@ -288,6 +288,9 @@ pub trait XoxodayApi: Send + Sync + 'static {
     ) -> Call<LookupOutcome>;
     /// Rotates the token pair.
     async fn refresh_token(&self, refresh_token: &SecretString) -> Call<RefreshOutcome>;
+    /// Reads the wallet balance (getBalance, 10 calls a minute): the cheap
+    /// authenticated probe of account-wide holds.
+    async fn read_balance(&self, token: &SecretString) -> Call<Result<Balance, ReadError>>;
 }
 
 #[cfg(test)]

@@ -27,5 +27,6 @@ mod shutdown;
 mod test_db;
 mod tokens;
 mod tokens_lease;
+mod tokens_storm;
 mod webhooks;
 mod xoxoday_client;
