@@ -21,8 +21,9 @@ use crate::{
     store::{
         Store, StoreResult,
         holds::{Hold, HoldKind},
+        orders::OrderRow,
     },
-    xoxoday::{Balance, Call, ReadError},
+    xoxoday::{Balance, Call, ReadError, UpstreamError},
 };
 
 /// How long a hold pauses calls before the next probe must extend it: one
@@ -51,6 +52,22 @@ pub(crate) async fn start_hold(
 }
 
 impl OrderService {
+    /// placeOrder was refused for insufficient balance: hold sending until
+    /// the balance exceeds this order's amount.
+    pub(crate) async fn hold_for_balance(&self, row: &OrderRow, e: &UpstreamError) {
+        let order = row.to_order();
+        let needed = order.denomination.value() * Decimal::from(order.quantity);
+        let id = e.error_id.as_deref().unwrap_or("no errorId");
+        let reason = format!(
+            "Xoxoday refused an order for insufficient balance ({id}): sending is paused and \
+             orders wait in accepted until getBalance shows more than {needed}; top up the \
+             Xoxoday wallet (sending resumes by itself)"
+        );
+        let pause = pause_for(self.tuning.probe_interval);
+        let kind = HoldKind::InsufficientBalance;
+        start_hold(&self.store, kind, &reason, Some(needed), pause).await;
+    }
+
     /// One probe when a hold exists and none ran within the probe interval
     /// on any replica. True when this call probed.
     pub async fn probe_once(&self) -> StoreResult<bool> {

@@ -203,6 +203,10 @@ pub enum PlaceOutcome {
     },
     /// Token invalid or expired: no order; refresh and retry.
     Unauthorized(UpstreamError),
+    /// Not enough money in the wallet (contract §8; see
+    /// [`classify::INSUFFICIENT_BALANCE`]): no order; pause sending until
+    /// the balance covers it.
+    InsufficientBalance(UpstreamError),
 }
 
 /// The classification of a getOrderDetails answer.

@@ -1,5 +1,6 @@
 //! One integration-test binary; each module tests one part of the service.
 
+mod balance_pause;
 mod caller_keys;
 mod child;
 mod cli;
