@@ -2,8 +2,10 @@
 //!
 //! Process-wide counters and histograms are fed by small hooks: every audited
 //! upstream exchange ([`observe_upstream`]), every wait for the shared rate
-//! limit ([`record_rate_limit_wait`]) and every token refresh
-//! ([`set_token_expiry`]). Order gauges are not kept in memory: each scrape
+//! limit ([`record_rate_limit_wait`]), every token refresh
+//! ([`set_token_expiry`]), every upstream hold that starts ([`count_hold`]),
+//! every balance read ([`set_balance`]); the holds in force are read from
+//! the database on each scrape ([`set_holds`]). Order gauges are not kept in memory: each scrape
 //! counts them in the database ([`crate::store::stats`]), so every replica
 //! reports the same truth. Label values are fixed names from the code, never
 //! request data or secrets ([`label`] enforces it).
@@ -51,6 +53,9 @@ struct Process {
     rate_limit_waits: IntCounterVec,
     rate_limit_wait_seconds: CounterVec,
     token_expires_at: AtomicI64,
+    holds_started: IntCounterVec,
+    holds: GaugeVec,
+    balance: GaugeVec,
 }
 
 static PROCESS: LazyLock<Process> = LazyLock::new(|| {
@@ -90,11 +95,15 @@ static PROCESS: LazyLock<Process> = LazyLock::new(|| {
         &["operation"],
     )
     .expect("valid metric");
+    let (holds_started, holds, balance) = hold_metrics();
     for c in [
         Box::new(upstream_calls.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(upstream_seconds.clone()),
         Box::new(rate_limit_waits.clone()),
         Box::new(rate_limit_wait_seconds.clone()),
+        Box::new(holds_started.clone()),
+        Box::new(holds.clone()),
+        Box::new(balance.clone()),
     ] {
         registry.register(c).expect("unique metric names");
     }
@@ -105,8 +114,73 @@ static PROCESS: LazyLock<Process> = LazyLock::new(|| {
         rate_limit_waits,
         rate_limit_wait_seconds,
         token_expires_at: AtomicI64::new(UNKNOWN_EXPIRY),
+        holds_started,
+        holds,
+        balance,
     }
 });
+
+/// Every value of the `reason` label of the hold metrics.
+pub const HOLD_REASONS: [&str; 2] = ["token_rejected", "insufficient_balance"];
+
+fn hold_metrics() -> (IntCounterVec, GaugeVec, GaugeVec) {
+    let started = IntCounterVec::new(
+        Opts::new(
+            "order_gateway_upstream_holds_total",
+            "Account-wide holds started by this process (token_rejected: every call paused; insufficient_balance: placeOrder paused).",
+        ),
+        &["reason"],
+    )
+    .expect("valid metric");
+    let holds = GaugeVec::new(
+        Opts::new(
+            "order_gateway_upstream_hold",
+            "1 while an account-wide hold is in force (all replicas; read on each scrape).",
+        ),
+        &["reason"],
+    )
+    .expect("valid metric");
+    let balance = GaugeVec::new(
+        Opts::new(
+            "order_gateway_xoxoday_balance",
+            "Wallet balance at the last getBalance read by this process.",
+        ),
+        &["currency"],
+    )
+    .expect("valid metric");
+    (started, holds, balance)
+}
+
+/// Counts a hold that just started.
+pub fn count_hold(reason: &str) {
+    PROCESS
+        .holds_started
+        .with_label_values(&[label(reason)])
+        .inc();
+}
+
+/// Sets the hold gauges from the holds in force (`None`: unknown, unchanged).
+pub fn set_holds(active: Option<&[&str]>) {
+    let Some(active) = active else { return };
+    for reason in HOLD_REASONS {
+        let on = if active.contains(&reason) { 1.0 } else { 0.0 };
+        PROCESS.holds.with_label_values(&[reason]).set(on);
+    }
+}
+
+/// Records a balance read.
+pub fn set_balance(currency: &str, value: rust_decimal::Decimal) {
+    use rust_decimal::prelude::ToPrimitive as _;
+    let currency = if currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_alphabetic()) {
+        currency
+    } else {
+        "other"
+    };
+    PROCESS
+        .balance
+        .with_label_values(&[currency])
+        .set(value.to_f64().unwrap_or(f64::NAN));
+}
 
 /// A label value: a short snake_case name, or `other` (never request data).
 pub fn label(value: &str) -> &str {

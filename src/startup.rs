@@ -1,6 +1,7 @@
 //! The one start-up path, shared by `serve`, `dev` and the tests:
 //! [`Application::build`] connects, migrates and binds; [`Application::run`]
-//! serves HTTP and runs the dispatcher and reconciler until the token is cancelled.
+//! serves HTTP and runs the dispatcher, reconciler, token refresher and hold
+//! prober until the token is cancelled.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -44,11 +45,10 @@ impl Application {
             Arc::new(XoxodayClient::new(&cfg.xoxoday).context("building the Xoxoday client")?);
         let cipher =
             || Cipher::new(&cfg.encryption_key).with_previous(cfg.encryption_key_previous.as_ref());
-        let tokens = Arc::new(RotatingTokens::new(
-            store.clone(),
-            client.clone(),
-            Arc::new(cipher()),
-        ));
+        let tokens = Arc::new(
+            RotatingTokens::new(store.clone(), client.clone(), Arc::new(cipher()))
+                .with_timing(cfg.xoxoday.request_timeout, cfg.tuning.probe_interval),
+        );
         seed_tokens(&tokens, &cfg).await?;
         let settings = DispatchSettings::from_tuning(&cfg.tuning);
         let orders = OrderService::new(store, client, tokens.clone(), cipher(), settings)
@@ -97,6 +97,7 @@ impl Application {
         let orders = self.orders;
         let dispatcher = tokio::spawn(orders.clone().run_dispatcher(shutdown.clone()));
         let reconciler = tokio::spawn(orders.clone().run_reconciler(shutdown.clone()));
+        tokio::spawn(orders.clone().run_prober(shutdown.clone()));
         tokio::spawn(self.tokens.run(shutdown.clone()));
         let app = http::router(AppState {
             orders: orders.clone(),

@@ -57,6 +57,9 @@ pub struct Tuning {
     pub rate_window: Duration,
     /// `RECONCILE_POLL_INTERVAL`: idle pause of the reconciler loop (default 1 s).
     pub poll_interval: Duration,
+    /// `XOXODAY_PROBE_INTERVAL`: least time between two getBalance probes of
+    /// an account-wide hold, over all replicas (default 60 s; shorter only in tests).
+    pub probe_interval: Duration,
 }
 
 impl Tuning {
@@ -74,6 +77,7 @@ impl Tuning {
             systemic_pause: env.duration_or("SYSTEMIC_PAUSE", Duration::from_secs(300))?,
             rate_window: env.duration_or("XOXODAY_RATE_WINDOW", rate_limit::WINDOW)?,
             poll_interval: env.duration_or("RECONCILE_POLL_INTERVAL", Duration::from_secs(1))?,
+            probe_interval: env.duration_or("XOXODAY_PROBE_INTERVAL", Duration::from_secs(60))?,
         };
         t.validate(allows_short_window(env))
     }
@@ -88,7 +92,7 @@ impl Tuning {
                  (XOXODAY_ALLOW_SHORT_RATE_WINDOW=1 allows less, for tests only)",
             )
         };
-        let checks: [(&'static str, bool, &str); 4] = [
+        let checks: [(&'static str, bool, &str); 5] = [
             (
                 "ORDER_LEASE",
                 self.order_lease >= Duration::from_secs(1),
@@ -108,6 +112,11 @@ impl Tuning {
                 "RECONCILE_RETRY_BASE",
                 !self.retry_base.is_zero(),
                 "more than 0s",
+            ),
+            (
+                "XOXODAY_PROBE_INTERVAL",
+                self.probe_interval >= Duration::from_secs(1),
+                "at least 1s",
             ),
         ];
         for (var, ok, want) in checks {

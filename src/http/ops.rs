@@ -23,8 +23,9 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 /// `GET /readyz`: 200 when the database answers, migrations are applied,
-/// the Xoxoday token pair is usable and Xoxoday is not refusing every call;
-/// else 503 with the reason.
+/// the Xoxoday token pair is usable, Xoxoday is not refusing every call and
+/// no hold (a token refused even after a refresh, an insufficient balance)
+/// pauses sending; else 503 with the reason.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let store = &state.orders.store;
     let check = tokio::time::timeout(Duration::from_secs(3), async {
@@ -90,6 +91,14 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         Ok(Ok(rows)) => Some(rows),
         Ok(Err(_)) | Err(_) => None,
     };
+    let holds = tokio::time::timeout(Duration::from_secs(2), state.orders.store.active_holds())
+        .await
+        .ok()
+        .and_then(Result::ok);
+    let reasons: Option<Vec<&str>> = holds
+        .as_ref()
+        .map(|h| h.iter().map(|h| h.kind.as_str()).collect());
+    crate::metrics::set_holds(reasons.as_deref());
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         crate::metrics::render(counts.as_deref(), token),

@@ -80,6 +80,7 @@ impl OrderService {
                 self.pause_throttled(Operation::PlaceOrder, *penalty).await;
             }
             PlaceOutcome::Systemic(e) => self.pause_systemic(e).await,
+            PlaceOutcome::InsufficientBalance(e) => self.hold_for_balance(&row, e).await,
             _ => {}
         }
         let end = audit::end_of(&self.cipher, exchange_id, &result.exchange, label);

@@ -93,8 +93,12 @@ impl OrderService {
         }
     }
 
-    /// The account-wide pause in force, if any (for `/readyz`).
+    /// The account-wide pause in force, if any (for `/readyz`): a hold (a
+    /// refused token, an insufficient balance) first, then a systemic pause.
     pub async fn account_pause(&self) -> StoreResult<Option<String>> {
+        if let Some(hold) = self.store.active_holds().await?.into_iter().next() {
+            return Ok(Some(hold.reason));
+        }
         let pauses = rate_limit::active_pauses(self.store.pool()).await?;
         Ok(pauses
             .into_iter()

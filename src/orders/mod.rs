@@ -14,6 +14,8 @@ pub mod audit;
 pub mod callers;
 /// Claim accepted orders and place them upstream.
 pub mod dispatcher;
+/// Account-wide holds (refused token, low balance) and the probe that lifts them.
+pub mod holds;
 /// `POST /v1/orders`: the idempotency gate.
 pub mod intake;
 /// Lease renewal while work runs.
@@ -36,7 +38,7 @@ pub mod view;
 pub mod webhooks;
 
 pub use callers::CallerCache;
-pub use token_refresh::OPERATOR_ACTION;
+pub use token_refresh::{OPERATOR_ACTION, REJECTION_REFRESH_COOLDOWN, TOKEN_HOLD_REASON};
 pub use token_store::{RotatingTokens, TokenHealth, TokenState};
 pub use tokens::{AccessTokens, StaticAccessToken};
 pub use view::OrderView;

@@ -1,7 +1,7 @@
 //! One mapping from a placeOrder outcome to what happens to the order
 //! (issue 3): placed → completed / pending_delivery, refused → failed,
-//! unknown → reconciling, no-order-created (throttle, token, account) →
-//! back to accepted later, not counted as an attempt.
+//! unknown → reconciling, no-order-created (throttle, token, account,
+//! insufficient balance) → back to accepted later, not counted as an attempt.
 
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ pub(crate) fn label(outcome: &PlaceOutcome) -> &'static str {
         PlaceOutcome::Unknown { .. } => "unknown",
         PlaceOutcome::RateLimited { .. } => "rate_limited",
         PlaceOutcome::Unauthorized(_) => "unauthorized",
+        PlaceOutcome::InsufficientBalance(_) => "insufficient_balance",
     }
 }
 
@@ -76,6 +77,16 @@ pub(crate) fn place_result(
             Duration::ZERO,
             format!(
                 "Xoxoday refused every order ({}); no order was created",
+                id_of(e)
+            ),
+        ),
+        // Never `failed` nor `needs_review` (contract §8): the order waits
+        // in `accepted` while the balance hold pauses sending.
+        PlaceOutcome::InsufficientBalance(e) => deferred(
+            s,
+            Duration::ZERO,
+            format!(
+                "Xoxoday refused the order for insufficient balance ({}); no order was created",
                 id_of(e)
             ),
         ),

@@ -5,7 +5,7 @@
 //! wins, because every refresh rotates it and kills the old refresh token.
 //! Protects invariant 4 (tokens are sealed at rest and never logged) and
 //! keeps dispatch alive: a refresh is committed before its pair is used, and
-//! only one replica refreshes at a time (see `token_refresh.rs`).
+//! only one replica refreshes at a time, under a lease (see `token_refresh.rs`).
 
 use std::{
     sync::{Arc, Mutex},
@@ -99,6 +99,10 @@ pub struct RotatingTokens {
     pub(super) current: Mutex<Option<Current>>,
     pub(super) gate: tokio::sync::Mutex<()>,
     pub(super) health: Mutex<TokenHealth>,
+    /// How long a refresh lease holds; longer than the refresh call's timeout.
+    pub(super) refresh_lease: Duration,
+    /// How long a token hold pauses every call before a probe extends it.
+    pub(super) hold_pause: Duration,
 }
 
 impl RotatingTokens {
@@ -111,7 +115,18 @@ impl RotatingTokens {
             current: Mutex::new(None),
             gate: tokio::sync::Mutex::new(()),
             health: Mutex::new(TokenHealth::default()),
+            refresh_lease: Duration::from_secs(60),
+            hold_pause: super::holds::pause_for(Duration::from_secs(60)),
         }
+    }
+
+    /// Sizes the refresh lease after the refresh call's timeout
+    /// (`XOXODAY_REQUEST_TIMEOUT`) and the token hold after the probe
+    /// interval (`XOXODAY_PROBE_INTERVAL`).
+    pub fn with_timing(mut self, request_timeout: Duration, probe_interval: Duration) -> Self {
+        self.refresh_lease = request_timeout + Duration::from_secs(30);
+        self.hold_pause = super::holds::pause_for(probe_interval);
+        self
     }
 
     /// Loads the stored pair, or stores the environment pair when none is.
@@ -173,7 +188,8 @@ impl RotatingTokens {
         if row.operator_action_required || row.refresh_due_at > Utc::now() {
             return Ok(false);
         }
-        self.refresh(row.generation).await
+        self.refresh(row.generation, super::token_refresh::Trigger::Due)
+            .await
     }
 
     /// Runs [`RotatingTokens::refresh_if_due`] every [`CHECK_INTERVAL`] until `shutdown`.

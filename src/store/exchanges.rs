@@ -136,6 +136,38 @@ pub(crate) async fn take_slot_or_roll_back(
     }
 }
 
+impl Store {
+    /// Records an exchange that belongs to no order (token refresh, balance
+    /// probe) in full, in its own short transaction. `request_sealed` is the
+    /// raw request, when it holds secrets.
+    pub async fn record_exchange(
+        &self,
+        start: ExchangeStart<'_>,
+        request_sealed: Option<(Vec<u8>, &str)>,
+        end: &ExchangeEnd,
+    ) -> StoreResult<()> {
+        let (sealed, key_id) = request_sealed.unzip();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "insert into upstream_exchanges (exchange_id, operation, method, url, request_body,
+               request_body_encrypted, request_key_id)
+             values ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(start.exchange_id)
+        .bind(start.operation)
+        .bind(start.method)
+        .bind(start.url)
+        .bind(&start.request_body)
+        .bind(sealed)
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await?;
+        complete_exchange(&mut tx, start.exchange_id, end).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 /// Completes an exchange row inside the caller's transaction.
 pub(crate) async fn complete_exchange(
     conn: &mut sqlx::PgConnection,

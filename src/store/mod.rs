@@ -17,6 +17,8 @@ use sqlx::{
 pub mod callers;
 /// Upstream exchange audit rows.
 pub mod exchanges;
+/// Account-wide holds (refused token, low balance) and their probe.
+pub mod holds;
 /// Order rows: intake, reads, claims.
 pub mod orders;
 /// Guarded write-backs after an upstream call.
@@ -27,7 +29,7 @@ pub mod rate_limit;
 pub mod reconcile;
 /// Read-only counts for `/metrics`.
 pub mod stats;
-/// The encrypted Xoxoday token pair and its refresh lock.
+/// The encrypted Xoxoday token pair and its refresh lease.
 pub mod tokens;
 /// Encrypted vouchers.
 pub mod vouchers;

@@ -1,19 +1,21 @@
 //! The stored Xoxoday token pair (one row, `xoxoday_tokens`): seeding,
-//! reads, and the row lock under which exactly one replica refreshes.
+//! reads, and the refresh lease under which exactly one replica refreshes.
 //!
+//! Protects the only copy of the pair (issue 9, window 5): no statement here
+//! keeps a transaction open across an HTTP call. The lease is taken and
+//! released in short committed statements, a rotated pair is committed on
+//! its own before anything else, and the audit row comes after it. The row
+//! lock of [`TokenLock`] is only for `tokens reset`, which calls nobody.
 //! Only ciphertexts cross this module; sealing and opening is the caller's
 //! job (`orders::token_store`), which knows the cipher.
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-use super::{
-    Store, StoreResult,
-    exchanges::{ExchangeEnd, ExchangeStart, complete_exchange},
-};
+use super::{Store, StoreResult};
 
 /// The stored row. `Debug` omits the ciphertexts.
 #[derive(Clone, sqlx::FromRow)]
@@ -38,6 +40,11 @@ pub struct TokenRow {
     pub last_refresh_error: Option<String>,
     /// Xoxoday refused the refresh token: only a new pair helps.
     pub operator_action_required: bool,
+    /// Last refresh triggered by a refused access token (all replicas).
+    pub last_rejection_refresh_at: Option<DateTime<Utc>>,
+    /// The database clock when the row was read (cooldowns are measured on
+    /// it, never on a replica's clock).
+    pub db_now: DateTime<Utc>,
 }
 
 impl fmt::Debug for TokenRow {
@@ -75,7 +82,7 @@ pub struct SealedPair {
 
 const COLUMNS: &str = "generation, access_token_encrypted, refresh_token_encrypted, key_id,
     refresh_due_at, access_expires_at, last_refresh_at, last_refresh_failed_at,
-    last_refresh_error, operator_action_required";
+    last_refresh_error, operator_action_required, last_rejection_refresh_at, now() as db_now";
 
 impl Store {
     /// Stores the first pair unless one exists; true when it was stored.
@@ -106,36 +113,67 @@ impl Store {
         .await?;
         Ok(TokenLock { tx, row })
     }
-}
 
-/// The token row, locked until [`TokenLock::commit`] (or drop: rollback).
-pub struct TokenLock {
-    tx: Transaction<'static, Postgres>,
-    /// The row as read under the lock.
-    pub row: Option<TokenRow>,
-}
+    /// Takes the refresh lease for `lease` (one short committed statement)
+    /// unless another replica holds a live one. `None`: no row, or leased.
+    pub async fn take_refresh_lease(
+        &self,
+        token: Uuid,
+        lease: Duration,
+    ) -> StoreResult<Option<TokenRow>> {
+        Ok(sqlx::query_as(&format!(
+            "update xoxoday_tokens set refresh_lease_token = $1,
+               refresh_lease_until = now() + make_interval(secs => $2)
+             where token_set_id = 1
+               and (refresh_lease_until is null or refresh_lease_until < now())
+             returning {COLUMNS}"
+        ))
+        .bind(token)
+        .bind(lease.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
 
-impl TokenLock {
-    /// Replaces the pair (a rotation or a reset) and clears any failure.
-    pub async fn store_pair(&mut self, pair: &SealedPair) -> StoreResult<()> {
-        let upsert = "on conflict (token_set_id) do update set
-            generation = excluded.generation, access_token_encrypted = excluded.access_token_encrypted,
-            refresh_token_encrypted = excluded.refresh_token_encrypted, key_id = excluded.key_id,
-            source = excluded.source, issued_at = excluded.issued_at,
-            access_expires_at = excluded.access_expires_at,
-            refresh_expires_at = excluded.refresh_expires_at,
-            refresh_due_at = excluded.refresh_due_at,
-            last_refresh_at = case when excluded.source = 'refresh' then now()
-                                   else xoxoday_tokens.last_refresh_at end,
-            last_refresh_error = null, last_refresh_failed_at = null,
-            operator_action_required = false";
-        write_pair(&mut self.tx, pair, upsert).await?;
+    /// Gives the lease back (a no-op when it is no longer ours).
+    pub async fn release_refresh_lease(&self, token: Uuid) -> StoreResult<()> {
+        sqlx::query(
+            "update xoxoday_tokens set refresh_lease_token = null, refresh_lease_until = null
+             where token_set_id = 1 and refresh_lease_token = $1",
+        )
+        .bind(token)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
-    /// Records a failed refresh; the next try is due in `retry_in_secs`.
-    pub async fn store_failure(
-        &mut self,
+    /// Stamps a rejection-triggered refresh under the lease, before the call,
+    /// so a crash mid-call still counts against the cooldown. False when the
+    /// lease is no longer ours (then the call must not be made).
+    pub async fn stamp_rejection_refresh(&self, token: Uuid) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "update xoxoday_tokens set last_rejection_refresh_at = now()
+             where token_set_id = 1 and refresh_lease_token = $1",
+        )
+        .bind(token)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Commits a rotated pair on its own and ends the lease. Written whoever
+    /// holds the lease now: once Xoxoday rotated, this pair is the only one
+    /// that works, so it must never be dropped.
+    pub async fn store_rotated_pair(&self, pair: &SealedPair) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        write_pair(&mut tx, pair, UPSERT).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a failed refresh and ends the lease; the next try is due in
+    /// `retry_in_secs`.
+    pub async fn store_refresh_failure(
+        &self,
         error: &str,
         operator_action_required: bool,
         retry_in_secs: f64,
@@ -143,56 +181,55 @@ impl TokenLock {
         sqlx::query(
             "update xoxoday_tokens set last_refresh_error = $1, last_refresh_failed_at = now(),
                operator_action_required = $2,
-               refresh_due_at = least(refresh_due_at, now() + make_interval(secs => $3))
+               refresh_due_at = least(refresh_due_at, now() + make_interval(secs => $3)),
+               refresh_lease_token = null, refresh_lease_until = null
              where token_set_id = 1",
         )
         .bind(crate::domain::safe_text::pg_text(error).into_owned())
         .bind(operator_action_required)
         .bind(retry_in_secs)
-        .execute(&mut *self.tx)
+        .execute(&self.pool)
         .await?;
         Ok(())
     }
+}
 
-    /// Records the refresh exchange in full, in the same transaction as its
-    /// result. `request_sealed` is the raw request (it holds secrets).
-    pub async fn record_exchange(
-        &mut self,
-        start: ExchangeStart<'_>,
-        request_sealed: (Vec<u8>, &str),
-        end: &ExchangeEnd,
-    ) -> StoreResult<()> {
-        insert_exchange(&mut self.tx, start.exchange_id, &start, request_sealed).await?;
-        complete_exchange(&mut self.tx, start.exchange_id, end).await
+/// Replaces the pair (a rotation or a reset): clears any failure and the
+/// lease; a reset (`environment`) also clears the rejection cooldown.
+const UPSERT: &str = "on conflict (token_set_id) do update set
+    generation = excluded.generation, access_token_encrypted = excluded.access_token_encrypted,
+    refresh_token_encrypted = excluded.refresh_token_encrypted, key_id = excluded.key_id,
+    source = excluded.source, issued_at = excluded.issued_at,
+    access_expires_at = excluded.access_expires_at,
+    refresh_expires_at = excluded.refresh_expires_at,
+    refresh_due_at = excluded.refresh_due_at,
+    last_refresh_at = case when excluded.source = 'refresh' then now()
+                           else xoxoday_tokens.last_refresh_at end,
+    last_rejection_refresh_at = case when excluded.source = 'refresh'
+                           then xoxoday_tokens.last_rejection_refresh_at end,
+    last_refresh_error = null, last_refresh_failed_at = null,
+    operator_action_required = false,
+    refresh_lease_token = null, refresh_lease_until = null";
+
+/// The token row, locked until [`TokenLock::commit`] (or drop: rollback).
+/// Never held across an HTTP call.
+pub struct TokenLock {
+    tx: Transaction<'static, Postgres>,
+    /// The row as read under the lock.
+    pub row: Option<TokenRow>,
+}
+
+impl TokenLock {
+    /// Replaces the pair (`tokens reset`) and clears any failure.
+    pub async fn store_pair(&mut self, pair: &SealedPair) -> StoreResult<()> {
+        write_pair(&mut self.tx, pair, UPSERT).await?;
+        Ok(())
     }
 
-    /// Commits: the new pair is durable before anyone uses it.
+    /// Commits.
     pub async fn commit(self) -> StoreResult<()> {
         Ok(self.tx.commit().await?)
     }
-}
-
-async fn insert_exchange(
-    tx: &mut Transaction<'static, Postgres>,
-    exchange_id: Uuid,
-    start: &ExchangeStart<'_>,
-    (sealed, key_id): (Vec<u8>, &str),
-) -> StoreResult<()> {
-    sqlx::query(
-        "insert into upstream_exchanges (exchange_id, operation, method, url, request_body,
-           request_body_encrypted, request_key_id)
-         values ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(exchange_id)
-    .bind(start.operation)
-    .bind(start.method)
-    .bind(start.url)
-    .bind(&start.request_body)
-    .bind(sealed)
-    .bind(key_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 async fn write_pair(

@@ -221,4 +221,8 @@ impl XoxodayApi for XoxodayClient {
         }
         Call { outcome, exchange }
     }
+
+    async fn read_balance(&self, token: &SecretString) -> Call<Result<Balance, ReadError>> {
+        self.get_balance(token).await
+    }
 }

@@ -207,6 +207,10 @@ pub enum PlaceOutcome {
     },
     /// Token invalid or expired: no order; refresh and retry.
     Unauthorized(UpstreamError),
+    /// Not enough money in the wallet (contract §8; see
+    /// [`classify::INSUFFICIENT_BALANCE`]): no order; pause sending until
+    /// the balance covers it.
+    InsufficientBalance(UpstreamError),
 }
 
 /// The classification of a getOrderDetails answer.
@@ -292,6 +296,9 @@ pub trait XoxodayApi: Send + Sync + 'static {
     ) -> Call<LookupOutcome>;
     /// Rotates the token pair.
     async fn refresh_token(&self, refresh_token: &SecretString) -> Call<RefreshOutcome>;
+    /// Reads the wallet balance (getBalance, 10 calls a minute): the cheap
+    /// authenticated probe of account-wide holds.
+    async fn read_balance(&self, token: &SecretString) -> Call<Result<Balance, ReadError>>;
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! One integration-test binary; each module tests one part of the service.
 
+mod balance_pause;
 mod caller_keys;
 mod campaign;
 mod child;
@@ -28,5 +29,7 @@ mod secrets_scan;
 mod shutdown;
 mod test_db;
 mod tokens;
+mod tokens_lease;
+mod tokens_storm;
 mod webhooks;
 mod xoxoday_client;

@@ -709,16 +709,17 @@ async fn a_missing_mandatory_phone_is_rejected() {
 }
 
 #[tokio::test]
-async fn an_insufficient_balance_answer_stays_unknown_and_creates_nothing() {
-    // The emulator answers 422 PLE10010 ("call PlaceOrder again" per the
-    // docs); the client must not call that a definite refusal.
+async fn an_insufficient_balance_answer_is_recognised_and_creates_nothing() {
+    // The emulator answers 422 PLE10010 "Failed to redeem points" with an
+    // insufficient-balance text: contract §8 says no order was created and
+    // sending pauses (never a definite refusal of this order).
     let up = upstream().await;
     up.emulator.set_balance(Decimal::ONE);
 
     let result = up.place(&order("PO-EMU-POOR", 1001, "100")).await;
 
     assert!(
-        matches!(result.outcome, PlaceOutcome::Unknown { .. }),
+        matches!(result.outcome, PlaceOutcome::InsufficientBalance(_)),
         "{:?}",
         result.outcome
     );

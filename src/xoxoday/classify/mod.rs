@@ -42,6 +42,8 @@ pub enum ErrorClass {
     Systemic,
     /// Bad or missing access token: refresh and retry.
     Unauthorized,
+    /// No order: the wallet cannot pay for it (see [`INSUFFICIENT_BALANCE`]).
+    InsufficientBalance,
     /// The order may exist, or the docs say to retry/check: reconcile.
     Unknown,
 }
@@ -51,7 +53,7 @@ pub enum ErrorClass {
 /// Ids documented only for other operations are Unknown on placeOrder: an
 /// answer the docs do not predict proves nothing about the order.
 pub const ERROR_IDS: &[(&str, ErrorClass, &str)] = {
-    use ErrorClass::{Rejected, Systemic, Unauthorized, Unknown};
+    use ErrorClass::{InsufficientBalance, Rejected, Systemic, Unauthorized, Unknown};
     &[
         ("PLE10001", Rejected, "validation error in place order"),
         ("PLE10002", Unknown, "validation error of getOrderDetails"),
@@ -76,7 +78,12 @@ pub const ERROR_IDS: &[(&str, ErrorClass, &str)] = {
             "order amount details (getOrderHistory)",
         ),
         ("PLE10009", Unknown, "company points (getBalance)"),
-        ("PLE10010", Unknown, "failed to redeem points: call again"),
+        // See INSUFFICIENT_BALANCE: the one rule for a wallet too low.
+        (
+            "PLE10010",
+            InsufficientBalance,
+            "failed to redeem points (insufficient balance)",
+        ),
         ("PLE10011", Unknown, "failed to confirm order: call again"),
         ("PLE10012", Unknown, "failed to process order: call again"),
         ("PLE10013", Unknown, "failed to confirm points redeemed"),
@@ -135,6 +142,52 @@ pub const ERROR_IDS: &[(&str, ErrorClass, &str)] = {
         ("PIPE10017", Systemic, "IP not allow-listed"),
     ]
 };
+
+/// The one rule for "the wallet cannot pay for this order" (contract §8):
+/// a 4xx placeOrder answer whose errorId, or whose `errorInfo`/`error`/
+/// `error_description` text (case-insensitive), is listed here. The errorId
+/// is UNCONFIRMED (reference §4.5, §12.2): PLE10010 "Failed to redeem
+/// points" is the documented one closest to it (and what the emulator
+/// sends); the texts are the documented wordings ("If balance is low → the
+/// order request fails", reference §4.5) and their plain variants. Such an
+/// answer created no order.
+pub const INSUFFICIENT_BALANCE: &[BalanceMarker] = &[
+    BalanceMarker::ErrorId("PLE10010"),
+    BalanceMarker::Text("failed to redeem points"),
+    BalanceMarker::Text("insufficient balance"),
+    BalanceMarker::Text("insufficient funds"),
+    BalanceMarker::Text("insufficient points"),
+    BalanceMarker::Text("low balance"),
+    BalanceMarker::Text("balance is low"),
+];
+
+/// One entry of [`INSUFFICIENT_BALANCE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BalanceMarker {
+    /// An exact errorId.
+    ErrorId(&'static str),
+    /// Text contained in the error's info, error or description.
+    Text(&'static str),
+}
+
+/// Whether a 4xx error says the wallet cannot pay (see [`INSUFFICIENT_BALANCE`]).
+pub fn is_insufficient_balance(e: &UpstreamError) -> bool {
+    let id = e.error_id.as_deref().unwrap_or_default();
+    let text = [
+        e.error_info.clone().unwrap_or_default(),
+        e.error
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+    ]
+    .join(" ")
+    .to_lowercase();
+    is_4xx(e.http_status)
+        && INSUFFICIENT_BALANCE.iter().any(|m| match m {
+            BalanceMarker::ErrorId(known) => known.eq_ignore_ascii_case(id),
+            BalanceMarker::Text(t) => text.contains(t),
+        })
+}
 
 /// The errorId that means "no order for this reference" on getOrderDetails.
 const NOT_FOUND: &str = "PLE10016";

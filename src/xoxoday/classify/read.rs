@@ -54,7 +54,9 @@ pub fn read(answer: Answer<'_>, key: &str) -> Result<Box<RawValue>, ReadError> {
             match error_class(e.error_id.as_deref().unwrap_or_default()) {
                 ErrorClass::Systemic => ReadError::Systemic(e),
                 ErrorClass::Unauthorized => ReadError::Unauthorized(e),
-                ErrorClass::Rejected | ErrorClass::Unknown => ReadError::Upstream(e),
+                ErrorClass::Rejected | ErrorClass::InsufficientBalance | ErrorClass::Unknown => {
+                    ReadError::Upstream(e)
+                }
             },
         ),
         Signal::OAuth(e) if is_4xx(status) && (status == 401 || is_token_error(&e)) => {

@@ -15,6 +15,7 @@ enum K {
     Unknown,
     Limited,
     Unauthorized,
+    NoFunds,
     Found,
     NotFound,
     Failed,
@@ -32,7 +33,7 @@ const DOCUMENTED: &[(&str, &[u16], K, K)] = &[
     ("PLE10007", &[422], Unknown, Failed),
     ("PLE10008", &[502], Unknown, Failed),
     ("PLE10009", &[502], Unknown, Failed),
-    ("PLE10010", &[422], Unknown, Failed),
+    ("PLE10010", &[422], NoFunds, Failed),
     ("PLE10011", &[422], Unknown, Failed),
     ("PLE10012", &[502, 422], Unknown, Failed),
     ("PLE10013", &[503], Unknown, Failed),
@@ -83,6 +84,7 @@ fn p(answer: Answer<'_>) -> K {
         PlaceOutcome::Unknown { .. } => Unknown,
         PlaceOutcome::RateLimited { .. } => Limited,
         PlaceOutcome::Unauthorized(_) => Unauthorized,
+        PlaceOutcome::InsufficientBalance(_) => NoFunds,
     }
 }
 
@@ -393,4 +395,30 @@ fn the_published_error_examples_classify_as_their_error_ids_say() {
             .unwrap()
             .starts_with("Eg: Not found")
     );
+}
+
+#[test]
+fn insufficient_balance_is_recognised_by_error_id_or_text_on_4xx_only() {
+    let documented = r#"{"code":422,"errorId":"PLE10010","errorInfo":"Failed to redeem points","error":"Insufficient balance in the account"}"#;
+    assert_eq!(p(http(422, documented)), NoFunds);
+    let other_id =
+        r#"{"code":400,"errorId":"PLE10099","errorInfo":"Insufficient Balance","error":"x"}"#;
+    assert_eq!(p(http(400, other_id)), NoFunds);
+    let oauth = r#"{"error":"invalid_request","error_description":"Your balance is low"}"#;
+    assert_eq!(p(http(400, oauth)), NoFunds);
+    assert_eq!(p(http(402, "insufficient funds")), NoFunds);
+    // A 5xx proves nothing, whatever it says.
+    assert_eq!(p(http(502, &error_body(502, "PLE10010"))), Unknown);
+    assert_eq!(p(http(500, "insufficient balance")), Unknown);
+    // A lookup that says so is just a failed read.
+    assert_eq!(l(http(422, documented)), Failed);
+}
+
+#[test]
+fn every_error_id_marker_of_the_balance_rule_is_classed_so_in_the_table() {
+    for m in INSUFFICIENT_BALANCE {
+        if let BalanceMarker::ErrorId(id) = m {
+            assert_eq!(error_class(id), ErrorClass::InsufficientBalance, "{id}");
+        }
+    }
 }

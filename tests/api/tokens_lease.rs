@@ -1,0 +1,104 @@
+//! Issue 9, window 5: the rotated token pair is never lost. Refreshes are
+//! serialised by a committed lease, not by a row lock held over the HTTP
+//! call, and the new pair is committed on its own before its audit row.
+
+use std::time::Duration;
+
+use order_gateway::{
+    config::EncryptionKey,
+    crypto::Cipher,
+    emulator::{Fault, FaultOp},
+    orders::AccessTokens as _,
+};
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::helpers::{TestApp, encryption_key, spawn_app};
+
+/// The stored `(generation, access, refresh)`, decrypted the way the
+/// gateway seals them.
+async fn stored_pair(app: &TestApp) -> (i64, String, String) {
+    let (generation, key_id, access, refresh): (i64, String, Vec<u8>, Vec<u8>) = sqlx::query_as(
+        "select generation, key_id, access_token_encrypted, refresh_token_encrypted
+         from xoxoday_tokens",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let cipher = Cipher::new(&EncryptionKey::from_base64(&encryption_key(app.db_url())).unwrap());
+    let open = |blob: &[u8], field: &str| {
+        let aad = format!("xoxoday_tokens:{generation}:{field}");
+        String::from_utf8(cipher.decrypt(&key_id, blob, aad.as_bytes()).unwrap()).unwrap()
+    };
+    (
+        generation,
+        open(&access, "access"),
+        open(&refresh, "refresh"),
+    )
+}
+
+#[tokio::test]
+async fn tokens_a_failing_refresh_audit_keeps_the_rotated_pair() {
+    let app = spawn_app().await;
+    // Every audit row of a refresh fails to insert from now on.
+    sqlx::raw_sql(
+        "create function fail_refresh_audit() returns trigger language plpgsql as $$
+         begin raise exception 'audit store is broken'; end $$;
+         create trigger fail_refresh_audit before insert on upstream_exchanges
+           for each row when (new.operation = 'refresh_token')
+           execute function fail_refresh_audit();",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let stale = SecretString::from(app.emulator.current_tokens().0);
+    app.emulator.expire_access_token();
+
+    let retried = app.tokens.token_rejected(&stale).await;
+
+    let (upstream_access, upstream_refresh) = app.emulator.current_tokens();
+    let (generation, access, refresh) = stored_pair(&app).await;
+    assert_eq!(app.emulator.refresh_calls(), 1);
+    assert_eq!(
+        (access.as_str(), refresh.as_str()),
+        (upstream_access.as_str(), upstream_refresh.as_str()),
+        "the pair Xoxoday rotated to must be the stored one"
+    );
+    assert_eq!(generation, 2);
+    assert!(retried, "the rotated pair is usable");
+    assert_eq!(
+        app.tokens.access_token().await.expose_secret(),
+        upstream_access
+    );
+}
+
+#[tokio::test]
+async fn tokens_no_transaction_holds_the_token_row_during_the_refresh_call() {
+    let app = spawn_app().await;
+    app.emulator.push_fault(
+        FaultOp::RefreshToken,
+        Fault::Slow(Duration::from_millis(1500)),
+    );
+    let stale = SecretString::from(app.emulator.current_tokens().0);
+    app.emulator.expire_access_token();
+    let tokens = app.tokens.clone();
+    let refresh = tokio::spawn(async move { tokens.token_rejected(&stale).await });
+    // Wait until the (slow) refresh call is in flight.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while app.emulator.refresh_calls() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no refresh call");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut tx = app.db.begin().await.unwrap();
+    let locked = sqlx::query("select 1 from xoxoday_tokens for update nowait")
+        .execute(&mut *tx)
+        .await;
+    tx.rollback().await.unwrap();
+
+    assert!(
+        locked.is_ok(),
+        "the token row is locked during the refresh call: {locked:?}"
+    );
+    assert!(refresh.await.unwrap());
+    assert_eq!(stored_pair(&app).await.1, app.emulator.current_tokens().0);
+}
