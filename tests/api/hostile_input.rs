@@ -236,3 +236,26 @@ async fn oversized_headers_are_refused_with_a_problem() {
     let problem = crate::helpers::assert_problem(resp, 400).await;
     assert!(problem["detail"].as_str().unwrap().contains("headers"));
 }
+
+/// Postgres keeps a jsonb number as exact decimal text, so `f64::MAX` comes
+/// back as 309 digits. Found by schemathesis: such a `userMeta` was stored,
+/// then every read and list of the caller's orders answered 500.
+#[tokio::test]
+async fn extreme_numbers_in_user_meta_read_back_and_go_upstream_unchanged() {
+    let app = spawn_app().await;
+    let meta = json!({"max": f64::MAX, "min": -f64::MAX, "tiny": 5e-324, "big": 1e300});
+    let body = json!({"productId": 1001, "denomination": 50, "userMeta": meta});
+    let resp = app.post_order(&crate::helpers::new_key(), &body).await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let order: Value = resp.json().await.unwrap();
+    let id = order["id"].as_str().unwrap();
+    assert_eq!(app.get_order(&app.api_key, id).await.status(), 200);
+    assert_eq!(
+        app.list_orders(&app.api_key, "limit=10").await.status(),
+        200
+    );
+    let settled = app
+        .wait_settled(id, std::time::Duration::from_secs(20))
+        .await;
+    assert_eq!(settled["status"], "completed", "{settled}");
+}
