@@ -139,7 +139,7 @@ impl OrderService {
     /// One background pass: expire dead leases, claim due orders, place them
     /// concurrently. Returns the handles so tests can wait for them.
     pub async fn dispatch_due(&self) -> StoreResult<Vec<JoinHandle<()>>> {
-        let expired = self.store.expire_placing_leases().await?;
+        let expired = self.expire_placing_leases().await?;
         if expired > 0 {
             warn!(
                 expired,

@@ -56,7 +56,7 @@ pub(crate) fn place_result(
         },
         PlaceOutcome::Unknown { reason } => PlaceResult::Reconciling {
             reason: format!("placeOrder outcome unknown: {reason}"),
-            check_in: s.unknown_check_in,
+            check_in: unknown_check_in(s, reason),
         },
         PlaceOutcome::RateLimited { penalty } => deferred(
             s,
@@ -79,6 +79,16 @@ pub(crate) fn place_result(
                 id_of(e)
             ),
         ),
+    }
+}
+
+/// First check after an unknown outcome; after a timeout at least the retry
+/// floor, since Xoxoday may still be working on the call we gave up on.
+fn unknown_check_in(s: &DispatchSettings, reason: &str) -> Duration {
+    if reason.contains("timeout") || reason.contains("timed out") {
+        s.unknown_check_in.max(s.defer_floor)
+    } else {
+        s.unknown_check_in
     }
 }
 

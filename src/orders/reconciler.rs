@@ -5,7 +5,8 @@
 //!
 //! A check asks getOrderDetails(poNumber) under a renewed lease, within the
 //! shared budget. Found → adopt Xoxoday's state. Not found → trusted only once
-//! the settle window since the last placeOrder began has passed; then the
+//! the settle window since the last placeOrder ENDED has passed (never while
+//! an attempt may still be in flight); then the
 //! order is placed again with the same poNumber through the dispatcher's path
 //! (a "poNumber already used" answer is Unknown, so it is looked up again).
 //! Anything else changes nothing and is retried with capped exponential
@@ -38,7 +39,7 @@ impl OrderService {
     /// One pass: expire dead `placing` leases, claim due checks, run them
     /// concurrently. Returns the handles so tests can wait for them.
     pub async fn reconcile_due(&self) -> StoreResult<Vec<JoinHandle<()>>> {
-        let expired = self.store.expire_placing_leases().await?;
+        let expired = self.expire_placing_leases().await?;
         if expired > 0 {
             warn!(
                 expired,
@@ -230,9 +231,17 @@ impl OrderService {
                 counted: true,
             };
         }
+        if c.last_place_started_at.is_some() && c.last_place_ended_at.is_none() {
+            let reason = "not found, but a placeOrder attempt may still be in flight".into();
+            return CheckEnd::Retry {
+                delay: self.backoff(c),
+                reason,
+                counted: false,
+            };
+        }
         let settle = chrono::Duration::from_std(self.upstream.settle_window).unwrap_or_default();
-        if let Some(started) = c.last_place_started_at {
-            let trusted_at = started + settle;
+        if let Some(ended) = c.last_place_ended_at {
+            let trusted_at = ended + settle;
             // The lookup began after the claim, so judging by the claim's
             // database time errs on the side of waiting longer.
             let now = c.claimed_at;

@@ -1,7 +1,8 @@
 //! Write-backs after a placeOrder. Each runs in one short transaction that
 //! completes the audit row unconditionally and then updates the order only
 //! under the lease that sent the call (`status = 'placing' and lease_token`),
-//! so a stale worker changes nothing once a newer claim exists.
+//! so a stale worker changes nothing once a newer claim exists. Every
+//! write-back stamps `last_place_ended_at`: the settle window starts there.
 
 use std::time::Duration;
 
@@ -140,7 +141,8 @@ fn result_sql(result: &PlaceResult) -> String {
         }
     };
     format!(
-        "update orders o set {set}, lease_token = null, lease_until = null, lease_sent = false
+        "update orders o set {set}, lease_token = null, lease_until = null, lease_sent = false,
+           last_place_ended_at = now()
          {GUARD} returning {ORDER_COLUMNS}"
     )
 }

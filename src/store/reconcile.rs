@@ -28,14 +28,17 @@ pub struct CheckRow {
     /// The order (its `lease_token` is this claim's).
     #[sqlx(flatten)]
     pub row: OrderRow,
-    /// When the last placeOrder attempt began (start of the settle window).
+    /// When the last placeOrder attempt began.
     pub last_place_started_at: Option<DateTime<Utc>>,
+    /// When it ended (answer, error, timeout or expired lease): the start of
+    /// the settle window. `None` after a start: a call may be in flight.
+    pub last_place_ended_at: Option<DateTime<Utc>>,
     /// `next_check_at` as claimed; a write-back keeps a value moved since.
     pub next_check_at: Option<DateTime<Utc>>,
     /// Checks since the last placeOrder attempt (backoff exponent).
     pub checks: i32,
     /// The database clock when this claim was made. The settle window is
-    /// measured on the database clock, like `last_place_started_at`, never
+    /// measured on the database clock, like `last_place_ended_at`, never
     /// on a replica's own clock (which may run ahead).
     pub claimed_at: DateTime<Utc>,
 }
@@ -80,7 +83,8 @@ impl Store {
                    limit $1
                    for update skip locked) due
              where o.order_id = due.order_id
-             returning {ORDER_COLUMNS}, o.last_place_started_at, o.next_check_at, o.checks,
+             returning {ORDER_COLUMNS}, o.last_place_started_at, o.last_place_ended_at,
+                       o.next_check_at, o.checks,
                        clock_timestamp() as claimed_at"
         );
         Ok(sqlx::query_as(&sql)

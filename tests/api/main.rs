@@ -21,6 +21,7 @@ mod orders_read;
 mod orders_validation;
 mod rate_limits;
 mod reconciler;
+mod reconciler_windows;
 mod replicas;
 mod secrets_scan;
 mod shutdown;

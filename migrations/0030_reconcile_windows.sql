@@ -1,0 +1,15 @@
+-- Issue 9: close the reconciler's double-spend windows.
+--
+-- last_place_ended_at is when the last placeOrder attempt ENDED (its answer,
+-- error or timeout), on the database clock. A "not found" from
+-- getOrderDetails is trusted only once XOXODAY_SETTLE_WINDOW has passed since
+-- then (contract §4): a call abandoned at the client timeout may still be
+-- running at Xoxoday, so the window must not start when the call began. It
+-- is null while an attempt is in flight; a lease that expires mid-call
+-- records its best upper bound (the later of now and start + timeout).
+alter table orders add column last_place_ended_at timestamptz;
+
+-- Orders sent before this column existed: their last write-back is no later
+-- than updated_at, so that is a safe (late) end.
+update orders set last_place_ended_at = updated_at
+ where last_place_started_at is not null and status <> 'placing';

