@@ -13,3 +13,8 @@ alter table orders add column last_place_ended_at timestamptz;
 -- than updated_at, so that is a safe (late) end.
 update orders set last_place_ended_at = updated_at
  where last_place_started_at is not null and status <> 'placing';
+
+-- A stored delivery webhook proves that Xoxoday has the order: the
+-- reconciler's re-placement statement checks for one (`not exists`), and the
+-- place write-backs look for one, so it is found by order.
+create index webhook_events_order_idx on webhook_events (order_id);

@@ -9,6 +9,8 @@
 //! an attempt may still be in flight); then the
 //! order is placed again with the same poNumber through the dispatcher's path
 //! (a "poNumber already used" answer is Unknown, so it is looked up again).
+//! A stored delivery webhook proves the order exists: such an order is never
+//! placed again, only looked up, then sent to review with that reason.
 //! Anything else changes nothing and is retried with capped exponential
 //! backoff and jitter. Attempts and age are budgeted: then `needs_review`.
 //! An error in the reconciler itself reschedules the order; a lost lease or
@@ -162,7 +164,7 @@ impl OrderService {
             })
             .await?;
         match row {
-            Some(row) if replace => {
+            Some(row) if replace && row.to_order().status == OrderStatus::Placing => {
                 self.place_leased_after_check(row).await?;
             }
             Some(_) => {}
@@ -231,6 +233,9 @@ impl OrderService {
                 counted: true,
             };
         }
+        if c.webhook_seen {
+            return self.not_found_despite_webhook(c);
+        }
         if c.last_place_started_at.is_some() && c.last_place_ended_at.is_none() {
             let reason = "not found, but a placeOrder attempt may still be in flight".into();
             return CheckEnd::Retry {
@@ -264,6 +269,26 @@ impl OrderService {
             ));
         }
         CheckEnd::Replace
+    }
+
+    /// A stored webhook proves Xoxoday has the order: look again (counted),
+    /// and after the attempts budget of lookups hand it to an operator.
+    fn not_found_despite_webhook(&self, c: &CheckRow) -> CheckEnd {
+        let budget = i32::try_from(self.tuning.max_attempts).unwrap_or(i32::MAX);
+        if c.checks >= budget {
+            return CheckEnd::Review(format!(
+                "a stored Xoxoday delivery webhook proves this order exists, but getOrderDetails \
+                 still says not found after {} lookups; never placed again",
+                c.checks + 1
+            ));
+        }
+        CheckEnd::Retry {
+            delay: self.backoff(c),
+            reason: "not found, but a stored delivery webhook proves the order exists; \
+                     looking again, never placing again"
+                .into(),
+            counted: true,
+        }
     }
 
     /// Capped exponential backoff with ±20 % jitter.

@@ -5,7 +5,9 @@
 //! `delivered` only marks the order due for a check now: the reconciler
 //! fetches the vouchers with getOrderDetails and adopts them under its lease.
 //! `canceled` settles a `pending_delivery` order at once; any other in-flight
-//! order is checked now instead.
+//! order is checked now instead. A webhook proves that Xoxoday has the order,
+//! so an `accepted` one (sent before, answer given back) becomes
+//! `reconciling` and is never placed again.
 
 use uuid::Uuid;
 
@@ -94,8 +96,12 @@ async fn apply(tx: &mut sqlx::PgConnection, order: Uuid, status: Option<&str>) -
         }
     }
     sqlx::query(
-        "update orders set next_check_at = now()
-         where order_id = $1 and status in ('pending_delivery', 'reconciling')",
+        "update orders set next_check_at = now(),
+           status_reason = case when status = 'accepted'
+             then 'a delivery webhook shows Xoxoday has this order; never placed again'
+             else status_reason end,
+           status = case when status = 'accepted' then 'reconciling' else status end
+         where order_id = $1 and status in ('pending_delivery', 'reconciling', 'accepted')",
     )
     .bind(order)
     .execute(&mut *tx)

@@ -6,12 +6,16 @@
 
 use std::time::Duration;
 
-use order_gateway::emulator::{Fault, FaultOp};
+use order_gateway::{
+    emulator::{Fault, FaultOp},
+    store::reconcile::CheckEnd,
+};
 use serde_json::Value;
 
 use crate::{
     helpers::{TestApp, new_key, order_body, spawn_app_with},
     ledger::{assert_ledger_consistent, fast, wait_all_settled},
+    webhooks::{KEY, event, post_webhook},
 };
 
 /// Posts one order without waiting for its outcome; returns (id, poNumber).
@@ -81,4 +85,74 @@ async fn the_first_lookup_after_a_timeout_waits_the_retry_floor() {
     let gap = first_lookup_gap(&app, &po).await;
     assert!(gap >= 1.9, "first lookup {gap:.2}s after the timeout");
     assert_ledger_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn a_stored_webhook_forbids_placing_again_and_ends_in_review() {
+    let app = spawn_app_with(fast(&[
+        ("WEBHOOK_API_KEY", KEY),
+        ("RECONCILE_MAX_ATTEMPTS", "2"),
+    ]))
+    .await;
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::ErrorBeforeCreate { status: 502 },
+    );
+    let (id, po) = post_unwaited(&app, &order_body()).await;
+    let hook = post_webhook(&app, Some(KEY), &event(4242, &po, "delivered")).await;
+    assert_eq!(hook.status(), 200);
+    wait_all_settled(&app.db, Duration::from_secs(30)).await;
+    assert_eq!(app.emulator.place_calls(&po), 1, "placed again");
+    let order = view(&app, &id).await;
+    assert_eq!(order["status"], "needs_review", "{order}");
+    let reason = order["statusReason"].as_str().unwrap();
+    assert!(reason.contains("webhook"), "{reason}");
+    assert_ledger_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn the_replace_statement_refuses_an_order_with_a_stored_webhook() {
+    // The webhook lands between the claim and the write-back: the guard in
+    // the SQL itself must hold, whatever the check saw when it began.
+    let app = spawn_app_with(fast(&[("RECONCILE_POLL_INTERVAL", "1h")])).await;
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::ErrorBeforeCreate { status: 502 },
+    );
+    let (_, po) = post_unwaited(&app, &order_body()).await;
+    wait_for_status(&app, &po, "reconciling").await;
+    sqlx::query("update orders set next_check_at = now() where po_number = $1")
+        .bind(&po)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let store = &app.orders.store;
+    let claimed = store
+        .claim_due_checks(8, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    sqlx::query(
+        "insert into webhook_events (webhook_id, po_number, delivery_status, order_id,
+           matched, payload)
+         select 'race-1', po_number, 'delivered', order_id, true, '{}' from orders
+         where po_number = $1",
+    )
+    .bind(&po)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    store
+        .finish_check(&claimed[0], None, &CheckEnd::Replace)
+        .await
+        .unwrap();
+    assert_eq!(app.db_status(&po).await, "reconciling");
+}
+
+async fn wait_for_status(app: &TestApp, po: &str, status: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while app.db_status(po).await != status {
+        assert!(tokio::time::Instant::now() < deadline, "never {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
