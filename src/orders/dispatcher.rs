@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{OrderService, audit, outcome};
 use crate::{
-    domain::OrderId,
+    domain::{OrderId, OrderStatus},
     store::{StoreError, StoreResult, orders::OrderRow, outcomes::PlaceResult, rate_limit::Slot},
     xoxoday::{Operation, PlaceOrderRequest, PlaceOutcome},
 };
@@ -95,13 +95,15 @@ impl OrderService {
                     .record_place_result(order.id, lease, exchange_id, &end, &next)
             })
             .await?;
-        if written.is_none() {
-            warn!(
+        match &written {
+            None => warn!(
                 outcome = label,
                 "lease lost during placeOrder; result kept only in the audit"
-            );
-        } else if retry_now {
-            self.wake.notify_one();
+            ),
+            // A webhook stored while placing may have made it due now.
+            Some(row) if awaits_check(row) => self.recon_wake.notify_one(),
+            Some(_) if retry_now => self.wake.notify_one(),
+            Some(_) => {}
         }
         Ok(written)
     }
@@ -229,6 +231,13 @@ impl OrderService {
         }
         f().await
     }
+}
+
+fn awaits_check(row: &OrderRow) -> bool {
+    matches!(
+        row.to_order().status,
+        OrderStatus::PendingDelivery | OrderStatus::Reconciling
+    )
 }
 
 fn place_request(row: &OrderRow) -> PlaceOrderRequest {

@@ -3,6 +3,12 @@
 //! under the lease that sent the call (`status = 'placing' and lease_token`),
 //! so a stale worker changes nothing once a newer claim exists. Every
 //! write-back stamps `last_place_ended_at`: the settle window starts there.
+//!
+//! A delivery webhook may land while the order is `placing` (it is stored,
+//! but nothing is due then). The write-back looks for one in the same
+//! statement: a pending or unknown order with a stored webhook is due for a
+//! check now, and an answer given back (deferred) becomes `reconciling`
+//! rather than `accepted`, since the webhook proves the order exists.
 
 use std::time::Duration;
 
@@ -13,6 +19,7 @@ use super::{
     Store, StoreResult,
     exchanges::{ExchangeEnd, complete_exchange},
     orders::{ORDER_COLUMNS, OrderRow},
+    reconcile::HOOKED,
     vouchers::{VoucherRow, insert_vouchers},
 };
 use crate::domain::{OrderId, OrderStatus};
@@ -121,24 +128,31 @@ impl Store {
 /// The guarded UPDATE for each result; `$1` order, `$2` lease token.
 fn result_sql(result: &PlaceResult) -> String {
     let set = match result {
-        PlaceResult::Placed(_) => {
+        PlaceResult::Placed(_) => format!(
             "status = $3, xoxoday_order_id = $4, currency_code = $5, order_total = $6,
              order_discount = $7, amount_charged = $8, delivery_status = $9,
              upstream_order_status = $10, status_reason = null, failure = null,
-             next_check_at = now() + make_interval(secs => $11),
+             next_check_at = case when $11::float8 is not null and {HOOKED} then now()
+                                  else now() + make_interval(secs => $11) end,
              settled_at = coalesce(o.settled_at, now())"
-        }
+        ),
         PlaceResult::Failed { .. } => {
-            "status = 'failed', failure = $3, settled_at = coalesce(o.settled_at, now())"
+            "status = 'failed', failure = $3, settled_at = coalesce(o.settled_at, now())".into()
         }
-        PlaceResult::Reconciling { .. } => {
+        PlaceResult::Reconciling { .. } => format!(
             "status = 'reconciling', status_reason = $3,
-             next_check_at = now() + make_interval(secs => $4)"
-        }
-        PlaceResult::Deferred { .. } => {
-            "status = 'accepted', status_reason = $3, attempts = greatest(o.attempts - 1, 0),
+             next_check_at = case when {HOOKED} then now()
+                                  else now() + make_interval(secs => $4) end"
+        ),
+        PlaceResult::Deferred { .. } => format!(
+            "status = case when {HOOKED} then 'reconciling' else 'accepted' end,
+             status_reason = case when {HOOKED}
+               then 'answer gave no order, but a stored delivery webhook proves one exists'
+               else $3 end,
+             next_check_at = case when {HOOKED} then now() else o.next_check_at end,
+             attempts = greatest(o.attempts - 1, 0),
              next_attempt_at = now() + make_interval(secs => $4)"
-        }
+        ),
     };
     format!(
         "update orders o set {set}, lease_token = null, lease_until = null, lease_sent = false,

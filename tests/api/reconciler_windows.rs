@@ -10,12 +10,12 @@ use order_gateway::{
     emulator::{Fault, FaultOp},
     store::reconcile::CheckEnd,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::{
     helpers::{TestApp, new_key, order_body, spawn_app_with},
     ledger::{assert_ledger_consistent, fast, wait_all_settled},
-    webhooks::{KEY, event, post_webhook},
+    webhooks::{KEY, event, post_webhook, wait_status},
 };
 
 /// Posts one order without waiting for its outcome; returns (id, poNumber).
@@ -147,6 +147,29 @@ async fn the_replace_statement_refuses_an_order_with_a_stored_webhook() {
         .await
         .unwrap();
     assert_eq!(app.db_status(&po).await, "reconciling");
+}
+
+#[tokio::test]
+async fn a_webhook_that_came_while_placing_is_checked_right_after_the_answer() {
+    let app = spawn_app_with(fast(&[("WEBHOOK_API_KEY", KEY)])).await;
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::SleepAfterCreate(Duration::from_secs(2)),
+    );
+    let (id, po) = post_unwaited(&app, &json!({"productId": 1003, "denomination": 10})).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while app.emulator.order(&po).is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "never created");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Xoxoday delivers and says so before its placeOrder answer arrives.
+    assert!(app.emulator.settle_pending(&po, true));
+    assert_eq!(app.db_status(&po).await, "placing");
+    let hook = post_webhook(&app, Some(KEY), &event(4343, &po, "delivered")).await;
+    assert_eq!(hook.status(), 200);
+    let done = wait_status(&app, &id, "completed").await;
+    assert!(!done["vouchers"].as_array().unwrap().is_empty());
+    assert_ledger_consistent(&app).await;
 }
 
 async fn wait_for_status(app: &TestApp, po: &str, status: &str) {

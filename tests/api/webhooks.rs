@@ -38,7 +38,7 @@ pub(crate) fn event(id: i64, po: &str, status: &str) -> Value {
 }
 
 /// Waits until the order with `id` has `status`.
-async fn wait_status(app: &TestApp, id: &str, status: &str) -> Value {
+pub(crate) async fn wait_status(app: &TestApp, id: &str, status: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let o: Value = app.get_order(&app.api_key, id).await.json().await.unwrap();
