@@ -18,3 +18,13 @@ update orders set last_place_ended_at = updated_at
 -- reconciler's re-placement statement checks for one (`not exists`), and the
 -- place write-backs look for one, so it is found by order.
 create index webhook_events_order_idx on webhook_events (order_id);
+
+-- Aging counts from the FIRST send, not from created_at: an order that
+-- waited in `accepted` (rate budget, pauses) must not reach review on its
+-- first unknown outcome. Stamped by the first placeOrder attempt; filled in
+-- from the audit for orders sent before this column existed.
+alter table orders add column first_sent_at timestamptz;
+update orders o set first_sent_at = x.first
+  from (select order_id, min(started_at) as first from upstream_exchanges
+        where operation = 'place_order' group by order_id) x
+ where x.order_id = o.order_id;

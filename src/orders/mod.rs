@@ -8,6 +8,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::{crypto::Cipher, store::Store, tuning::Tuning, xoxoday::XoxodayApi};
 
+/// Age limits of accepted, reconciling and pending orders.
+pub mod aging;
 /// Exchange → audit row conversion (encrypt raw, redact copy).
 pub mod audit;
 /// API key hashing, generation, and the in-memory caller cache.

@@ -12,7 +12,8 @@
 //! A stored delivery webhook proves the order exists: such an order is never
 //! placed again, only looked up, then sent to review with that reason.
 //! Anything else changes nothing and is retried with capped exponential
-//! backoff and jitter. Attempts and age are budgeted: then `needs_review`.
+//! backoff and jitter. Attempts and age are budgeted: then `needs_review`,
+//! always after one final lookup (see `aging`).
 //! An error in the reconciler itself reschedules the order; a lost lease or
 //! a crash only delays it until the lease expires.
 
@@ -48,6 +49,7 @@ impl OrderService {
                 "placeOrder leases expired; orders moved to reconciling"
             );
         }
+        self.expire_unsent().await?;
         let claimed = self
             .store
             .claim_due_checks(BATCH, self.settings.lease)
@@ -114,16 +116,6 @@ impl OrderService {
 
     async fn check(&self, c: &CheckRow, token: Uuid) -> StoreResult<()> {
         let order = c.row.to_order();
-        let age = (c.claimed_at - order.created_at)
-            .to_std()
-            .unwrap_or_default();
-        if order.status == OrderStatus::Reconciling && age > self.tuning.max_age {
-            let reason = format!(
-                "outcome still unknown after {}s; automatic resolution exhausted",
-                age.as_secs()
-            );
-            return self.finish(c, CheckEnd::Review(reason)).await;
-        }
         if let Slot::Wait(wait) = self.take_slot(Operation::GetOrderDetails).await? {
             let reason = "waiting for the shared getOrderDetails rate budget".to_owned();
             let end = CheckEnd::Retry {
@@ -148,6 +140,9 @@ impl OrderService {
         info!(outcome = label, "getOrderDetails answered");
         let audit_end = audit::end_of(&self.cipher, exchange_id, &result.exchange, label);
         let mut end = self.decide(c, &result.outcome).await;
+        if let Some(reason) = self.aged(c) {
+            end = self.age_out(c, reason, &result.outcome, end);
+        }
         // A refused token created nothing: after a good refresh, check again at once.
         if matches!(result.outcome, LookupOutcome::Unauthorized(_))
             && self.tokens.token_rejected(&tok).await

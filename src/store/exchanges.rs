@@ -52,7 +52,8 @@ pub struct ExchangeEnd {
 impl Store {
     /// Records a placeOrder attempt about to be sent, under the caller's
     /// lease: bumps `attempts`, stamps `last_place_started_at` (and clears
-    /// `last_place_ended_at`: an attempt is in flight), renews the
+    /// `last_place_ended_at`: an attempt is in flight) and `first_sent_at`
+    /// once, renews the
     /// lease for `lease` from now (so it covers the call itself) and inserts
     /// the exchange row, in one statement. `None` (nothing written) when the
     /// lease is no longer ours, in which case the call must not be sent.
@@ -66,6 +67,7 @@ impl Store {
         Ok(sqlx::query_scalar(
             "with o as (
                update orders set attempts = attempts + 1, last_place_started_at = now(),
+                 first_sent_at = coalesce(first_sent_at, now()),
                  last_place_ended_at = null, lease_sent = true, lease_until = now() + make_interval(secs => $8)
                where order_id = $1 and status = 'placing' and lease_token = $2
                returning attempts)

@@ -33,6 +33,8 @@ pub struct CheckRow {
     /// The order (its `lease_token` is this claim's).
     #[sqlx(flatten)]
     pub row: OrderRow,
+    /// When the first placeOrder attempt began (aging counts from here).
+    pub first_sent_at: Option<DateTime<Utc>>,
     /// When the last placeOrder attempt began.
     pub last_place_started_at: Option<DateTime<Utc>>,
     /// When it ended (answer, error, timeout or expired lease): the start of
@@ -95,7 +97,7 @@ impl Store {
                    limit $1
                    for update skip locked) due
              where o.order_id = due.order_id
-             returning {ORDER_COLUMNS}, o.last_place_started_at, o.last_place_ended_at,
+             returning {ORDER_COLUMNS}, o.first_sent_at, o.last_place_started_at, o.last_place_ended_at,
                        o.next_check_at, o.checks, {HOOKED} as webhook_seen,
                        clock_timestamp() as claimed_at"
         );

@@ -172,10 +172,169 @@ async fn a_webhook_that_came_while_placing_is_checked_right_after_the_answer() {
     assert_ledger_consistent(&app).await;
 }
 
+/// Polls a boolean query until it is true.
+async fn wait_until(app: &TestApp, sql: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let ok: Option<bool> = sqlx::query_scalar(sql).fetch_one(&app.db).await.unwrap();
+        if ok == Some(true) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never: {sql}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn wait_for_status(app: &TestApp, po: &str, status: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while app.db_status(po).await != status {
         assert!(tokio::time::Instant::now() < deadline, "never {status}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn an_aged_order_gets_one_final_lookup_that_can_still_adopt() {
+    let app = spawn_app_with(fast(&[
+        ("RECONCILE_MAX_AGE", "1s"),
+        ("RECONCILE_RETRY_BASE", "1500ms"),
+    ]))
+    .await;
+    app.emulator
+        .push_fault(FaultOp::PlaceOrder, Fault::ErrorAfterCreate { status: 500 });
+    let (id, po) = post_unwaited(&app, &order_body()).await;
+    wait_all_settled(&app.db, Duration::from_secs(30)).await;
+    let order = view(&app, &id).await;
+    assert_eq!(order["status"], "completed", "{order}");
+    assert_eq!(app.emulator.place_calls(&po), 1);
+    assert_ledger_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn an_aged_order_is_reviewed_only_after_a_final_lookup() {
+    let app = spawn_app_with(fast(&[
+        ("RECONCILE_MAX_AGE", "1s"),
+        ("RECONCILE_RETRY_BASE", "1500ms"),
+    ]))
+    .await;
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::ErrorBeforeCreate { status: 502 },
+    );
+    let (id, po) = post_unwaited(&app, &order_body()).await;
+    wait_all_settled(&app.db, Duration::from_secs(30)).await;
+    let order = view(&app, &id).await;
+    assert_eq!(order["status"], "needs_review", "{order}");
+    let lookups = app
+        .count("upstream_exchanges where operation = 'get_order_details' and outcome is not null")
+        .await;
+    assert_eq!(lookups, 1, "one final lookup before the review");
+    assert_eq!(app.emulator.place_calls(&po), 1);
+    assert_ledger_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn reconciliation_age_counts_from_the_first_send_not_from_creation() {
+    let app = spawn_app_with(fast(&[("RECONCILE_MAX_AGE", "30m")])).await;
+    app.emulator
+        .push_fault(FaultOp::PlaceOrder, Fault::ErrorAfterCreate { status: 500 });
+    let (id, _) = post_unwaited(&app, &order_body()).await;
+    // As if it had waited in `accepted` for two hours before it was sent.
+    sqlx::query("update orders set created_at = now() - interval '2 hours' where order_id = $1")
+        .bind(uuid::Uuid::parse_str(&id).unwrap())
+        .execute(&app.db)
+        .await
+        .unwrap();
+    wait_all_settled(&app.db, Duration::from_secs(30)).await;
+    let order = view(&app, &id).await;
+    assert_eq!(order["status"], "completed", "{order}");
+    assert_ledger_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn an_accepted_order_never_sent_expires_as_failed() {
+    let app = spawn_app_with(fast(&[])).await;
+    // One order that was sent (throttled: no order, but a send all the same).
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::RateLimited {
+            penalty_seconds: 3600,
+        },
+    );
+    let (sent_id, _) = post_unwaited(&app, &order_body()).await;
+    wait_until(
+        &app,
+        "select count(*) = 1 from upstream_exchanges where outcome = 'rate_limited'",
+    )
+    .await;
+    // placeOrder is paused now: the next order is never sent.
+    let (unsent_id, unsent_po) = post_unwaited(&app, &order_body()).await;
+    wait_until(&app, "select bool_and(status = 'accepted') from orders").await;
+    sqlx::query("update orders set created_at = now() - interval '73 hours'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let order = wait_view_status(&app, &unsent_id, "failed").await;
+    assert_eq!(order["statusReason"], "expired_unsent", "{order}");
+    assert_eq!(app.emulator.place_calls(&unsent_po), 0);
+    assert_eq!(view(&app, &sent_id).await["status"], "accepted");
+    assert_ledger_consistent_after_lifting(&app).await;
+}
+
+async fn assert_ledger_consistent_after_lifting(app: &TestApp) {
+    crate::ledger::lift_pauses_and_make_due(&app.db).await;
+    wait_all_settled(&app.db, Duration::from_secs(30)).await;
+    assert_ledger_consistent(app).await;
+}
+
+async fn wait_view_status(app: &TestApp, id: &str, status: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let order = view(app, id).await;
+        if order["status"] == status {
+            return order;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{order}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_pending_too_long_goes_to_review_as_overdue() {
+    let app = spawn_app_with(fast(&[("PENDING_DELIVERY_MAX_AGE", "1s")])).await;
+    let order: Value = app
+        .post_order(&new_key(), &json!({"productId": 1003, "denomination": 10}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(order["status"], "pending_delivery");
+    let (id, po) = (
+        order["id"].as_str().unwrap(),
+        order["poNumber"].as_str().unwrap(),
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let upstream = app.emulator.order(po).unwrap();
+    app.emulator.push_fault(
+        FaultOp::GetOrderDetails,
+        Fault::Respond {
+            status: 200,
+            body: pending_details(upstream.order_id),
+        },
+    );
+    sqlx::query("update orders set next_check_at = now() where po_number = $1")
+        .bind(po)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let order = wait_view_status(&app, id, "needs_review").await;
+    assert_eq!(order["statusReason"], "delivery_overdue", "{order}");
+}
+
+/// A getOrderDetails answer that still says `pending`.
+fn pending_details(order_id: i64) -> Value {
+    json!({"data": {"getOrderDetails": {"status": 1, "data": {
+        "orderId": order_id, "orderTotal": 10, "orderDiscount": "", "currencyCode": "USD",
+        "amountCharged": 10, "orderStatus": "complete", "deliveryStatus": "pending",
+        "vouchers": []}}}})
 }
