@@ -76,13 +76,8 @@ impl OrderService {
             _ => {}
         }
         let end = audit::end_of(&self.cipher, exchange_id, &result.exchange, label);
-        let mut next = outcome::place_result(
-            &self.settings,
-            &self.cipher,
-            order.id,
-            attempt,
-            &result.outcome,
-        );
+        let mut next =
+            outcome::place_result(&self.settings, &self.cipher, order.id, &result.outcome);
         // invalid_token created no order: retry at once after a good refresh.
         let retry_now = matches!(result.outcome, PlaceOutcome::Unauthorized(_))
             && self.tokens.token_rejected(&token).await;

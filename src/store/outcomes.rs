@@ -55,9 +55,13 @@ pub enum PlaceResult {
     /// The order exists upstream.
     Placed(PlacedFacts),
     /// Xoxoday refused; `failure` is `{httpStatus, errorId, errorInfo, error}`.
+    /// `failed` only when no earlier attempt may have created the order,
+    /// else `reconciling` (decided in the write-back, from the audit).
     Failed {
         /// The refusal as sent.
         failure: serde_json::Value,
+        /// First check when the order stays reconciling.
+        check_in: Duration,
     },
     /// Unknown outcome: reconcile by poNumber.
     Reconciling {
@@ -77,6 +81,20 @@ pub enum PlaceResult {
 }
 
 const GUARD: &str = "where o.order_id = $1 and o.status = 'placing' and o.lease_token = $2";
+
+/// The stored history of the order `o` shows that no placeOrder of its
+/// poNumber can have created an order: every exchange (the refusal being
+/// written included) ended with a 4xx whose body we classified as a refusal,
+/// a throttle or a token error (`orders::outcome::label`), and no delivery
+/// webhook is stored. No response, a 5xx, a timeout, an `unknown` outcome or
+/// a throttle body on another status may have created one. Only then may a
+/// refusal make the order `failed`; this holds by construction, whatever
+/// `attempts` says (deferred answers decrement it).
+const CLEAN: &str = "(not exists (select 1 from upstream_exchanges x
+        where x.order_id = o.order_id and x.operation = 'place_order'
+          and not (x.response_status between 400 and 499
+                   and x.outcome in ('rejected', 'systemic', 'rate_limited', 'unauthorized')))
+      and not exists (select 1 from webhook_events w where w.order_id = o.order_id))";
 
 impl Store {
     /// Completes the exchange and applies `result` under the lease; `None`
@@ -106,7 +124,9 @@ impl Store {
                 .bind(&f.delivery_status)
                 .bind(&f.order_status)
                 .bind(f.next_check_in.map(|d| d.as_secs_f64())),
-            PlaceResult::Failed { failure } => q.bind(failure),
+            PlaceResult::Failed { failure, check_in } => {
+                q.bind(failure).bind(check_in.as_secs_f64())
+            }
             PlaceResult::Reconciling {
                 reason,
                 check_in: d,
@@ -136,9 +156,17 @@ fn result_sql(result: &PlaceResult) -> String {
                                   else now() + make_interval(secs => $11) end,
              settled_at = coalesce(o.settled_at, now())"
         ),
-        PlaceResult::Failed { .. } => {
-            "status = 'failed', failure = $3, settled_at = coalesce(o.settled_at, now())".into()
-        }
+        PlaceResult::Failed { .. } => format!(
+            "status = case when {CLEAN} then 'failed' else 'reconciling' end,
+             failure = case when {CLEAN} then $3 else null end,
+             status_reason = case when {CLEAN} then null
+               else 'placeOrder refused (' || coalesce($3->>'errorId', 'HTTP ' || ($3->>'httpStatus'))
+                    || ') but an earlier attempt may have created the order' end,
+             next_check_at = case when {CLEAN} then o.next_check_at
+                                  else now() + make_interval(secs => $4) end,
+             settled_at = case when {CLEAN} then coalesce(o.settled_at, now())
+                               else o.settled_at end"
+        ),
         PlaceResult::Reconciling { .. } => format!(
             "status = 'reconciling', status_reason = $3,
              next_check_at = case when {HOOKED} then now()

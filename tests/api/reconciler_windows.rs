@@ -338,3 +338,34 @@ fn pending_details(order_id: i64) -> Value {
         "amountCharged": 10, "orderStatus": "complete", "deliveryStatus": "pending",
         "vouchers": []}}}})
 }
+
+#[tokio::test]
+async fn a_refusal_after_a_throttled_5xx_never_fails_the_order() {
+    // Attempt 1: a rate-limit body on a 503. It is given back (attempts
+    // decremented), but a 5xx may have created the order. Attempt 2 is
+    // refused: the order must stay reconciling, not become `failed`.
+    let app = spawn_app_with(fast(&[])).await;
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::Respond {
+            status: 503,
+            body: json!({"errors": [{"message": "auth.request_limit_exceeded",
+                                     "penaltySeconds": 1}]}),
+        },
+    );
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::Respond {
+            status: 400,
+            body: json!({"code": 400, "errorId": "PLE10001",
+                         "errorInfo": "Validation error in place order", "error": "Bad request"}),
+        },
+    );
+    let (id, po) = post_unwaited(&app, &order_body()).await;
+    wait_all_settled(&app.db, Duration::from_secs(30)).await;
+    let order = view(&app, &id).await;
+    assert_ne!(order["status"], "failed", "{order}");
+    assert_eq!(order["status"], "completed", "{order}");
+    assert_eq!(app.emulator.place_calls(&po), 3);
+    assert_ledger_consistent(&app).await;
+}
