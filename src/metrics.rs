@@ -2,9 +2,10 @@
 //!
 //! Process-wide counters and histograms are fed by small hooks: every audited
 //! upstream exchange ([`observe_upstream`]), every wait for the shared rate
-//! limit ([`record_rate_limit_wait`]) and every token refresh
-//! ([`set_token_expiry`]). Order gauges are not kept in memory: each scrape
-//! counts them in the database ([`crate::store::stats`]), so every replica
+//! limit ([`record_rate_limit_wait`]), every token refresh
+//! ([`set_token_expiry`]) and every webhook that contradicts a final status
+//! ([`record_webhook_contradiction`]). Order gauges are not kept in memory:
+//! each scrape counts them in the database ([`crate::store::stats`]), so every replica
 //! reports the same truth. Label values are fixed names from the code, never
 //! request data or secrets ([`label`] enforces it).
 
@@ -18,8 +19,8 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use prometheus::{
-    CounterVec, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    CounterVec, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::store::stats::StatusCount;
@@ -50,6 +51,7 @@ struct Process {
     upstream_seconds: HistogramVec,
     rate_limit_waits: IntCounterVec,
     rate_limit_wait_seconds: CounterVec,
+    webhook_contradictions: IntCounter,
     token_expires_at: AtomicI64,
 }
 
@@ -90,8 +92,14 @@ static PROCESS: LazyLock<Process> = LazyLock::new(|| {
         &["operation"],
     )
     .expect("valid metric");
+    let webhook_contradictions = IntCounter::new(
+        "order_gateway_webhook_contradictions_total",
+        "Xoxoday delivery webhooks that contradicted a final status (order moved to needs_review).",
+    )
+    .expect("valid metric");
     for c in [
         Box::new(upstream_calls.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(webhook_contradictions.clone()),
         Box::new(upstream_seconds.clone()),
         Box::new(rate_limit_waits.clone()),
         Box::new(rate_limit_wait_seconds.clone()),
@@ -104,6 +112,7 @@ static PROCESS: LazyLock<Process> = LazyLock::new(|| {
         upstream_seconds,
         rate_limit_waits,
         rate_limit_wait_seconds,
+        webhook_contradictions,
         token_expires_at: AtomicI64::new(UNKNOWN_EXPIRY),
     }
 });
@@ -136,6 +145,11 @@ pub fn record_rate_limit_wait(operation: &str, waited: Duration) {
         .rate_limit_wait_seconds
         .with_label_values(&labels)
         .inc_by(waited.as_secs_f64());
+}
+
+/// Counts one delivery webhook that contradicted a final status (contract §8).
+pub fn record_webhook_contradiction() {
+    PROCESS.webhook_contradictions.inc();
 }
 
 /// Sets when the current Xoxoday access token expires.

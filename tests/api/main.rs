@@ -28,4 +28,5 @@ mod shutdown;
 mod test_db;
 mod tokens;
 mod webhooks;
+mod webhooks_contradictions;
 mod xoxoday_client;
