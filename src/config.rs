@@ -180,7 +180,7 @@ pub struct XoxodayConfig {
     pub place_order_timeout: Duration,
     /// Client timeout for every other operation.
     pub request_timeout: Duration,
-    /// A "not found" is trusted only this long after the last placeOrder began.
+    /// A "not found" is trusted only this long after the last placeOrder ENDED.
     pub settle_window: Duration,
     /// placeOrder calls per minute, all replicas together.
     pub place_order_rate: u32,

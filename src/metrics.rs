@@ -4,9 +4,11 @@
 //! upstream exchange ([`observe_upstream`]), every wait for the shared rate
 //! limit ([`record_rate_limit_wait`]), every token refresh
 //! ([`set_token_expiry`]), every upstream hold that starts ([`count_hold`]),
-//! every balance read ([`set_balance`]); the holds in force are read from
-//! the database on each scrape ([`set_holds`]). Order gauges are not kept in memory: each scrape
-//! counts them in the database ([`crate::store::stats`]), so every replica
+//! every balance read ([`set_balance`]) and every webhook that contradicts a
+//! final status ([`record_webhook_contradiction`]); the holds in force are
+//! read from the database on each scrape ([`set_holds`]). Order gauges are
+//! not kept in memory: each scrape counts them in the database
+//! ([`crate::store::stats`]), so every replica
 //! reports the same truth. Label values are fixed names from the code, never
 //! request data or secrets ([`label`] enforces it).
 
@@ -20,8 +22,8 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use prometheus::{
-    CounterVec, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    CounterVec, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::store::stats::StatusCount;
@@ -52,6 +54,7 @@ struct Process {
     upstream_seconds: HistogramVec,
     rate_limit_waits: IntCounterVec,
     rate_limit_wait_seconds: CounterVec,
+    webhook_contradictions: IntCounter,
     token_expires_at: AtomicI64,
     holds_started: IntCounterVec,
     holds: GaugeVec,
@@ -96,8 +99,14 @@ static PROCESS: LazyLock<Process> = LazyLock::new(|| {
     )
     .expect("valid metric");
     let (holds_started, holds, balance) = hold_metrics();
+    let webhook_contradictions = IntCounter::new(
+        "order_gateway_webhook_contradictions_total",
+        "Xoxoday delivery webhooks that contradicted a final status (order moved to needs_review).",
+    )
+    .expect("valid metric");
     for c in [
         Box::new(upstream_calls.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(webhook_contradictions.clone()),
         Box::new(upstream_seconds.clone()),
         Box::new(rate_limit_waits.clone()),
         Box::new(rate_limit_wait_seconds.clone()),
@@ -113,6 +122,7 @@ static PROCESS: LazyLock<Process> = LazyLock::new(|| {
         upstream_seconds,
         rate_limit_waits,
         rate_limit_wait_seconds,
+        webhook_contradictions,
         token_expires_at: AtomicI64::new(UNKNOWN_EXPIRY),
         holds_started,
         holds,
@@ -210,6 +220,11 @@ pub fn record_rate_limit_wait(operation: &str, waited: Duration) {
         .rate_limit_wait_seconds
         .with_label_values(&labels)
         .inc_by(waited.as_secs_f64());
+}
+
+/// Counts one delivery webhook that contradicted a final status (contract §8).
+pub fn record_webhook_contradiction() {
+    PROCESS.webhook_contradictions.inc();
 }
 
 /// Sets when the current Xoxoday access token expires.

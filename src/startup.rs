@@ -57,7 +57,8 @@ impl Application {
                 cfg.xoxoday.place_order_rate,
                 cfg.xoxoday.order_details_rate,
                 cfg.xoxoday.settle_window,
-            );
+            )
+            .with_place_timeout(cfg.xoxoday.place_order_timeout);
         let listener = TcpListener::bind(cfg.listen_addr)
             .await
             .with_context(|| format!("binding LISTEN_ADDR {}", cfg.listen_addr))?;

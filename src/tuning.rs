@@ -1,5 +1,6 @@
 //! Worker tunables read from the environment (issue 4): leases, the
-//! reconciler's retry schedule and budget, the pending-delivery safety poll,
+//! reconciler's retry schedule and budget, the age limits of `accepted`,
+//! `reconciling` and `pending_delivery` orders, the pending-delivery safety poll,
 //! the shared rate-limit window and the account-wide pause. Each has a
 //! production default; tests shorten them. Protects invariant 3 (nothing
 //! stuck: every uncertain order is retried on a schedule, then reviewed).
@@ -38,8 +39,16 @@ pub struct Tuning {
     pub order_lease: Duration,
     /// `RECONCILE_MAX_ATTEMPTS`: placeOrder attempts before `needs_review` (default 5).
     pub max_attempts: u32,
-    /// `RECONCILE_MAX_AGE`: age after which an unsettled order goes to `needs_review` (default 72 h).
+    /// `RECONCILE_MAX_AGE`: age, counted from the first send, after which a
+    /// `reconciling` order goes to `needs_review` after one final lookup (default 72 h).
     pub max_age: Duration,
+    /// `ACCEPTED_MAX_AGE`: an `accepted` order never sent and older than this
+    /// becomes `failed` with the reason `expired_unsent` (default 72 h).
+    pub accepted_max_age: Duration,
+    /// `PENDING_DELIVERY_MAX_AGE`: a `pending_delivery` order older than this
+    /// (from its first send) goes to `needs_review` with the reason
+    /// `delivery_overdue` after one final lookup (default 21 days).
+    pub pending_delivery_max_age: Duration,
     /// `RECONCILE_RETRY_BASE`: first retry delay of a failed check (default 5 s).
     pub retry_base: Duration,
     /// `RECONCILE_RETRY_MAX`: cap of the exponential backoff (default 15 min).
@@ -69,6 +78,12 @@ impl Tuning {
             order_lease: env.duration_or("ORDER_LEASE", Duration::from_secs(15))?,
             max_attempts: env.parse_or("RECONCILE_MAX_ATTEMPTS", 5u32)?,
             max_age: env.duration_or("RECONCILE_MAX_AGE", Duration::from_secs(72 * 3600))?,
+            accepted_max_age: env
+                .duration_or("ACCEPTED_MAX_AGE", Duration::from_secs(72 * 3600))?,
+            pending_delivery_max_age: env.duration_or(
+                "PENDING_DELIVERY_MAX_AGE",
+                Duration::from_secs(21 * 24 * 3600),
+            )?,
             retry_base: env.duration_or("RECONCILE_RETRY_BASE", Duration::from_secs(5))?,
             retry_max: env.duration_or("RECONCILE_RETRY_MAX", Duration::from_secs(900))?,
             retry_floor: env.duration_or("RECONCILE_RETRY_FLOOR", Duration::from_secs(60))?,

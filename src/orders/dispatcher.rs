@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{OrderService, audit, outcome};
 use crate::{
-    domain::OrderId,
+    domain::{OrderId, OrderStatus},
     store::{StoreError, StoreResult, exchanges::Begin, orders::OrderRow, outcomes::PlaceResult},
     xoxoday::{Operation, PlaceOrderRequest, PlaceOutcome},
 };
@@ -84,13 +84,8 @@ impl OrderService {
             _ => {}
         }
         let end = audit::end_of(&self.cipher, exchange_id, &result.exchange, label);
-        let mut next = outcome::place_result(
-            &self.settings,
-            &self.cipher,
-            order.id,
-            attempt,
-            &result.outcome,
-        );
+        let mut next =
+            outcome::place_result(&self.settings, &self.cipher, order.id, &result.outcome);
         // invalid_token created no order: retry at once after a good refresh.
         let retry_now = matches!(result.outcome, PlaceOutcome::Unauthorized(_))
             && self.tokens.token_rejected(&token).await;
@@ -103,13 +98,15 @@ impl OrderService {
                     .record_place_result(order.id, lease, exchange_id, &end, &next)
             })
             .await?;
-        if written.is_none() {
-            warn!(
+        match &written {
+            None => warn!(
                 outcome = label,
                 "lease lost during placeOrder; result kept only in the audit"
-            );
-        } else if retry_now {
-            self.wake.notify_one();
+            ),
+            // A webhook stored while placing may have made it due now.
+            Some(row) if awaits_check(row) => self.recon_wake.notify_one(),
+            Some(_) if retry_now => self.wake.notify_one(),
+            Some(_) => {}
         }
         Ok(written)
     }
@@ -147,7 +144,7 @@ impl OrderService {
     /// One background pass: expire dead leases, claim due orders, place them
     /// concurrently. Returns the handles so tests can wait for them.
     pub async fn dispatch_due(&self) -> StoreResult<Vec<JoinHandle<()>>> {
-        let expired = self.store.expire_placing_leases().await?;
+        let expired = self.expire_placing_leases().await?;
         if expired > 0 {
             warn!(
                 expired,
@@ -237,6 +234,13 @@ impl OrderService {
         }
         f().await
     }
+}
+
+fn awaits_check(row: &OrderRow) -> bool {
+    matches!(
+        row.to_order().status,
+        OrderStatus::PendingDelivery | OrderStatus::Reconciling
+    )
 }
 
 fn place_request(row: &OrderRow) -> PlaceOrderRequest {

@@ -1,6 +1,7 @@
 //! Lease renewal: while a claimed order's work runs, its lease is extended
 //! every third of its length, so a slow but live call is never taken over.
 //! A lost lease is not an error here: every write-back is fenced anyway.
+//! Leases that ran out are moved on with the latest possible end of their call.
 
 use std::future::Future;
 
@@ -8,9 +9,17 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::OrderService;
-use crate::domain::OrderId;
+use crate::{domain::OrderId, store::StoreResult};
 
 impl OrderService {
+    /// Moves `placing` orders whose lease ran out on (see
+    /// [`crate::store::Store::expire_placing_leases`]).
+    pub(crate) async fn expire_placing_leases(&self) -> StoreResult<u64> {
+        self.store
+            .expire_placing_leases(self.upstream.place_timeout)
+            .await
+    }
+
     /// Runs `work` while renewing the lease `token` of `order`.
     pub(crate) async fn with_heartbeat<T>(
         &self,

@@ -24,8 +24,11 @@ pub struct UpstreamLimits {
     pub place_order_rate: u32,
     /// getOrderDetails calls per minute, all replicas together.
     pub order_details_rate: u32,
-    /// How long after a placeOrder began a "not found" is not trusted.
+    /// How long after a placeOrder ENDED a "not found" is not trusted.
     pub settle_window: Duration,
+    /// The placeOrder client timeout: the latest end of a call whose worker
+    /// vanished mid-call.
+    pub place_timeout: Duration,
 }
 
 impl Default for UpstreamLimits {
@@ -34,6 +37,7 @@ impl Default for UpstreamLimits {
             place_order_rate: 100,
             order_details_rate: 200,
             settle_window: Duration::from_secs(150),
+            place_timeout: Duration::from_secs(150),
         }
     }
 }

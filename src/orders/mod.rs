@@ -8,6 +8,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::{crypto::Cipher, store::Store, tuning::Tuning, xoxoday::XoxodayApi};
 
+/// Age limits of accepted, reconciling and pending orders.
+pub mod aging;
 /// Exchange → audit row conversion (encrypt raw, redact copy).
 pub mod audit;
 /// API key hashing, generation, and the in-memory caller cache.
@@ -60,7 +62,8 @@ pub struct DispatchSettings {
     pub unknown_check_in: Duration,
     /// First check of a pending delivery.
     pub pending_check_in: Duration,
-    /// Least delay after a throttle, token or account-wide refusal.
+    /// Least delay after a throttle, token or account-wide refusal, and
+    /// before the first lookup after a timeout (`RECONCILE_RETRY_FLOOR`).
     pub defer_floor: Duration,
 }
 
@@ -150,7 +153,16 @@ impl OrderService {
             place_order_rate: place,
             order_details_rate: details,
             settle_window: settle,
+            place_timeout: self.upstream.place_timeout,
         });
+        self
+    }
+
+    /// Sets `XOXODAY_PLACE_ORDER_TIMEOUT` (the end of a call whose lease expired).
+    pub fn with_place_timeout(mut self, timeout: Duration) -> Self {
+        let mut limits = (*self.upstream).clone();
+        limits.place_timeout = timeout;
+        self.upstream = Arc::new(limits);
         self
     }
 

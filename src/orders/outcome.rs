@@ -1,5 +1,7 @@
 //! One mapping from a placeOrder outcome to what happens to the order
-//! (issue 3): placed → completed / pending_delivery, refused → failed,
+//! (issue 3): placed → completed / pending_delivery, refused → failed (only
+//! when the stored history shows no earlier attempt could have created the
+//! order; the write-back decides that in SQL, see `store::outcomes`),
 //! unknown → reconciling, no-order-created (throttle, token, account,
 //! insufficient balance) → back to accepted later, not counted as an attempt.
 
@@ -37,27 +39,20 @@ pub(crate) fn place_result(
     s: &DispatchSettings,
     cipher: &Cipher,
     order: OrderId,
-    attempt: i32,
     outcome: &PlaceOutcome,
 ) -> PlaceResult {
     match outcome {
         PlaceOutcome::Placed(up) => PlaceResult::Placed(placed_facts(s, cipher, order, up)),
-        // A refusal of a re-placement says nothing about the earlier attempt,
-        // whose outcome was unknown: `failed` would invite the caller to order
-        // again under a new key. Keep reconciling; the budget ends in review.
-        PlaceOutcome::Rejected(e) if attempt > 1 => PlaceResult::Reconciling {
-            reason: format!(
-                "re-placement refused ({}) after an unknown earlier attempt",
-                id_of(e)
-            ),
-            check_in: s.unknown_check_in,
-        },
+        // A refusal says nothing about earlier attempts: `failed` would invite
+        // the caller to order again under a new key. The write-back keeps the
+        // order reconciling when any earlier attempt may have created it.
         PlaceOutcome::Rejected(e) => PlaceResult::Failed {
             failure: failure_json(e),
+            check_in: s.unknown_check_in,
         },
         PlaceOutcome::Unknown { reason } => PlaceResult::Reconciling {
             reason: format!("placeOrder outcome unknown: {reason}"),
-            check_in: s.unknown_check_in,
+            check_in: unknown_check_in(s, reason),
         },
         PlaceOutcome::RateLimited { penalty } => deferred(
             s,
@@ -90,6 +85,16 @@ pub(crate) fn place_result(
                 id_of(e)
             ),
         ),
+    }
+}
+
+/// First check after an unknown outcome; after a timeout at least the retry
+/// floor, since Xoxoday may still be working on the call we gave up on.
+fn unknown_check_in(s: &DispatchSettings, reason: &str) -> Duration {
+    if reason.contains("timeout") || reason.contains("timed out") {
+        s.unknown_check_in.max(s.defer_floor)
+    } else {
+        s.unknown_check_in
     }
 }
 

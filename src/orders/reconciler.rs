@@ -5,11 +5,15 @@
 //!
 //! A check asks getOrderDetails(poNumber) under a renewed lease, within the
 //! shared budget. Found → adopt Xoxoday's state. Not found → trusted only once
-//! the settle window since the last placeOrder began has passed; then the
+//! the settle window since the last placeOrder ENDED has passed (never while
+//! an attempt may still be in flight); then the
 //! order is placed again with the same poNumber through the dispatcher's path
 //! (a "poNumber already used" answer is Unknown, so it is looked up again).
+//! A stored delivery webhook proves the order exists: such an order is never
+//! placed again, only looked up, then sent to review with that reason.
 //! Anything else changes nothing and is retried with capped exponential
-//! backoff and jitter. Attempts and age are budgeted: then `needs_review`.
+//! backoff and jitter. Attempts and age are budgeted: then `needs_review`,
+//! always after one final lookup (see `aging`).
 //! An error in the reconciler itself reschedules the order; a lost lease or
 //! a crash only delays it until the lease expires.
 
@@ -38,13 +42,14 @@ impl OrderService {
     /// One pass: expire dead `placing` leases, claim due checks, run them
     /// concurrently. Returns the handles so tests can wait for them.
     pub async fn reconcile_due(&self) -> StoreResult<Vec<JoinHandle<()>>> {
-        let expired = self.store.expire_placing_leases().await?;
+        let expired = self.expire_placing_leases().await?;
         if expired > 0 {
             warn!(
                 expired,
                 "placeOrder leases expired; orders moved to reconciling"
             );
         }
+        self.expire_unsent().await?;
         let claimed = self
             .store
             .claim_due_checks(BATCH, self.settings.lease)
@@ -111,16 +116,6 @@ impl OrderService {
 
     async fn check(&self, c: &CheckRow, token: Uuid) -> StoreResult<()> {
         let order = c.row.to_order();
-        let age = (c.claimed_at - order.created_at)
-            .to_std()
-            .unwrap_or_default();
-        if order.status == OrderStatus::Reconciling && age > self.tuning.max_age {
-            let reason = format!(
-                "outcome still unknown after {}s; automatic resolution exhausted",
-                age.as_secs()
-            );
-            return self.finish(c, CheckEnd::Review(reason)).await;
-        }
         let call = self.xoxoday.prepare_order_details(order.po_number.as_str());
         let exchange_id = Uuid::now_v7();
         let tok = self.tokens.access_token().await;
@@ -149,6 +144,9 @@ impl OrderService {
         info!(outcome = label, "getOrderDetails answered");
         let audit_end = audit::end_of(&self.cipher, exchange_id, &result.exchange, label);
         let mut end = self.decide(c, &result.outcome).await;
+        if let Some(reason) = self.aged(c) {
+            end = self.age_out(c, reason, &result.outcome, end);
+        }
         // A refused token created nothing: after a good refresh, check again at once.
         if matches!(result.outcome, LookupOutcome::Unauthorized(_))
             && self.tokens.token_rejected(&tok).await
@@ -165,7 +163,7 @@ impl OrderService {
             })
             .await?;
         match row {
-            Some(row) if replace => {
+            Some(row) if replace && row.to_order().status == OrderStatus::Placing => {
                 self.place_leased_after_check(row).await?;
             }
             Some(_) => {}
@@ -234,9 +232,20 @@ impl OrderService {
                 counted: true,
             };
         }
+        if c.webhook_seen {
+            return self.not_found_despite_webhook(c);
+        }
+        if c.last_place_started_at.is_some() && c.last_place_ended_at.is_none() {
+            let reason = "not found, but a placeOrder attempt may still be in flight".into();
+            return CheckEnd::Retry {
+                delay: self.backoff(c),
+                reason,
+                counted: false,
+            };
+        }
         let settle = chrono::Duration::from_std(self.upstream.settle_window).unwrap_or_default();
-        if let Some(started) = c.last_place_started_at {
-            let trusted_at = started + settle;
+        if let Some(ended) = c.last_place_ended_at {
+            let trusted_at = ended + settle;
             // The lookup began after the claim, so judging by the claim's
             // database time errs on the side of waiting longer.
             let now = c.claimed_at;
@@ -259,6 +268,26 @@ impl OrderService {
             ));
         }
         CheckEnd::Replace
+    }
+
+    /// A stored webhook proves Xoxoday has the order: look again (counted),
+    /// and after the attempts budget of lookups hand it to an operator.
+    fn not_found_despite_webhook(&self, c: &CheckRow) -> CheckEnd {
+        let budget = i32::try_from(self.tuning.max_attempts).unwrap_or(i32::MAX);
+        if c.checks >= budget {
+            return CheckEnd::Review(format!(
+                "a stored Xoxoday delivery webhook proves this order exists, but getOrderDetails \
+                 still says not found after {} lookups; never placed again",
+                c.checks + 1
+            ));
+        }
+        CheckEnd::Retry {
+            delay: self.backoff(c),
+            reason: "not found, but a stored delivery webhook proves the order exists; \
+                     looking again, never placing again"
+                .into(),
+            counted: true,
+        }
     }
 
     /// Capped exponential backoff with ±20 % jitter.

@@ -2,11 +2,14 @@
 //! once per webhook id and applied in the same transaction; the reconciler
 //! is woken to fetch the vouchers of a delivered order. Unknown poNumbers are
 //! kept and reported, never errors (Xoxoday would retry, then disable the hook).
+//! A webhook that contradicts a final status is counted
+//! (`order_gateway_webhook_contradictions_total`) and logged at error level;
+//! the store has moved the order to `needs_review`. It still gets its 200.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::OrderService;
 use crate::domain::safe_text;
@@ -57,6 +60,16 @@ impl OrderService {
             Ok(WebhookStored::Unmatched) => {
                 UNMATCHED_WEBHOOKS.fetch_add(1, Ordering::Relaxed);
                 warn!(webhook.id = %id, po_number = ?event.po_number, "Xoxoday webhook for an unknown poNumber; stored for review");
+            }
+            Ok(WebhookStored::Contradicted { was }) => {
+                crate::metrics::record_webhook_contradiction();
+                error!(
+                    webhook.id = %id,
+                    po_number = ?event.po_number,
+                    delivery_status = ?event.delivery_status,
+                    order.status_was = was.as_str(),
+                    "Xoxoday webhook contradicts our final status; order moved to needs_review"
+                );
             }
             Ok(WebhookStored::Repeat) => {
                 info!(webhook.id = %id, "repeated Xoxoday webhook ignored")

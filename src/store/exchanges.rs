@@ -73,12 +73,13 @@ pub enum Begin {
 impl Store {
     /// Records a placeOrder attempt about to be sent, under the caller's
     /// lease, and takes its rate slot, in one transaction: bumps `attempts`,
-    /// stamps `last_place_started_at`, sets `lease_sent`, renews the lease
-    /// for `lease` from now (so it covers the call itself), inserts the
-    /// exchange row, and only then takes the slot (issue 9, window 10: the
-    /// stamp is one commit away from the send). Without a slot the
-    /// transaction rolls back: no attempt counted, no row, `lease_sent`
-    /// untouched.
+    /// stamps `last_place_started_at` (and clears `last_place_ended_at`: an
+    /// attempt is in flight) and `first_sent_at` once, sets `lease_sent`,
+    /// renews the lease for `lease` from now (so it covers the call itself),
+    /// inserts the exchange row, and only then takes the slot (issue 9,
+    /// window 10: the stamp is one commit away from the send). Without a
+    /// slot the transaction rolls back: no attempt counted, no row,
+    /// `lease_sent` untouched.
     pub async fn begin_place_attempt(
         &self,
         order: OrderId,
@@ -90,8 +91,9 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let attempt: Option<i32> = sqlx::query_scalar(
             "with o as (
-               update orders set attempts = attempts + 1, last_place_started_at = now(), lease_sent = true,
-                 lease_until = now() + make_interval(secs => $8)
+               update orders set attempts = attempts + 1, last_place_started_at = now(),
+                 first_sent_at = coalesce(first_sent_at, now()),
+                 last_place_ended_at = null, lease_sent = true, lease_until = now() + make_interval(secs => $8)
                where order_id = $1 and status = 'placing' and lease_token = $2
                returning attempts)
              insert into upstream_exchanges

@@ -13,6 +13,8 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
+/// Aging of orders never sent.
+pub mod aging;
 /// Callers and their hashed API keys.
 pub mod callers;
 /// Upstream exchange audit rows.

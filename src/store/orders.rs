@@ -269,11 +269,17 @@ impl Store {
     /// Orders whose `placing` lease ran out (the worker died or stalled).
     /// If that claim had begun sending, the outcome is unknown: `reconciling`,
     /// never a blind re-place. If it never sent, nothing can exist upstream:
-    /// back to `accepted`, due now.
-    pub async fn expire_placing_leases(&self) -> StoreResult<u64> {
+    /// back to `accepted`, due now. The end of a call that was sent is
+    /// unknown: it is recorded as the later of now and its start plus
+    /// `place_timeout` (when the client gives up), so the settle window
+    /// never starts before the call could have ended.
+    pub async fn expire_placing_leases(&self, place_timeout: Duration) -> StoreResult<u64> {
         let done = sqlx::query(
             "update orders set
                status = case when lease_sent then 'reconciling' else 'accepted' end,
+               last_place_ended_at = case when lease_sent
+                 then greatest(now(), last_place_started_at + make_interval(secs => $1))
+                 else last_place_ended_at end,
                status_reason = case when lease_sent
                  then 'placeOrder lease expired mid-call (worker stopped); outcome unknown'
                  else 'claim expired before sending' end,
@@ -284,6 +290,7 @@ impl Store {
                                 where status = 'placing' and lease_until < now()
                                 for update skip locked)",
         )
+        .bind(place_timeout.as_secs_f64())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())

@@ -1,8 +1,16 @@
 //! Write-backs after a placeOrder. Each runs in one short transaction that
 //! completes the audit row unconditionally and then updates the order only
 //! under the lease that sent the call (`status = 'placing' and lease_token`),
-//! so a stale worker changes nothing once a newer claim exists. Text from
-//! Xoxoday (facts, failure, reasons) is bound through `domain::safe_text`.
+//! so a stale worker changes nothing once a newer claim exists. Every
+//! write-back stamps `last_place_ended_at`: the settle window starts there.
+//! Text from Xoxoday (facts, failure, reasons) is bound through
+//! `domain::safe_text`.
+//!
+//! A delivery webhook may land while the order is `placing` (it is stored,
+//! but nothing is due then). The write-back looks for one in the same
+//! statement: a pending or unknown order with a stored webhook is due for a
+//! check now, and an answer given back (deferred) becomes `reconciling`
+//! rather than `accepted`, since the webhook proves the order exists.
 
 use std::time::Duration;
 
@@ -13,6 +21,7 @@ use super::{
     Store, StoreResult,
     exchanges::{ExchangeEnd, complete_exchange},
     orders::{ORDER_COLUMNS, OrderRow},
+    reconcile::HOOKED,
     vouchers::{VoucherRow, insert_vouchers},
 };
 use crate::domain::{
@@ -51,9 +60,13 @@ pub enum PlaceResult {
     /// The order exists upstream.
     Placed(PlacedFacts),
     /// Xoxoday refused; `failure` is `{httpStatus, errorId, errorInfo, error}`.
+    /// `failed` only when no earlier attempt may have created the order,
+    /// else `reconciling` (decided in the write-back, from the audit).
     Failed {
         /// The refusal as sent.
         failure: serde_json::Value,
+        /// First check when the order stays reconciling.
+        check_in: Duration,
     },
     /// Unknown outcome: reconcile by poNumber.
     Reconciling {
@@ -73,6 +86,21 @@ pub enum PlaceResult {
 }
 
 const GUARD: &str = "where o.order_id = $1 and o.status = 'placing' and o.lease_token = $2";
+
+/// The stored history of the order `o` shows that no placeOrder of its
+/// poNumber can have created an order: every exchange (the refusal being
+/// written included) ended with a 4xx whose body we classified as a refusal,
+/// a throttle or a token error (`orders::outcome::label`), and no delivery
+/// webhook is stored. No response, a 5xx, a timeout, an `unknown` outcome or
+/// a throttle body on another status may have created one. Only then may a
+/// refusal make the order `failed`; this holds by construction, whatever
+/// `attempts` says (deferred answers decrement it).
+const CLEAN: &str = "(not exists (select 1 from upstream_exchanges x
+        where x.order_id = o.order_id and x.operation = 'place_order'
+          and not (x.response_status between 400 and 499
+                   and x.outcome in ('rejected', 'systemic', 'rate_limited', 'unauthorized',
+                                     'insufficient_balance')))
+      and not exists (select 1 from webhook_events w where w.order_id = o.order_id))";
 
 impl Store {
     /// Completes the exchange and applies `result` under the lease; `None`
@@ -102,7 +130,9 @@ impl Store {
                 .bind(pg_text(&f.delivery_status).into_owned())
                 .bind(pg_opt(f.order_status.as_deref()))
                 .bind(f.next_check_in.map(|d| d.as_secs_f64())),
-            PlaceResult::Failed { failure } => q.bind(pg_json(failure)),
+            PlaceResult::Failed { failure, check_in } => {
+                q.bind(pg_json(failure)).bind(check_in.as_secs_f64())
+            }
             PlaceResult::Reconciling {
                 reason,
                 check_in: d,
@@ -124,27 +154,43 @@ impl Store {
 /// The guarded UPDATE for each result; `$1` order, `$2` lease token.
 fn result_sql(result: &PlaceResult) -> String {
     let set = match result {
-        PlaceResult::Placed(_) => {
+        PlaceResult::Placed(_) => format!(
             "status = $3, xoxoday_order_id = $4, currency_code = $5, order_total = $6,
              order_discount = $7, amount_charged = $8, delivery_status = $9,
              upstream_order_status = $10, status_reason = null, failure = null,
-             next_check_at = now() + make_interval(secs => $11),
+             next_check_at = case when $11::float8 is not null and {HOOKED} then now()
+                                  else now() + make_interval(secs => $11) end,
              settled_at = coalesce(o.settled_at, now())"
-        }
-        PlaceResult::Failed { .. } => {
-            "status = 'failed', failure = $3, settled_at = coalesce(o.settled_at, now())"
-        }
-        PlaceResult::Reconciling { .. } => {
+        ),
+        PlaceResult::Failed { .. } => format!(
+            "status = case when {CLEAN} then 'failed' else 'reconciling' end,
+             failure = case when {CLEAN} then $3 else null end,
+             status_reason = case when {CLEAN} then null
+               else 'placeOrder refused (' || coalesce($3->>'errorId', 'HTTP ' || ($3->>'httpStatus'))
+                    || ') but an earlier attempt may have created the order' end,
+             next_check_at = case when {CLEAN} then o.next_check_at
+                                  else now() + make_interval(secs => $4) end,
+             settled_at = case when {CLEAN} then coalesce(o.settled_at, now())
+                               else o.settled_at end"
+        ),
+        PlaceResult::Reconciling { .. } => format!(
             "status = 'reconciling', status_reason = $3,
-             next_check_at = now() + make_interval(secs => $4)"
-        }
-        PlaceResult::Deferred { .. } => {
-            "status = 'accepted', status_reason = $3, attempts = greatest(o.attempts - 1, 0),
+             next_check_at = case when {HOOKED} then now()
+                                  else now() + make_interval(secs => $4) end"
+        ),
+        PlaceResult::Deferred { .. } => format!(
+            "status = case when {HOOKED} then 'reconciling' else 'accepted' end,
+             status_reason = case when {HOOKED}
+               then 'answer gave no order, but a stored delivery webhook proves one exists'
+               else $3 end,
+             next_check_at = case when {HOOKED} then now() else o.next_check_at end,
+             attempts = greatest(o.attempts - 1, 0),
              next_attempt_at = now() + make_interval(secs => $4)"
-        }
+        ),
     };
     format!(
-        "update orders o set {set}, lease_token = null, lease_until = null, lease_sent = false
+        "update orders o set {set}, lease_token = null, lease_until = null, lease_sent = false,
+           last_place_ended_at = now()
          {GUARD} returning {ORDER_COLUMNS}"
     )
 }

@@ -8,6 +8,11 @@
 //! (or a webhook) moved the order on. Reschedules keep a `next_check_at`
 //! that someone else (a webhook) moved while the check ran. Text from
 //! Xoxoday (facts, reasons) is bound through `domain::safe_text`.
+//!
+//! A stored delivery webhook for the order proves that Xoxoday has it: the
+//! re-placement statement itself refuses such an order (`not exists` over
+//! `webhook_events`), so the rule holds however late the webhook lands. A
+//! refused review or re-placement releases the claim and checks again now.
 
 use std::time::Duration;
 
@@ -33,14 +38,22 @@ pub struct CheckRow {
     /// The order (its `lease_token` is this claim's).
     #[sqlx(flatten)]
     pub row: OrderRow,
-    /// When the last placeOrder attempt began (start of the settle window).
+    /// When the first placeOrder attempt began (aging counts from here).
+    pub first_sent_at: Option<DateTime<Utc>>,
+    /// When the last placeOrder attempt began.
     pub last_place_started_at: Option<DateTime<Utc>>,
+    /// When it ended (answer, error, timeout or expired lease): the start of
+    /// the settle window. `None` after a start: a call may be in flight.
+    pub last_place_ended_at: Option<DateTime<Utc>>,
     /// `next_check_at` as claimed; a write-back keeps a value moved since.
     pub next_check_at: Option<DateTime<Utc>>,
     /// Checks since the last placeOrder attempt (backoff exponent).
     pub checks: i32,
+    /// A delivery webhook for this order is stored (at claim time): proof
+    /// that the order exists upstream, whatever getOrderDetails says.
+    pub webhook_seen: bool,
     /// The database clock when this claim was made. The settle window is
-    /// measured on the database clock, like `last_place_started_at`, never
+    /// measured on the database clock, like `last_place_ended_at`, never
     /// on a replica's own clock (which may run ahead).
     pub claimed_at: DateTime<Utc>,
 }
@@ -67,6 +80,10 @@ pub enum CheckEnd {
 
 const GUARD: &str = "where o.order_id = $1 and o.lease_token = $2 and o.status = $3";
 
+/// True when a delivery webhook for the order `o` is stored.
+pub(crate) const HOOKED: &str =
+    "exists (select 1 from webhook_events w where w.order_id = o.order_id)";
+
 impl Store {
     /// Claims up to `limit` due checks no live lease holds.
     pub async fn claim_due_checks(
@@ -85,7 +102,8 @@ impl Store {
                    limit $1
                    for update skip locked) due
              where o.order_id = due.order_id
-             returning {ORDER_COLUMNS}, o.last_place_started_at, o.next_check_at, o.checks,
+             returning {ORDER_COLUMNS}, o.first_sent_at, o.last_place_started_at, o.last_place_ended_at,
+                       o.next_check_at, o.checks, {HOOKED} as webhook_seen,
                        clock_timestamp() as claimed_at"
         );
         Ok(sqlx::query_as(&sql)
@@ -183,12 +201,16 @@ impl Store {
                     .await?
             }
             CheckEnd::Review(reason) => {
-                guarded(&review_sql(), c)
+                let row = guarded(&review_sql(), c)
                     .bind(pg_text(reason).into_owned())
                     .fetch_optional(&mut *tx)
-                    .await?
+                    .await?;
+                or_check_now(&mut tx, c, row).await?
             }
-            CheckEnd::Replace => guarded(&replace_sql(), c).fetch_optional(&mut *tx).await?,
+            CheckEnd::Replace => {
+                let row = guarded(&replace_sql(), c).fetch_optional(&mut *tx).await?;
+                or_check_now(&mut tx, c, row).await?
+            }
         };
         tx.commit().await?;
         Ok(row)
@@ -246,19 +268,46 @@ fn retry_sql() -> String {
     )
 }
 
+/// Only when no webhook moved `next_check_at` since the claim ($4).
+const UNMOVED: &str = "o.next_check_at is not distinct from $4::timestamptz";
+
 fn review_sql() -> String {
     format!(
         "update orders o set status = 'needs_review', status_reason = $5,
            lease_token = null, lease_until = null, next_check_at = null
-         {GUARD} and $4::timestamptz is not distinct from $4 returning {ORDER_COLUMNS}"
+         {GUARD} and {UNMOVED} returning {ORDER_COLUMNS}"
     )
 }
 
+/// Never for an order a stored webhook proves to exist upstream.
 fn replace_sql() -> String {
     format!(
         "update orders o set status = 'placing', checks = 0
-         {GUARD} and $4::timestamptz is not distinct from $4 returning {ORDER_COLUMNS}"
+         {GUARD} and {UNMOVED} and not {HOOKED} returning {ORDER_COLUMNS}"
     )
+}
+
+/// A review or re-placement its guard refused (a webhook came): release the
+/// claim, check again now. `row` is the guarded statement's result.
+async fn or_check_now(
+    tx: &mut sqlx::PgConnection,
+    c: &CheckRow,
+    row: Option<OrderRow>,
+) -> StoreResult<Option<OrderRow>> {
+    if row.is_some() {
+        return Ok(row);
+    }
+    let sql = format!(
+        "update orders o set lease_token = null, lease_until = null, next_check_at = now()
+         {GUARD} returning {ORDER_COLUMNS}"
+    );
+    let order = c.row.to_order();
+    Ok(sqlx::query_as(&sql)
+        .bind(order.id.as_uuid())
+        .bind(c.row.lease_token)
+        .bind(order.status.as_str())
+        .fetch_optional(&mut *tx)
+        .await?)
 }
 
 type Query<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, OrderRow, sqlx::postgres::PgArguments>;

@@ -5,7 +5,14 @@
 //! `delivered` only marks the order due for a check now: the reconciler
 //! fetches the vouchers with getOrderDetails and adopts them under its lease.
 //! `canceled` settles a `pending_delivery` order at once; any other in-flight
-//! order is checked now instead.
+//! order is checked now instead. A webhook proves that Xoxoday has the order,
+//! so an `accepted` one (sent before, answer given back) becomes
+//! `reconciling` and never placed again.
+//!
+//! A webhook that contradicts a final status (contract §8: delivered or
+//! pending for an order we call `failed`, `needs_review` or `canceled`;
+//! canceled for one we call `completed` or `failed`) proves our record wrong:
+//! the order moves to `needs_review` with the reason, in the same transaction.
 //!
 //! Every text and jsonb column gets a sanitised copy (`domain::safe_text`),
 //! `payload_raw` the bytes as received: no content makes the insert fail.
@@ -14,6 +21,7 @@ use uuid::Uuid;
 
 use super::{Store, StoreResult};
 use crate::domain::safe_text::{pg_json, pg_key};
+use crate::domain::OrderStatus;
 
 /// A webhook as received.
 #[derive(Debug)]
@@ -41,6 +49,12 @@ pub enum WebhookStored {
     Applied,
     /// New, but no order has this poNumber (kept and reported).
     Unmatched,
+    /// New, and it contradicts the order's final status `was`: the order is
+    /// now `needs_review` with the reason.
+    Contradicted {
+        /// The status we had.
+        was: OrderStatus,
+    },
 }
 
 impl Store {
@@ -77,18 +91,75 @@ impl Store {
         let stored = match (inserted, order) {
             (0, _) => WebhookStored::Repeat,
             (_, None) => WebhookStored::Unmatched,
-            (_, Some(id)) => {
-                apply(&mut tx, id, w.delivery_status.as_deref()).await?;
-                WebhookStored::Applied
-            }
+            (_, Some(id)) => apply(&mut tx, id, w.delivery_status.as_deref()).await?,
         };
         tx.commit().await?;
         Ok(stored)
     }
 }
 
-async fn apply(tx: &mut sqlx::PgConnection, order: Uuid, status: Option<&str>) -> StoreResult<()> {
-    if status == Some("canceled") || status == Some("cancelled") {
+async fn apply(
+    tx: &mut sqlx::PgConnection,
+    order: Uuid,
+    status: Option<&str>,
+) -> StoreResult<WebhookStored> {
+    let ours: String =
+        sqlx::query_scalar("select status from orders where order_id = $1 for update")
+            .bind(order)
+            .fetch_one(&mut *tx)
+            .await?;
+    let was = OrderStatus::parse(&ours).unwrap_or(OrderStatus::NeedsReview);
+    if let Some(reason) = status.and_then(|s| contradiction(was, s)) {
+        sqlx::query(
+            "update orders set status = 'needs_review',
+               status_reason = $2 || coalesce(' (was: ' || status_reason || ')', ''),
+               lease_token = null, lease_until = null, next_check_at = null
+             where order_id = $1",
+        )
+        .bind(order)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+        return Ok(WebhookStored::Contradicted { was });
+    }
+    schedule(tx, order, status).await?;
+    Ok(WebhookStored::Applied)
+}
+
+fn is_canceled(status: &str) -> bool {
+    status == "canceled" || status == "cancelled"
+}
+
+/// Why Xoxoday's `theirs` contradicts our final status `ours`, if it does.
+pub fn contradiction(ours: OrderStatus, theirs: &str) -> Option<String> {
+    use OrderStatus::{Canceled, Completed, Failed, NeedsReview};
+    let clash = if is_canceled(theirs) {
+        matches!(ours, Completed | Failed)
+    } else {
+        matches!(ours, Failed | NeedsReview | Canceled)
+    };
+    let theirs: String = theirs.chars().take(40).collect();
+    clash.then(|| {
+        let meaning = if is_canceled(&theirs) {
+            "our record is wrong"
+        } else {
+            "money was spent"
+        };
+        format!(
+            "webhook contradiction: Xoxoday reports delivery '{theirs}' for an order we \
+             marked {}; {meaning}",
+            ours.as_str()
+        )
+    })
+}
+
+/// Makes an in-flight order due for a check, or settles a cancellation.
+async fn schedule(
+    tx: &mut sqlx::PgConnection,
+    order: Uuid,
+    status: Option<&str>,
+) -> StoreResult<()> {
+    if status.is_some_and(is_canceled) {
         let done = sqlx::query(
             "update orders set status = 'canceled', delivery_status = 'canceled',
                lease_token = null, lease_until = null, next_check_at = null,
@@ -103,11 +174,40 @@ async fn apply(tx: &mut sqlx::PgConnection, order: Uuid, status: Option<&str>) -
         }
     }
     sqlx::query(
-        "update orders set next_check_at = now()
-         where order_id = $1 and status in ('pending_delivery', 'reconciling')",
+        "update orders set next_check_at = now(),
+           status_reason = case when status = 'accepted'
+             then 'a delivery webhook shows Xoxoday has this order; never placed again'
+             else status_reason end,
+           status = case when status = 'accepted' then 'reconciling' else status end
+         where order_id = $1 and status in ('pending_delivery', 'reconciling', 'accepted')",
     )
     .bind(order)
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_webhooks_that_contradict_a_final_status_are_contradictions() {
+        use OrderStatus::*;
+        let clash = |ours, theirs| contradiction(ours, theirs).is_some();
+        for ours in [Failed, NeedsReview, Canceled] {
+            assert!(clash(ours, "delivered"), "{ours:?}");
+            assert!(clash(ours, "pending"), "{ours:?}");
+        }
+        assert!(clash(Completed, "canceled") && clash(Completed, "cancelled"));
+        assert!(clash(Failed, "canceled"));
+        for ours in [Accepted, Placing, Reconciling, PendingDelivery, Completed] {
+            assert!(!clash(ours, "delivered"), "{ours:?}");
+        }
+        for ours in [PendingDelivery, Reconciling, Canceled, NeedsReview] {
+            assert!(!clash(ours, "canceled"), "{ours:?}");
+        }
+        let why = contradiction(Failed, "delivered").unwrap();
+        assert!(why.contains("'delivered'") && why.contains("failed") && why.contains("spent"));
+    }
 }

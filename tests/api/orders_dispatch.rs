@@ -336,6 +336,7 @@ async fn a_stale_lease_cannot_write_back_and_expired_leases_reconcile() {
             &Default::default(),
             &PlaceResult::Failed {
                 failure: json!({"httpStatus": 400}),
+                check_in: Duration::from_secs(1),
             },
         )
         .await

@@ -94,7 +94,8 @@ async fn an_order_hidden_past_the_settle_window_is_refused_as_a_duplicate_then_f
     // write-back) while the order is still invisible to getOrderDetails.
     sqlx::query(
         "update orders set status = 'reconciling', xoxoday_order_id = null, settled_at = null,
-           next_check_at = now(), last_place_started_at = now() - interval '1 minute'
+           next_check_at = now(), last_place_started_at = now() - interval '1 minute',
+           last_place_ended_at = now() - interval '1 minute'
          where po_number = $1",
     )
     .bind(&po)

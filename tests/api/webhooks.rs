@@ -11,7 +11,7 @@ use crate::{
     ledger::{assert_ledger_consistent, fast, wait_all_settled},
 };
 
-const KEY: &str = "webhook-key-0123456789";
+pub(crate) const KEY: &str = "webhook-key-0123456789";
 
 async fn app_with_webhook() -> TestApp {
     let app = spawn_app_with(fast(&[("WEBHOOK_API_KEY", KEY)])).await;
@@ -20,7 +20,11 @@ async fn app_with_webhook() -> TestApp {
     app
 }
 
-async fn post_webhook(app: &TestApp, key: Option<&str>, body: &Value) -> reqwest::Response {
+pub(crate) async fn post_webhook(
+    app: &TestApp,
+    key: Option<&str>,
+    body: &Value,
+) -> reqwest::Response {
     let mut req = app.http.post(app.url("/v1/webhooks/xoxoday")).json(body);
     if let Some(k) = key {
         req = req.header("x-api-key", k);
@@ -28,13 +32,13 @@ async fn post_webhook(app: &TestApp, key: Option<&str>, body: &Value) -> reqwest
     req.send().await.unwrap()
 }
 
-fn event(id: i64, po: &str, status: &str) -> Value {
+pub(crate) fn event(id: i64, po: &str, status: &str) -> Value {
     json!({"id": id, "data": {"orderId": 1, "poNumber": po, "orderDate": "2026-01-01 10:00:00",
            "deliveryStatus": status}, "createdAt": "2026-01-01 10:00:01"})
 }
 
 /// Waits until the order with `id` has `status`.
-async fn wait_status(app: &TestApp, id: &str, status: &str) -> Value {
+pub(crate) async fn wait_status(app: &TestApp, id: &str, status: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let o: Value = app.get_order(&app.api_key, id).await.json().await.unwrap();
