@@ -20,8 +20,8 @@
 use uuid::Uuid;
 
 use super::{Store, StoreResult};
-use crate::domain::safe_text::{pg_json, pg_key};
 use crate::domain::OrderStatus;
+use crate::domain::safe_text::{pg_json, pg_key};
 
 /// A webhook as received.
 #[derive(Debug)]

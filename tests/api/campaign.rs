@@ -1,8 +1,8 @@
 //! The seeded fault campaign of issue 9: hundreds of orders over two real
 //! `serve` replicas on one database, every upstream fault kind mixed at
 //! random, client retries of the same key on both replicas, one `kill -9` of
-//! a replica and a database outage (every backend of the test database
-//! terminated). At the end: one upstream order per poNumber, every order
+//! a replica, a database outage (every backend of the test database
+//! terminated) and a spell of refused tokens (even freshly refreshed ones). At the end: one upstream order per poNumber, every order
 //! settled or in `needs_review` with a reason, and every request answered
 //! 2xx is an order in the database.
 //!
@@ -140,6 +140,7 @@ struct Plan {
     place_faults: Vec<Fault>,
     lookup_faults: Vec<Fault>,
     kill_at: usize,
+    sticky_tokens_at: usize,
     outage_at: usize,
     restart_at: usize,
 }
@@ -162,6 +163,7 @@ impl Plan {
             place_faults,
             lookup_faults,
             kill_at: n / 4 + rng.gen_range(0..n / 8 + 1),
+            sticky_tokens_at: n / 8 + rng.gen_range(0..n / 8 + 1),
             outage_at: n / 2 + rng.gen_range(0..n / 8 + 1),
             restart_at: n * 5 / 8 + rng.gen_range(0..n / 8 + 1),
         }
@@ -226,6 +228,7 @@ fn shared_vars(db_url: &str, emulator: &EmulatorHandle) -> Vec<(String, String)>
         ("RECONCILE_POLL_INTERVAL", "100ms".into()),
         ("RECONCILE_MAX_ATTEMPTS", "20".into()),
         ("SYSTEMIC_PAUSE", "2s".into()),
+        ("XOXODAY_PROBE_INTERVAL", "1s".into()),
         ("PENDING_POLL_INTERVAL", "2s".into()),
         ("WEBHOOK_API_KEY", WEBHOOK_KEY.into()),
         ("DATABASE_MAX_CONNECTIONS", "12".into()),
@@ -339,6 +342,12 @@ async fn run_campaign(n: usize) {
         if at(plan.kill_at) {
             eprintln!("campaign: kill -9 replica 0 before request {first}");
             replicas[0].kill().await;
+        }
+        if at(plan.sticky_tokens_at) {
+            eprintln!("campaign: Xoxoday refuses every token for 3 s before request {first}");
+            emulator.refuse_tokens(true);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            emulator.refuse_tokens(false);
         }
         if at(plan.outage_at) {
             database_outage(&server, &db.name).await;
