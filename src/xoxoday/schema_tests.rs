@@ -1,6 +1,7 @@
 //! Every placeOrder body the client builds validates against Xoxoday's own
-//! published request schema (`../shared/xoxoday/giftcard-placeorder.openapi.yaml`),
-//! and carries exactly what the request said.
+//! published request schema (a copy of the team's
+//! `shared/xoxoday/giftcard-placeorder.openapi.yaml`, kept in `fixtures/` so a
+//! clean clone tests on its own), and carries exactly what the request said.
 
 use std::str::FromStr;
 
@@ -13,7 +14,7 @@ use super::{ClientConfig, PlaceOrderRequest, XoxodayApi, XoxodayClient, redact_j
 
 const SPEC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/xoxoday/giftcard-placeorder.openapi.yaml"
+    "/src/xoxoday/fixtures/giftcard-placeorder.openapi.yaml"
 );
 
 fn request_schema() -> Value {
