@@ -1,4 +1,4 @@
-//! The fixed product catalog (README-emulator.md lists it; colleagues' tests
+//! The fixed product catalog (docs/emulator.md lists it; colleagues' tests
 //! rely on these ids) and its getVouchers rendering (api-reference §5.2).
 
 use rust_decimal::Decimal;

@@ -1,5 +1,5 @@
 //! Emulator settings: [`EmulatorConfig`] with documented defaults, read from
-//! the `EMULATOR_*` variables (README-emulator.md lists them all).
+//! the `EMULATOR_*` variables (docs/emulator.md; the README table lists them all).
 
 use std::{net::SocketAddr, time::Duration};
 
