@@ -65,6 +65,11 @@ impl OrderService {
                 warn!("lease lost before sending placeOrder; not sending");
                 return Ok(None);
             }
+            Begin::Hooked => {
+                warn!("a stored delivery webhook proves the order exists; not placing again");
+                self.recon_wake.notify_one();
+                return Ok(None);
+            }
         };
         // The caller (`place_claimed`) renews the lease while this runs.
         let result = self.xoxoday.place_order(call, &token).await;

@@ -369,3 +369,48 @@ async fn a_refusal_after_a_throttled_5xx_never_fails_the_order() {
     assert_eq!(app.emulator.place_calls(&po), 3);
     assert_ledger_consistent(&app).await;
 }
+
+#[tokio::test]
+async fn a_webhook_that_lands_between_the_replace_and_the_send_forbids_the_send() {
+    // The reconciler's Replace commits (no webhook yet), so the order is
+    // `placing` again under the check's lease. The delivery webhook lands
+    // now: it is stored, but `placing` schedules nothing. The placeOrder
+    // that follows must not go out: the webhook proves the order exists.
+    let app = spawn_app_with(fast(&[
+        ("WEBHOOK_API_KEY", KEY),
+        ("RECONCILE_POLL_INTERVAL", "1h"),
+    ]))
+    .await;
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::ErrorBeforeCreate { status: 502 },
+    );
+    let (_, po) = post_unwaited(&app, &order_body()).await;
+    wait_for_status(&app, &po, "reconciling").await;
+    sqlx::query("update orders set next_check_at = now() where po_number = $1")
+        .bind(&po)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let store = &app.orders.store;
+    let claimed = store
+        .claim_due_checks(8, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let row = store
+        .finish_check(&claimed[0], None, &CheckEnd::Replace)
+        .await
+        .unwrap()
+        .expect("replace applied");
+    assert_eq!(app.db_status(&po).await, "placing");
+    let hook = post_webhook(&app, Some(KEY), &event(4545, &po, "delivered")).await;
+    assert_eq!(hook.status(), 200);
+    app.orders.place_claimed(row).await.unwrap();
+    assert_eq!(
+        app.emulator.place_calls(&po),
+        1,
+        "placed again although a stored webhook proves the order exists"
+    );
+    assert_eq!(app.db_status(&po).await, "reconciling");
+}
