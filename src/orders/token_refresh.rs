@@ -143,7 +143,13 @@ impl RotatingTokens {
                 .store_rotated(row.generation + 1, pair)
                 .await
                 .map(|()| true),
-            other => self.store_failed(other).await.map(|()| false),
+            // The lease was taken from us (a `tokens reset`, or another
+            // replica): the failure was about a replaced pair; adopt the new one.
+            other => match self.store_failed(other, lease).await {
+                Ok(true) => Ok(false),
+                Ok(false) => self.adopt_newer(seen).await,
+                Err(e) => Err(e),
+            },
         };
         self.record(&call).await;
         stored
@@ -231,11 +237,21 @@ impl RotatingTokens {
         }
     }
 
-    async fn store_failed(&self, outcome: &RefreshOutcome) -> Result<(), TokenError> {
+    /// False when the lease was no longer ours: nothing recorded.
+    async fn store_failed(
+        &self,
+        outcome: &RefreshOutcome,
+        lease: Uuid,
+    ) -> Result<bool, TokenError> {
         let (message, operator, retry) = failure_of(outcome);
-        self.store
-            .store_refresh_failure(&message, operator, retry.as_secs_f64())
-            .await?;
+        if !self
+            .store
+            .store_refresh_failure(lease, &message, operator, retry.as_secs_f64())
+            .await?
+        {
+            warn!(reason = %message, "a token refresh failed after its lease was taken over; the pair it was about is replaced");
+            return Ok(false);
+        }
         let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
         h.refresh_failures += 1;
         if operator {
@@ -245,7 +261,7 @@ impl RotatingTokens {
             h.state = TokenState::Failing;
             warn!(reason = %message, retry_in_s = retry.as_secs(), "Xoxoday token refresh failed; retrying");
         }
-        Ok(())
+        Ok(true)
     }
 }
 

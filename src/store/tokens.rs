@@ -171,26 +171,30 @@ impl Store {
     }
 
     /// Records a failed refresh and ends the lease; the next try is due in
-    /// `retry_in_secs`.
+    /// `retry_in_secs`. Only while `lease` is still ours: a `tokens reset`
+    /// (or another replica's refresh) that came meanwhile replaced the pair
+    /// this failure was about, and must not be flagged by it. False then.
     pub async fn store_refresh_failure(
         &self,
+        lease: Uuid,
         error: &str,
         operator_action_required: bool,
         retry_in_secs: f64,
-    ) -> StoreResult<()> {
-        sqlx::query(
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
             "update xoxoday_tokens set last_refresh_error = $1, last_refresh_failed_at = now(),
                operator_action_required = $2,
                refresh_due_at = least(refresh_due_at, now() + make_interval(secs => $3)),
                refresh_lease_token = null, refresh_lease_until = null
-             where token_set_id = 1",
+             where token_set_id = 1 and refresh_lease_token = $4",
         )
         .bind(crate::domain::safe_text::pg_text(error).into_owned())
         .bind(operator_action_required)
         .bind(retry_in_secs)
+        .bind(lease)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 }
 

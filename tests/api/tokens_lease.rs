@@ -102,3 +102,58 @@ async fn tokens_no_transaction_holds_the_token_row_during_the_refresh_call() {
     assert!(refresh.await.unwrap());
     assert_eq!(stored_pair(&app).await.1, app.emulator.current_tokens().0);
 }
+
+#[tokio::test]
+async fn tokens_a_refresh_refused_after_a_reset_does_not_flag_the_reset_pair() {
+    // A refresh is in flight with the old refresh token when the operator
+    // stores a new pair (`tokens reset`), and the old token is refused. The
+    // refusal belongs to the replaced pair: the reset pair must not be
+    // flagged as needing another reset.
+    let app = spawn_app().await;
+    app.emulator.push_fault(
+        FaultOp::RefreshToken,
+        Fault::Slow(Duration::from_millis(1500)),
+    );
+    let stale = SecretString::from(app.emulator.current_tokens().0);
+    app.emulator.expire_access_token();
+    let tokens = app.tokens.clone();
+    let in_flight = tokio::spawn(async move { tokens.token_rejected(&stale).await });
+    while app.emulator.refresh_calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The operator gets a new pair (here: a rotation outside the gateway).
+    let (_, old_refresh) = app.emulator.current_tokens();
+    let fresh = reqwest::Client::new()
+        .post(format!("{}/v1/oauth/token/user", app.emulator.base_url()))
+        .json(&serde_json::json!({
+            "grant_type": "refresh_token", "refresh_token": old_refresh,
+            "client_id": "emulator-client", "client_secret": "emulator-secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 200);
+    let (access, refresh) = app.emulator.current_tokens();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
+        .args(["tokens", "reset"])
+        .env_clear()
+        .env("DATABASE_URL", app.db_url())
+        .env("ENCRYPTION_KEY", encryption_key(app.db_url()))
+        .env("XOXODAY_ACCESS_TOKEN", &access)
+        .env("XOXODAY_REFRESH_TOKEN", &refresh)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    in_flight.await.unwrap();
+    let (_, stored_access, stored_refresh) = stored_pair(&app).await;
+    assert_eq!((stored_access, stored_refresh), (access, refresh));
+    let flagged: bool = sqlx::query_scalar("select operator_action_required from xoxoday_tokens")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(!flagged, "the reset pair is flagged as refused");
+    assert_eq!(app.get("/readyz").await.status(), 200);
+}
