@@ -463,3 +463,33 @@ async fn an_attempt_that_never_got_an_answer_keeps_a_later_refusal_from_failing_
     assert_ne!(order["status"], "failed", "{order}");
     assert_ledger_consistent(&app).await;
 }
+
+#[tokio::test]
+async fn a_throttle_body_on_a_5xx_is_reconciled_not_placed_again_blind() {
+    // A 503 carrying the rate-limit body, while Xoxoday is still creating
+    // the order behind it (created 2 s after the call ended). Giving the
+    // order back to `accepted` places it again after the 1 s penalty, with
+    // no lookup and no settle window: a second order. A throttle body on a
+    // non-4xx answer proves nothing: reconcile it.
+    let app = spawn_app_with(fast(&[("XOXODAY_SETTLE_WINDOW", "3s")])).await;
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::LateCreate {
+            after: Duration::from_secs(2),
+            answer: order_gateway::emulator::LateAnswer::Respond {
+                status: 503,
+                body: json!({"errors": [{"message": "auth.request_limit_exceeded",
+                                         "penaltySeconds": 1}]}),
+            },
+        },
+    );
+    let (id, po) = post_unwaited(&app, &order_body()).await;
+    wait_all_settled(&app.db, Duration::from_secs(30)).await;
+    assert_eq!(
+        app.emulator.orders_for(&po).len(),
+        1,
+        "two orders for one poNumber"
+    );
+    assert_eq!(view(&app, &id).await["status"], "completed");
+    assert_ledger_consistent(&app).await;
+}
