@@ -30,7 +30,6 @@ use super::{
 };
 use crate::{
     store::{
-        StoreError,
         holds::HoldKind,
         tokens::{SealedPair, TokenRow},
     },
@@ -191,24 +190,29 @@ impl RotatingTokens {
         Ok(())
     }
 
-    /// Xoxoday already killed the old pair: keep trying through a short
-    /// database outage (≈ 30 s) rather than drop the only working one.
+    /// Xoxoday already killed the old pair: this process holds the only
+    /// copy of the new one. Keep trying until it is stored, whatever the
+    /// error (an outage longer than a few seconds, a lock wait past
+    /// `statement_timeout`, which is not a connection error): giving up
+    /// would lose the pair for good. Errors are logged, backoff capped.
     async fn store_with_retries(&self, sealed: &SealedPair) -> Result<(), TokenError> {
         let mut delay = Duration::from_millis(200);
-        for _ in 0..8 {
+        let mut tries = 0u32;
+        loop {
             match self.store.store_rotated_pair(sealed).await {
-                Err(StoreError::Unavailable(e)) => {
-                    warn!(error = %e, "database unavailable while storing the rotated token pair; retrying");
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tries += 1;
+                    if tries >= 8 {
+                        error!(error = %e, tries, "the rotated Xoxoday token pair is not stored yet; retrying (it is the only copy)");
+                    } else {
+                        warn!(error = %e, "could not store the rotated token pair; retrying");
+                    }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(8));
                 }
-                other => return Ok(other?),
             }
         }
-        self.store.store_rotated_pair(sealed).await.map_err(|e| {
-            error!(error = %e, "the rotated Xoxoday token pair could not be stored");
-            e.into()
-        })
     }
 
     fn sealed_pair(&self, generation: i64, pair: &TokenPair) -> SealedPair {

@@ -157,3 +157,39 @@ async fn tokens_a_refresh_refused_after_a_reset_does_not_flag_the_reset_pair() {
     assert!(!flagged, "the reset pair is flagged as refused");
     assert_eq!(app.get("/readyz").await.status(), 200);
 }
+
+#[tokio::test]
+async fn tokens_a_rotated_pair_is_stored_even_when_the_row_stays_locked_past_the_statement_timeout()
+{
+    // Xoxoday rotated the pair (the old one is dead); storing it waits on a
+    // row lock longer than statement_timeout (10 s), which is not a
+    // connection error. Giving up there loses the only working pair.
+    let app = spawn_app().await;
+    app.emulator.push_fault(
+        FaultOp::RefreshToken,
+        Fault::Slow(Duration::from_millis(1000)),
+    );
+    let stale = SecretString::from(app.emulator.current_tokens().0);
+    app.emulator.expire_access_token();
+    let tokens = app.tokens.clone();
+    let refresh = tokio::spawn(async move { tokens.token_rejected(&stale).await });
+    while app.emulator.refresh_calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut tx = app.db.begin().await.unwrap();
+    sqlx::query("select 1 from xoxoday_tokens for update")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(11_500)).await;
+    tx.commit().await.unwrap();
+    let _ = refresh.await.unwrap();
+    let (upstream_access, upstream_refresh) = app.emulator.current_tokens();
+    let (generation, access, refresh) = stored_pair(&app).await;
+    assert_eq!(
+        (access.as_str(), refresh.as_str()),
+        (upstream_access.as_str(), upstream_refresh.as_str()),
+        "the rotated pair was lost"
+    );
+    assert_eq!(generation, 2);
+}
