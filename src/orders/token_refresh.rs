@@ -176,7 +176,17 @@ impl RotatingTokens {
 
     async fn store_rotated(&self, generation: i64, pair: &TokenPair) -> Result<(), TokenError> {
         let sealed = self.sealed_pair(generation, pair);
-        self.store_with_retries(&sealed).await?;
+        if !self.store_with_retries(&sealed).await? {
+            error!(
+                token.generation = generation,
+                "a refreshed token pair arrived after a newer pair was stored (tokens reset or a \
+                 later refresh); keeping the newer one"
+            );
+            if let Some(row) = self.store.load_tokens().await? {
+                self.adopt(&row)?;
+            }
+            return Ok(());
+        }
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(Current {
             generation,
             access: pair.access_token.clone(),
@@ -195,12 +205,13 @@ impl RotatingTokens {
     /// error (an outage longer than a few seconds, a lock wait past
     /// `statement_timeout`, which is not a connection error): giving up
     /// would lose the pair for good. Errors are logged, backoff capped.
-    async fn store_with_retries(&self, sealed: &SealedPair) -> Result<(), TokenError> {
+    /// False when a newer pair was stored meanwhile (nothing written).
+    async fn store_with_retries(&self, sealed: &SealedPair) -> Result<bool, TokenError> {
         let mut delay = Duration::from_millis(200);
         let mut tries = 0u32;
         loop {
             match self.store.store_rotated_pair(sealed).await {
-                Ok(()) => return Ok(()),
+                Ok(stored) => return Ok(stored),
                 Err(e) => {
                     tries += 1;
                     if tries >= 8 {

@@ -162,12 +162,20 @@ impl Store {
 
     /// Commits a rotated pair on its own and ends the lease. Written whoever
     /// holds the lease now: once Xoxoday rotated, this pair is the only one
-    /// that works, so it must never be dropped.
-    pub async fn store_rotated_pair(&self, pair: &SealedPair) -> StoreResult<()> {
+    /// that works, so it must never be dropped, unless a newer pair was
+    /// stored since the refresh began (`generation` moved past the one it
+    /// rotated): a `tokens reset`, or a refresh that started after ours and
+    /// so was issued later. Overwriting that would store a pair Xoxoday may
+    /// already have killed. False then (nothing written).
+    pub async fn store_rotated_pair(&self, pair: &SealedPair) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        write_pair(&mut tx, pair, UPSERT).await?;
+        let fenced = format!(
+            "{UPSERT} where xoxoday_tokens.generation = {}",
+            pair.generation - 1
+        );
+        let stored = write_pair(&mut tx, pair, &fenced).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(stored)
     }
 
     /// Records a failed refresh and ends the lease; the next try is due in

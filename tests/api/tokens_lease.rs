@@ -193,3 +193,63 @@ async fn tokens_a_rotated_pair_is_stored_even_when_the_row_stays_locked_past_the
     );
     assert_eq!(generation, 2);
 }
+
+#[tokio::test]
+async fn tokens_a_refresh_answered_after_a_reset_does_not_overwrite_the_reset_pair() {
+    // The refresh call rotates the pair at Xoxoday, but its answer is slow.
+    // Meanwhile the operator gets a newer pair (which kills the one the
+    // slow answer carries) and runs `tokens reset`. The late answer must not
+    // overwrite the reset pair with a dead one.
+    let app = spawn_app().await;
+    app.emulator.push_fault(
+        FaultOp::RefreshToken,
+        Fault::SleepAfterCreate(Duration::from_millis(1500)),
+    );
+    let stale = SecretString::from(app.emulator.current_tokens().0);
+    app.emulator.expire_access_token();
+    let tokens = app.tokens.clone();
+    let in_flight = tokio::spawn(async move { tokens.token_rejected(&stale).await });
+    let (first_access, _) = app.emulator.current_tokens();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while app.emulator.current_tokens().0 == first_access {
+        assert!(tokio::time::Instant::now() < deadline, "never rotated");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, rotated_refresh) = app.emulator.current_tokens();
+    let fresh = reqwest::Client::new()
+        .post(format!("{}/v1/oauth/token/user", app.emulator.base_url()))
+        .json(&serde_json::json!({
+            "grant_type": "refresh_token", "refresh_token": rotated_refresh,
+            "client_id": "emulator-client", "client_secret": "emulator-secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 200);
+    let (access, refresh) = app.emulator.current_tokens();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
+        .args(["tokens", "reset"])
+        .env_clear()
+        .env("DATABASE_URL", app.db_url())
+        .env("ENCRYPTION_KEY", encryption_key(app.db_url()))
+        .env("XOXODAY_ACCESS_TOKEN", &access)
+        .env("XOXODAY_REFRESH_TOKEN", &refresh)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = in_flight.await.unwrap();
+    let (_, stored_access, stored_refresh) = stored_pair(&app).await;
+    assert_eq!(
+        (stored_access.as_str(), stored_refresh.as_str()),
+        (access.as_str(), refresh.as_str()),
+        "the reset pair was overwritten by a dead one"
+    );
+    assert_eq!(
+        app.tokens.access_token().await.expose_secret(),
+        access,
+        "this replica uses a dead access token"
+    );
+}
