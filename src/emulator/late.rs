@@ -47,6 +47,10 @@ pub(crate) async fn place_late(
             drop(guard);
             drop_or_502(kill).await
         }
+        LateAnswer::Respond { status, body } => {
+            drop(guard);
+            crate::emulator::wire::json_response(status, body)
+        }
         LateAnswer::Hang(hold) => {
             tokio::time::sleep(hold).await;
             drop(guard);

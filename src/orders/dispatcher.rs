@@ -65,6 +65,11 @@ impl OrderService {
                 warn!("lease lost before sending placeOrder; not sending");
                 return Ok(None);
             }
+            Begin::Hooked => {
+                warn!("a stored delivery webhook proves the order exists; not placing again");
+                self.recon_wake.notify_one();
+                return Ok(None);
+            }
         };
         // The caller (`place_claimed`) renews the lease while this runs.
         let result = self.xoxoday.place_order(call, &token).await;
@@ -86,6 +91,22 @@ impl OrderService {
         let end = audit::end_of(&self.cipher, exchange_id, &result.exchange, label);
         let mut next =
             outcome::place_result(&self.settings, &self.cipher, order.id, &result.outcome);
+        // A rate-limit body on a non-4xx answer (a proxy in front of a call
+        // still being worked on) proves nothing about the order: reconcile
+        // it under the settle window instead of placing it again blind.
+        let status = result.exchange.response.as_ref().map(|r| r.status);
+        if let PlaceOutcome::RateLimited { penalty } = &result.outcome
+            && !status.is_some_and(|s| (400..500).contains(&s))
+        {
+            next = PlaceResult::Reconciling {
+                reason: format!(
+                    "placeOrder answered HTTP {} with a rate-limit body; it may have created \
+                     the order",
+                    status.unwrap_or_default()
+                ),
+                check_in: (*penalty).max(self.settings.defer_floor),
+            };
+        }
         // invalid_token created no order: retry at once after a good refresh.
         let retry_now = matches!(result.outcome, PlaceOutcome::Unauthorized(_))
             && self.tokens.token_rejected(&token).await;

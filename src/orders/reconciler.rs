@@ -137,7 +137,7 @@ impl OrderService {
                 };
                 return self.finish(c, end).await;
             }
-            Begin::LeaseLost => return Ok(()),
+            Begin::LeaseLost | Begin::Hooked => return Ok(()),
         }
         let result = self.xoxoday.get_order_details(call, &tok).await;
         let label = lookup_label(&result.outcome);

@@ -30,7 +30,6 @@ use super::{
 };
 use crate::{
     store::{
-        StoreError,
         holds::HoldKind,
         tokens::{SealedPair, TokenRow},
     },
@@ -143,7 +142,13 @@ impl RotatingTokens {
                 .store_rotated(row.generation + 1, pair)
                 .await
                 .map(|()| true),
-            other => self.store_failed(other).await.map(|()| false),
+            // The lease was taken from us (a `tokens reset`, or another
+            // replica): the failure was about a replaced pair; adopt the new one.
+            other => match self.store_failed(other, lease).await {
+                Ok(true) => Ok(false),
+                Ok(false) => self.adopt_newer(seen).await,
+                Err(e) => Err(e),
+            },
         };
         self.record(&call).await;
         stored
@@ -171,7 +176,17 @@ impl RotatingTokens {
 
     async fn store_rotated(&self, generation: i64, pair: &TokenPair) -> Result<(), TokenError> {
         let sealed = self.sealed_pair(generation, pair);
-        self.store_with_retries(&sealed).await?;
+        if !self.store_with_retries(&sealed).await? {
+            error!(
+                token.generation = generation,
+                "a refreshed token pair arrived after a newer pair was stored (tokens reset or a \
+                 later refresh); keeping the newer one"
+            );
+            if let Some(row) = self.store.load_tokens().await? {
+                self.adopt(&row)?;
+            }
+            return Ok(());
+        }
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(Current {
             generation,
             access: pair.access_token.clone(),
@@ -185,24 +200,30 @@ impl RotatingTokens {
         Ok(())
     }
 
-    /// Xoxoday already killed the old pair: keep trying through a short
-    /// database outage (≈ 30 s) rather than drop the only working one.
-    async fn store_with_retries(&self, sealed: &SealedPair) -> Result<(), TokenError> {
+    /// Xoxoday already killed the old pair: this process holds the only
+    /// copy of the new one. Keep trying until it is stored, whatever the
+    /// error (an outage longer than a few seconds, a lock wait past
+    /// `statement_timeout`, which is not a connection error): giving up
+    /// would lose the pair for good. Errors are logged, backoff capped.
+    /// False when a newer pair was stored meanwhile (nothing written).
+    async fn store_with_retries(&self, sealed: &SealedPair) -> Result<bool, TokenError> {
         let mut delay = Duration::from_millis(200);
-        for _ in 0..8 {
+        let mut tries = 0u32;
+        loop {
             match self.store.store_rotated_pair(sealed).await {
-                Err(StoreError::Unavailable(e)) => {
-                    warn!(error = %e, "database unavailable while storing the rotated token pair; retrying");
+                Ok(stored) => return Ok(stored),
+                Err(e) => {
+                    tries += 1;
+                    if tries >= 8 {
+                        error!(error = %e, tries, "the rotated Xoxoday token pair is not stored yet; retrying (it is the only copy)");
+                    } else {
+                        warn!(error = %e, "could not store the rotated token pair; retrying");
+                    }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(8));
                 }
-                other => return Ok(other?),
             }
         }
-        self.store.store_rotated_pair(sealed).await.map_err(|e| {
-            error!(error = %e, "the rotated Xoxoday token pair could not be stored");
-            e.into()
-        })
     }
 
     fn sealed_pair(&self, generation: i64, pair: &TokenPair) -> SealedPair {
@@ -231,11 +252,21 @@ impl RotatingTokens {
         }
     }
 
-    async fn store_failed(&self, outcome: &RefreshOutcome) -> Result<(), TokenError> {
+    /// False when the lease was no longer ours: nothing recorded.
+    async fn store_failed(
+        &self,
+        outcome: &RefreshOutcome,
+        lease: Uuid,
+    ) -> Result<bool, TokenError> {
         let (message, operator, retry) = failure_of(outcome);
-        self.store
-            .store_refresh_failure(&message, operator, retry.as_secs_f64())
-            .await?;
+        if !self
+            .store
+            .store_refresh_failure(lease, &message, operator, retry.as_secs_f64())
+            .await?
+        {
+            warn!(reason = %message, "a token refresh failed after its lease was taken over; the pair it was about is replaced");
+            return Ok(false);
+        }
         let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
         h.refresh_failures += 1;
         if operator {
@@ -245,7 +276,7 @@ impl RotatingTokens {
             h.state = TokenState::Failing;
             warn!(reason = %message, retry_in_s = retry.as_secs(), "Xoxoday token refresh failed; retrying");
         }
-        Ok(())
+        Ok(true)
     }
 }
 

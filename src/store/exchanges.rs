@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::{
     Store, StoreResult,
     rate_limit::{Slot, SlotAsk, try_take_slot},
+    reconcile::HOOKED,
 };
 use crate::domain::{
     OrderId,
@@ -68,6 +69,10 @@ pub enum Begin {
     NoSlot(Duration),
     /// The lease is no longer ours: nothing was written; do not send.
     LeaseLost,
+    /// A stored delivery webhook proves Xoxoday has the order (it landed
+    /// after the claim, while `placing`): nothing was sent; the order is
+    /// `reconciling`, due now, and is never placed again.
+    Hooked,
 }
 
 impl Store {
@@ -89,30 +94,51 @@ impl Store {
         slot: SlotAsk,
     ) -> StoreResult<Begin> {
         let mut tx = self.pool.begin().await?;
-        let attempt: Option<i32> = sqlx::query_scalar(
+        // A webhook stored after the claim (while `placing`, when it
+        // schedules nothing) proves the order exists: never send then.
+        let sql = format!(
             "with o as (
-               update orders set attempts = attempts + 1, last_place_started_at = now(),
+               update orders o set attempts = attempts + 1, last_place_started_at = now(),
                  first_sent_at = coalesce(first_sent_at, now()),
                  last_place_ended_at = null, lease_sent = true, lease_until = now() + make_interval(secs => $8)
-               where order_id = $1 and status = 'placing' and lease_token = $2
+               where order_id = $1 and status = 'placing' and lease_token = $2 and not {HOOKED}
                returning attempts)
              insert into upstream_exchanges
                (exchange_id, order_id, operation, attempt, method, url, request_body)
              select $3, $1, $4, o.attempts, $5, $6, $7 from o
-             returning attempt",
-        )
-        .bind(order.as_uuid())
-        .bind(lease_token)
-        .bind(start.exchange_id)
-        .bind(start.operation)
-        .bind(start.method)
-        .bind(start.url)
-        .bind(start.request_body)
-        .bind(lease.as_secs_f64())
-        .fetch_optional(&mut *tx)
-        .await?;
+             returning attempt"
+        );
+        let attempt: Option<i32> = sqlx::query_scalar(&sql)
+            .bind(order.as_uuid())
+            .bind(lease_token)
+            .bind(start.exchange_id)
+            .bind(start.operation)
+            .bind(start.method)
+            .bind(start.url)
+            .bind(start.request_body)
+            .bind(lease.as_secs_f64())
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(attempt) = attempt else {
-            return Ok(Begin::LeaseLost);
+            let hooked = sqlx::query(&format!(
+                "update orders o set status = 'reconciling', next_check_at = now(),
+                   status_reason = 'a stored delivery webhook proves Xoxoday has this order; \
+                                    never placed again',
+                   lease_token = null, lease_until = null, lease_sent = false
+                 where o.order_id = $1 and o.status = 'placing' and o.lease_token = $2
+                   and {HOOKED}"
+            ))
+            .bind(order.as_uuid())
+            .bind(lease_token)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            return Ok(if hooked == 1 {
+                Begin::Hooked
+            } else {
+                Begin::LeaseLost
+            });
         };
         let begun = take_slot_or_roll_back(tx, slot).await?;
         Ok(begun.map_or(Begin::Send(attempt), Begin::NoSlot))

@@ -92,14 +92,16 @@ const GUARD: &str = "where o.order_id = $1 and o.status = 'placing' and o.lease_
 /// written included) ended with a 4xx whose body we classified as a refusal,
 /// a throttle or a token error (`orders::outcome::label`), and no delivery
 /// webhook is stored. No response, a 5xx, a timeout, an `unknown` outcome or
-/// a throttle body on another status may have created one. Only then may a
+/// a throttle body on another status may have created one; nor may an
+/// attempt whose row was never completed (a kill -9 mid-call leaves NULLs,
+/// hence the `coalesce`). Only then may a
 /// refusal make the order `failed`; this holds by construction, whatever
 /// `attempts` says (deferred answers decrement it).
 const CLEAN: &str = "(not exists (select 1 from upstream_exchanges x
         where x.order_id = o.order_id and x.operation = 'place_order'
-          and not (x.response_status between 400 and 499
+          and not coalesce(x.response_status between 400 and 499
                    and x.outcome in ('rejected', 'systemic', 'rate_limited', 'unauthorized',
-                                     'insufficient_balance')))
+                                     'insufficient_balance'), false))
       and not exists (select 1 from webhook_events w where w.order_id = o.order_id))";
 
 impl Store {

@@ -162,35 +162,47 @@ impl Store {
 
     /// Commits a rotated pair on its own and ends the lease. Written whoever
     /// holds the lease now: once Xoxoday rotated, this pair is the only one
-    /// that works, so it must never be dropped.
-    pub async fn store_rotated_pair(&self, pair: &SealedPair) -> StoreResult<()> {
+    /// that works, so it must never be dropped, unless a newer pair was
+    /// stored since the refresh began (`generation` moved past the one it
+    /// rotated): a `tokens reset`, or a refresh that started after ours and
+    /// so was issued later. Overwriting that would store a pair Xoxoday may
+    /// already have killed. False then (nothing written).
+    pub async fn store_rotated_pair(&self, pair: &SealedPair) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        write_pair(&mut tx, pair, UPSERT).await?;
+        let fenced = format!(
+            "{UPSERT} where xoxoday_tokens.generation = {}",
+            pair.generation - 1
+        );
+        let stored = write_pair(&mut tx, pair, &fenced).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(stored)
     }
 
     /// Records a failed refresh and ends the lease; the next try is due in
-    /// `retry_in_secs`.
+    /// `retry_in_secs`. Only while `lease` is still ours: a `tokens reset`
+    /// (or another replica's refresh) that came meanwhile replaced the pair
+    /// this failure was about, and must not be flagged by it. False then.
     pub async fn store_refresh_failure(
         &self,
+        lease: Uuid,
         error: &str,
         operator_action_required: bool,
         retry_in_secs: f64,
-    ) -> StoreResult<()> {
-        sqlx::query(
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
             "update xoxoday_tokens set last_refresh_error = $1, last_refresh_failed_at = now(),
                operator_action_required = $2,
                refresh_due_at = least(refresh_due_at, now() + make_interval(secs => $3)),
                refresh_lease_token = null, refresh_lease_until = null
-             where token_set_id = 1",
+             where token_set_id = 1 and refresh_lease_token = $4",
         )
         .bind(crate::domain::safe_text::pg_text(error).into_owned())
         .bind(operator_action_required)
         .bind(retry_in_secs)
+        .bind(lease)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 }
 

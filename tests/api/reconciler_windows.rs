@@ -102,7 +102,8 @@ async fn a_stored_webhook_forbids_placing_again_and_ends_in_review() {
     let hook = post_webhook(&app, Some(KEY), &event(4242, &po, "delivered")).await;
     assert_eq!(hook.status(), 200);
     wait_all_settled(&app.db, Duration::from_secs(30)).await;
-    assert_eq!(app.emulator.place_calls(&po), 1, "placed again");
+    // The webhook may land before the first send (then nothing is sent).
+    assert!(app.emulator.place_calls(&po) <= 1, "placed again");
     let order = view(&app, &id).await;
     assert_eq!(order["status"], "needs_review", "{order}");
     let reason = order["statusReason"].as_str().unwrap();
@@ -367,5 +368,128 @@ async fn a_refusal_after_a_throttled_5xx_never_fails_the_order() {
     assert_ne!(order["status"], "failed", "{order}");
     assert_eq!(order["status"], "completed", "{order}");
     assert_eq!(app.emulator.place_calls(&po), 3);
+    assert_ledger_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn a_webhook_that_lands_between_the_replace_and_the_send_forbids_the_send() {
+    // The reconciler's Replace commits (no webhook yet), so the order is
+    // `placing` again under the check's lease. The delivery webhook lands
+    // now: it is stored, but `placing` schedules nothing. The placeOrder
+    // that follows must not go out: the webhook proves the order exists.
+    let app = spawn_app_with(fast(&[
+        ("WEBHOOK_API_KEY", KEY),
+        ("RECONCILE_POLL_INTERVAL", "1h"),
+    ]))
+    .await;
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::ErrorBeforeCreate { status: 502 },
+    );
+    let (_, po) = post_unwaited(&app, &order_body()).await;
+    wait_for_status(&app, &po, "reconciling").await;
+    sqlx::query("update orders set next_check_at = now() where po_number = $1")
+        .bind(&po)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let store = &app.orders.store;
+    let claimed = store
+        .claim_due_checks(8, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let row = store
+        .finish_check(&claimed[0], None, &CheckEnd::Replace)
+        .await
+        .unwrap()
+        .expect("replace applied");
+    assert_eq!(app.db_status(&po).await, "placing");
+    let hook = post_webhook(&app, Some(KEY), &event(4545, &po, "delivered")).await;
+    assert_eq!(hook.status(), 200);
+    app.orders.place_claimed(row).await.unwrap();
+    assert_eq!(
+        app.emulator.place_calls(&po),
+        1,
+        "placed again although a stored webhook proves the order exists"
+    );
+    assert_eq!(app.db_status(&po).await, "reconciling");
+}
+
+#[tokio::test]
+async fn an_attempt_that_never_got_an_answer_keeps_a_later_refusal_from_failing_the_order() {
+    // Attempt 1 was sent and its replica died (kill -9): its audit row has no
+    // response and no outcome. Attempt 2 is refused. An attempt without an
+    // answer may have created the order, so `failed` is not allowed.
+    let app = spawn_app_with(fast(&[])).await;
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::ErrorBeforeCreate { status: 502 },
+    );
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::Respond {
+            status: 400,
+            body: json!({"code": 400, "errorId": "PLE10001",
+                         "errorInfo": "Validation error in place order", "error": "Bad request"}),
+        },
+    );
+    let (id, po) = post_unwaited(&app, &order_body()).await;
+    wait_for_status(&app, &po, "reconciling").await;
+    // What a kill -9 mid-call leaves of attempt 1 (the audit is append-only,
+    // so the test lifts that guard for this one rewrite).
+    let mut tx = app.db.begin().await.unwrap();
+    sqlx::query("alter table upstream_exchanges disable trigger upstream_exchanges_append_only")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "update upstream_exchanges x set response_status = null, outcome = null,
+           completed_at = null, response_body_redacted = null, error = null
+         from orders o
+         where o.order_id = x.order_id and o.po_number = $1 and x.operation = 'place_order'",
+    )
+    .bind(&po)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query("alter table upstream_exchanges enable trigger upstream_exchanges_append_only")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    wait_all_settled(&app.db, Duration::from_secs(30)).await;
+    let order = view(&app, &id).await;
+    assert_ne!(order["status"], "failed", "{order}");
+    assert_ledger_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn a_throttle_body_on_a_5xx_is_reconciled_not_placed_again_blind() {
+    // A 503 carrying the rate-limit body, while Xoxoday is still creating
+    // the order behind it (created 2 s after the call ended). Giving the
+    // order back to `accepted` places it again after the 1 s penalty, with
+    // no lookup and no settle window: a second order. A throttle body on a
+    // non-4xx answer proves nothing: reconcile it.
+    let app = spawn_app_with(fast(&[("XOXODAY_SETTLE_WINDOW", "3s")])).await;
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::LateCreate {
+            after: Duration::from_secs(2),
+            answer: order_gateway::emulator::LateAnswer::Respond {
+                status: 503,
+                body: json!({"errors": [{"message": "auth.request_limit_exceeded",
+                                         "penaltySeconds": 1}]}),
+            },
+        },
+    );
+    let (id, po) = post_unwaited(&app, &order_body()).await;
+    wait_all_settled(&app.db, Duration::from_secs(30)).await;
+    assert_eq!(
+        app.emulator.orders_for(&po).len(),
+        1,
+        "two orders for one poNumber"
+    );
+    assert_eq!(view(&app, &id).await["status"], "completed");
     assert_ledger_consistent(&app).await;
 }

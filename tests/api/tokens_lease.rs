@@ -102,3 +102,154 @@ async fn tokens_no_transaction_holds_the_token_row_during_the_refresh_call() {
     assert!(refresh.await.unwrap());
     assert_eq!(stored_pair(&app).await.1, app.emulator.current_tokens().0);
 }
+
+#[tokio::test]
+async fn tokens_a_refresh_refused_after_a_reset_does_not_flag_the_reset_pair() {
+    // A refresh is in flight with the old refresh token when the operator
+    // stores a new pair (`tokens reset`), and the old token is refused. The
+    // refusal belongs to the replaced pair: the reset pair must not be
+    // flagged as needing another reset.
+    let app = spawn_app().await;
+    app.emulator.push_fault(
+        FaultOp::RefreshToken,
+        Fault::Slow(Duration::from_millis(1500)),
+    );
+    let stale = SecretString::from(app.emulator.current_tokens().0);
+    app.emulator.expire_access_token();
+    let tokens = app.tokens.clone();
+    let in_flight = tokio::spawn(async move { tokens.token_rejected(&stale).await });
+    while app.emulator.refresh_calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The operator gets a new pair (here: a rotation outside the gateway).
+    let (_, old_refresh) = app.emulator.current_tokens();
+    let fresh = reqwest::Client::new()
+        .post(format!("{}/v1/oauth/token/user", app.emulator.base_url()))
+        .json(&serde_json::json!({
+            "grant_type": "refresh_token", "refresh_token": old_refresh,
+            "client_id": "emulator-client", "client_secret": "emulator-secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 200);
+    let (access, refresh) = app.emulator.current_tokens();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
+        .args(["tokens", "reset"])
+        .env_clear()
+        .env("DATABASE_URL", app.db_url())
+        .env("ENCRYPTION_KEY", encryption_key(app.db_url()))
+        .env("XOXODAY_ACCESS_TOKEN", &access)
+        .env("XOXODAY_REFRESH_TOKEN", &refresh)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    in_flight.await.unwrap();
+    let (_, stored_access, stored_refresh) = stored_pair(&app).await;
+    assert_eq!((stored_access, stored_refresh), (access, refresh));
+    let flagged: bool = sqlx::query_scalar("select operator_action_required from xoxoday_tokens")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(!flagged, "the reset pair is flagged as refused");
+    assert_eq!(app.get("/readyz").await.status(), 200);
+}
+
+#[tokio::test]
+async fn tokens_a_rotated_pair_is_stored_even_when_the_row_stays_locked_past_the_statement_timeout()
+{
+    // Xoxoday rotated the pair (the old one is dead); storing it waits on a
+    // row lock longer than statement_timeout (10 s), which is not a
+    // connection error. Giving up there loses the only working pair.
+    let app = spawn_app().await;
+    app.emulator.push_fault(
+        FaultOp::RefreshToken,
+        Fault::Slow(Duration::from_millis(1000)),
+    );
+    let stale = SecretString::from(app.emulator.current_tokens().0);
+    app.emulator.expire_access_token();
+    let tokens = app.tokens.clone();
+    let refresh = tokio::spawn(async move { tokens.token_rejected(&stale).await });
+    while app.emulator.refresh_calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut tx = app.db.begin().await.unwrap();
+    sqlx::query("select 1 from xoxoday_tokens for update")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(11_500)).await;
+    tx.commit().await.unwrap();
+    let _ = refresh.await.unwrap();
+    let (upstream_access, upstream_refresh) = app.emulator.current_tokens();
+    let (generation, access, refresh) = stored_pair(&app).await;
+    assert_eq!(
+        (access.as_str(), refresh.as_str()),
+        (upstream_access.as_str(), upstream_refresh.as_str()),
+        "the rotated pair was lost"
+    );
+    assert_eq!(generation, 2);
+}
+
+#[tokio::test]
+async fn tokens_a_refresh_answered_after_a_reset_does_not_overwrite_the_reset_pair() {
+    // The refresh call rotates the pair at Xoxoday, but its answer is slow.
+    // Meanwhile the operator gets a newer pair (which kills the one the
+    // slow answer carries) and runs `tokens reset`. The late answer must not
+    // overwrite the reset pair with a dead one.
+    let app = spawn_app().await;
+    app.emulator.push_fault(
+        FaultOp::RefreshToken,
+        Fault::SleepAfterCreate(Duration::from_millis(1500)),
+    );
+    let stale = SecretString::from(app.emulator.current_tokens().0);
+    app.emulator.expire_access_token();
+    let tokens = app.tokens.clone();
+    let in_flight = tokio::spawn(async move { tokens.token_rejected(&stale).await });
+    let (first_access, _) = app.emulator.current_tokens();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while app.emulator.current_tokens().0 == first_access {
+        assert!(tokio::time::Instant::now() < deadline, "never rotated");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, rotated_refresh) = app.emulator.current_tokens();
+    let fresh = reqwest::Client::new()
+        .post(format!("{}/v1/oauth/token/user", app.emulator.base_url()))
+        .json(&serde_json::json!({
+            "grant_type": "refresh_token", "refresh_token": rotated_refresh,
+            "client_id": "emulator-client", "client_secret": "emulator-secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 200);
+    let (access, refresh) = app.emulator.current_tokens();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
+        .args(["tokens", "reset"])
+        .env_clear()
+        .env("DATABASE_URL", app.db_url())
+        .env("ENCRYPTION_KEY", encryption_key(app.db_url()))
+        .env("XOXODAY_ACCESS_TOKEN", &access)
+        .env("XOXODAY_REFRESH_TOKEN", &refresh)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = in_flight.await.unwrap();
+    let (_, stored_access, stored_refresh) = stored_pair(&app).await;
+    assert_eq!(
+        (stored_access.as_str(), stored_refresh.as_str()),
+        (access.as_str(), refresh.as_str()),
+        "the reset pair was overwritten by a dead one"
+    );
+    assert_eq!(
+        app.tokens.access_token().await.expose_secret(),
+        access,
+        "this replica uses a dead access token"
+    );
+}

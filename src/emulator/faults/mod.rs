@@ -133,6 +133,14 @@ pub enum LateAnswer {
     /// No answer for this long (a client times out), then the connection
     /// is closed. If the client leaves first, the call ends then.
     Hang(Duration),
+    /// This canned answer, at once (e.g. a front proxy's rate-limit body on
+    /// a 503 while the order is still being created behind it).
+    Respond {
+        /// HTTP status.
+        status: u16,
+        /// JSON body.
+        body: serde_json::Value,
+    },
 }
 
 /// How a [`Fault::WebhookFirst`] call ends once the webhook was sent.
