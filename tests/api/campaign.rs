@@ -309,9 +309,14 @@ async fn run_campaign(n: usize) {
     let db = TestDb::create().await;
     let pool = db.pool().await;
     let server = sqlx::PgPool::connect(&db.server).await.unwrap();
-    let emulator = order_gateway::emulator::spawn(EmulatorConfig::for_tests())
-        .await
-        .unwrap();
+    // A wallet deep enough for the long variant: running dry is its own
+    // test (balance_pause.rs), not this one's.
+    let emulator = order_gateway::emulator::spawn(EmulatorConfig {
+        balance: rust_decimal::Decimal::from(1_000_000_000u64),
+        ..EmulatorConfig::for_tests()
+    })
+    .await
+    .unwrap();
     for f in &plan.place_faults {
         emulator.push_fault(FaultOp::PlaceOrder, f.clone());
     }
