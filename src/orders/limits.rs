@@ -110,9 +110,3 @@ impl OrderService {
             .map(|p| format!("{} (until {})", p.reason, p.paused_until.to_rfc3339())))
     }
 }
-
-/// `d` scaled by a random factor in 0.8..1.2, so replicas do not retry in step.
-pub(crate) fn jitter(d: Duration) -> Duration {
-    use rand::Rng as _;
-    d.mul_f64(rand::thread_rng().gen_range(0.8..1.2))
-}

@@ -38,6 +38,8 @@ pub mod tokens;
 pub mod view;
 /// Xoxoday delivery webhooks.
 pub mod webhooks;
+/// The background worker loop and retry jitter.
+mod worker;
 
 pub use callers::CallerCache;
 pub use token_refresh::{OPERATOR_ACTION, REJECTION_REFRESH_COOLDOWN, TOKEN_HOLD_REASON};
