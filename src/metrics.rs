@@ -26,7 +26,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::store::stats::StatusCount;
+use crate::{domain::TokenState, store::stats::StatusCount};
 
 /// Statuses whose orders are still moving (not settled, not `needs_review`).
 pub const UNSETTLED: [&str; 3] = ["accepted", "placing", "reconciling"];
@@ -236,12 +236,9 @@ pub fn set_token_expiry(expires_at: DateTime<Utc>) {
 
 /// The exposition text: process metrics, plus order gauges when the database
 /// answered (`order_gateway_metrics_database_up` says whether it did).
-/// The token refresh state of this process, for [`render`]: the state name
-/// (one of [`TOKEN_STATES`]) and the successful and failed refresh counts.
-pub type TokenGauges = (&'static str, u64, u64);
-
-/// Every value of `order_gateway_xoxoday_token_state`'s `state` label.
-pub const TOKEN_STATES: [&str; 4] = ["unknown", "ok", "failing", "operator_action_required"];
+/// The token refresh state of this process, for [`render`]: the state
+/// and the successful and failed refresh counts.
+pub type TokenGauges = (TokenState, u64, u64);
 
 fn token_gauges(reg: &Registry, token: Option<TokenGauges>) -> prometheus::Result<()> {
     let Some((state, refreshes, failures)) = token else {
@@ -254,9 +251,9 @@ fn token_gauges(reg: &Registry, token: Option<TokenGauges>) -> prometheus::Resul
         ),
         &["state"],
     )?;
-    for s in TOKEN_STATES {
+    for s in TokenState::ALL {
         states
-            .with_label_values(&[s])
+            .with_label_values(&[s.as_str()])
             .set(if s == state { 1.0 } else { 0.0 });
     }
     reg.register(Box::new(states))?;
@@ -419,7 +416,7 @@ mod tests {
 
     #[test]
     fn token_state_marks_exactly_the_current_state_and_counts_refreshes() {
-        let text = render(None, Some(("operator_action_required", 3, 2)));
+        let text = render(None, Some((TokenState::OperatorActionRequired, 3, 2)));
         for line in [
             "order_gateway_xoxoday_token_state{state=\"operator_action_required\"} 1",
             "order_gateway_xoxoday_token_state{state=\"ok\"} 0",

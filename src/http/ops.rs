@@ -72,16 +72,11 @@ fn token_problem(row: Option<&TokenRow>) -> Option<String> {
 /// `GET /metrics`: Prometheus text; order gauges are counted on each scrape
 /// (bounded, so a slow database cannot hang the scraper).
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let token = state.orders.tokens.health().map(|h| {
-        use crate::orders::TokenState;
-        let name = match h.state {
-            TokenState::Unknown => "unknown",
-            TokenState::Ok => "ok",
-            TokenState::Failing => "failing",
-            TokenState::OperatorActionRequired => "operator_action_required",
-        };
-        (name, h.refreshes, h.refresh_failures)
-    });
+    let token = state
+        .orders
+        .tokens
+        .health()
+        .map(|h| (h.state, h.refreshes, h.refresh_failures));
     let counts = tokio::time::timeout(
         Duration::from_secs(2),
         state.orders.store.order_status_counts(),

@@ -41,9 +41,10 @@ pub mod webhooks;
 /// The background worker loop and retry jitter.
 mod worker;
 
+pub use crate::domain::TokenState;
 pub use callers::CallerCache;
 pub use token_refresh::{OPERATOR_ACTION, REJECTION_REFRESH_COOLDOWN, TOKEN_HOLD_REASON};
-pub use token_store::{RotatingTokens, TokenHealth, TokenState};
+pub use token_store::{RotatingTokens, TokenHealth};
 pub use tokens::{AccessTokens, StaticAccessToken};
 pub use view::OrderView;
 

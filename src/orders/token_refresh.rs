@@ -26,9 +26,10 @@ use uuid::Uuid;
 
 use super::{
     AccessTokens, audit, holds,
-    token_store::{Current, RotatingTokens, TokenError, TokenState, open, refresh_due_at, seal},
+    token_store::{Current, RotatingTokens, TokenError, open, refresh_due_at, seal},
 };
 use crate::{
+    domain::TokenState,
     store::{
         StoreError,
         holds::HoldKind,
