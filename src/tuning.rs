@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::{
-    config::{ConfigError, Env},
+    env::{ConfigError, Env},
     store::rate_limit,
 };
 

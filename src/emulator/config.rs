@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 use rust_decimal::Decimal;
 
 use super::{faults::FaultRates, history::EmptyHistory, limits::RateLimits};
-use crate::config::{ConfigError, Env};
+use crate::env::{ConfigError, Env};
 
 /// Everything the emulator needs to start.
 #[derive(Debug, Clone)]

@@ -45,7 +45,7 @@ pub use ledger::{LedgerOrder, Voucher};
 pub use limits::RateLimits;
 pub use webhook::WebhookAttempt;
 
-use crate::config::Env;
+use crate::env::Env;
 
 /// Binds `cfg.addr` and serves the emulator in a background task until
 /// [`EmulatorHandle::shutdown`].
