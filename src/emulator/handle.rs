@@ -11,8 +11,8 @@ use super::{
     hostile::HostileText,
     ledger::LedgerOrder,
     limits::RateLimits,
-    state::Shared,
-    webhook::{self, WebhookAttempt},
+    state::{Shared, WebhookAttempt},
+    webhook,
 };
 
 /// A running emulator. Cheap to clone; every clone controls the same one.

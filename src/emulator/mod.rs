@@ -43,7 +43,7 @@ pub use history::EmptyHistory;
 pub use hostile::{HostileText, LONG_TEXT_BYTES};
 pub use ledger::{LedgerOrder, Voucher};
 pub use limits::RateLimits;
-pub use webhook::WebhookAttempt;
+pub use state::WebhookAttempt;
 
 use crate::env::Env;
 
