@@ -163,8 +163,7 @@ impl RotatingTokens {
         if row.operator_action_required || row.refresh_due_at > Utc::now() {
             return Ok(false);
         }
-        self.refresh(row.generation, super::token_refresh::Trigger::Due)
-            .await
+        self.refresh_due(row.generation).await
     }
 
     /// Runs [`RotatingTokens::refresh_if_due`] every [`CHECK_INTERVAL`] until `shutdown`.

@@ -23,7 +23,7 @@ use super::{
     Store, StoreResult,
     exchanges::{Begin, ExchangeEnd, ExchangeStart, complete_exchange, take_slot_or_roll_back},
     orders::{ORDER_COLUMNS, OrderRow},
-    outcomes::{OrderQuery, PlacedFacts},
+    outcomes::{HOOKED, OrderQuery, PlacedFacts},
     rate_limit::SlotAsk,
     vouchers::insert_vouchers,
 };
@@ -76,10 +76,6 @@ pub enum CheckEnd {
 }
 
 const GUARD: &str = "where o.order_id = $1 and o.lease_token = $2 and o.status = $3";
-
-/// True when a delivery webhook for the order `o` is stored.
-pub(crate) const HOOKED: &str =
-    "exists (select 1 from webhook_events w where w.order_id = o.order_id)";
 
 impl Store {
     /// Claims up to `limit` due checks no live lease holds.
