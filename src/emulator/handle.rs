@@ -6,8 +6,8 @@ use std::{net::SocketAddr, sync::Arc};
 use rust_decimal::Decimal;
 
 use super::{
+    config::EmptyHistory,
     faults::{Fault, FaultOp, FaultRates},
-    history::EmptyHistory,
     hostile::HostileText,
     ledger::LedgerOrder,
     limits::RateLimits,

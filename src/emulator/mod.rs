@@ -36,10 +36,10 @@ mod tests;
 use std::time::Duration;
 
 pub use catalog::{Delivery, Denominations, Product, products};
+pub use config::EmptyHistory;
 pub use config::EmulatorConfig;
 pub use faults::{AfterWebhook, Fault, FaultOp, FaultRates, LateAnswer};
 pub use handle::EmulatorHandle;
-pub use history::EmptyHistory;
 pub use hostile::{HostileText, LONG_TEXT_BYTES};
 pub use ledger::{LedgerOrder, Voucher};
 pub use limits::RateLimits;

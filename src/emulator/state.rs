@@ -10,8 +10,11 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    config::EmulatorConfig, faults::FaultPlan, history::EmptyHistory, hostile::HostileText,
-    ledger::Ledger, limits::RateLimiter,
+    config::{EmptyHistory, EmulatorConfig},
+    faults::FaultPlan,
+    hostile::HostileText,
+    ledger::Ledger,
+    limits::RateLimiter,
 };
 
 /// One webhook POST attempt, as the emulator saw it.
