@@ -12,7 +12,7 @@ use super::OrderService;
 use crate::{
     store::{
         StoreResult,
-        rate_limit::{self, ALL_OPERATIONS, SlotAsk},
+        rate_limit::{ALL_OPERATIONS, SlotAsk},
     },
     xoxoday::{Operation, UpstreamError},
 };
@@ -74,7 +74,11 @@ impl OrderService {
             "Xoxoday answered auth.request_limit_exceeded (penalty {}s)",
             penalty.as_secs()
         );
-        if let Err(e) = rate_limit::pause(self.store.pool(), op.as_str(), penalty, &reason).await {
+        if let Err(e) = self
+            .store
+            .pause_operation(op.as_str(), penalty, &reason)
+            .await
+        {
             warn!(error = %e, "could not record the rate-limit pause");
         }
     }
@@ -92,7 +96,11 @@ impl OrderService {
         );
         error!(xoxoday.error_id = %id, "{reason}; dispatch paused, orders stay queued");
         let pause = self.tuning.systemic_pause;
-        if let Err(e) = rate_limit::pause(self.store.pool(), ALL_OPERATIONS, pause, &reason).await {
+        if let Err(e) = self
+            .store
+            .pause_operation(ALL_OPERATIONS, pause, &reason)
+            .await
+        {
             warn!(error = %e, "could not record the account-wide pause");
         }
     }
@@ -103,7 +111,7 @@ impl OrderService {
         if let Some(hold) = self.store.active_holds().await?.into_iter().next() {
             return Ok(Some(hold.reason));
         }
-        let pauses = rate_limit::active_pauses(self.store.pool()).await?;
+        let pauses = self.store.active_pauses().await?;
         Ok(pauses
             .into_iter()
             .find(|p| p.operation == ALL_OPERATIONS)
