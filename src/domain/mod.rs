@@ -19,5 +19,5 @@ pub mod token_state;
 pub use ids::{CallerId, IdempotencyKey, OrderId, PoNumber};
 pub use money::Amount;
 pub use new_order::{FieldError, NewOrder};
-pub use order::{Caller, Order, OrderStatus, Voucher};
+pub use order::{Caller, Order, OrderFilter, OrderStatus, Voucher};
 pub use token_state::TokenState;

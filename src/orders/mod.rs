@@ -16,6 +16,8 @@ pub mod audit;
 pub mod callers;
 /// Claim accepted orders and place them upstream.
 pub mod dispatcher;
+/// What `/readyz` and `/metrics` report.
+pub mod health;
 /// Account-wide holds (refused token, low balance) and the probe that lifts them.
 pub mod holds;
 /// `POST /v1/orders`: the idempotency gate.
@@ -26,6 +28,8 @@ mod lease;
 pub mod limits;
 /// Mapping of placeOrder outcomes to order states.
 mod outcome;
+/// Caller-scoped reads and key checks, for the HTTP layer.
+pub mod queries;
 /// Settles unknown outcomes and pending deliveries through getOrderDetails.
 pub mod reconciler;
 /// One token refresh across replicas.
@@ -42,6 +46,8 @@ pub mod webhooks;
 mod worker;
 
 pub use crate::domain::TokenState;
+/// Persistence failures, as the use cases report them (503 versus 500).
+pub use crate::store::{StoreError, StoreResult};
 pub use callers::CallerCache;
 pub use token_refresh::{OPERATOR_ACTION, REJECTION_REFRESH_COOLDOWN, TOKEN_HOLD_REASON};
 pub use token_store::{RotatingTokens, TokenHealth};
@@ -98,8 +104,8 @@ impl DispatchSettings {
 /// Everything the use cases need; cheap to clone.
 #[derive(Clone)]
 pub struct OrderService {
-    /// Persistence.
-    pub store: Store,
+    /// Persistence; reached only through the use-case methods.
+    store: Store,
     /// Upstream.
     pub xoxoday: Arc<dyn XoxodayApi>,
     /// Upstream credentials.
