@@ -144,10 +144,4 @@ impl Tuning {
         }
         Ok(self)
     }
-
-    /// Production defaults (tests, `dev`).
-    pub fn defaults() -> Self {
-        let env = Env::from_map(std::collections::HashMap::new());
-        Self::from_env(&env).expect("the defaults are valid")
-    }
 }

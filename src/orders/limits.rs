@@ -17,7 +17,8 @@ use crate::{
     xoxoday::{Operation, UpstreamError},
 };
 
-/// Per-minute budgets and the settle window.
+/// Per-minute budgets and the settle window (from `XoxodayConfig`, where
+/// their defaults are).
 #[derive(Debug, Clone)]
 pub struct UpstreamLimits {
     /// placeOrder calls per minute, all replicas together.
@@ -29,17 +30,6 @@ pub struct UpstreamLimits {
     /// The placeOrder client timeout: the latest end of a call whose worker
     /// vanished mid-call.
     pub place_timeout: Duration,
-}
-
-impl Default for UpstreamLimits {
-    fn default() -> Self {
-        Self {
-            place_order_rate: 100,
-            order_details_rate: 200,
-            settle_window: Duration::from_secs(150),
-            place_timeout: Duration::from_secs(150),
-        }
-    }
 }
 
 impl OrderService {
