@@ -14,6 +14,8 @@ pub mod dev;
 pub mod domain;
 /// The Xoxoday emulator (contract §7); independent of `xoxoday`.
 pub mod emulator;
+/// Reading settings from the environment: `Env` and `ConfigError`.
+pub mod env;
 /// HTTP API (axum): routes, extractors, problem+json.
 pub mod http;
 /// Prometheus metrics: hooks for counters, the `/metrics` text.

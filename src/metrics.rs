@@ -26,22 +26,10 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::store::stats::StatusCount;
-
-/// Statuses whose orders are still moving (not settled, not `needs_review`).
-pub const UNSETTLED: [&str; 3] = ["accepted", "placing", "reconciling"];
-
-/// Every order status, so a scrape reports zeros too.
-pub const STATUSES: [&str; 8] = [
-    "accepted",
-    "placing",
-    "completed",
-    "pending_delivery",
-    "failed",
-    "reconciling",
-    "canceled",
-    "needs_review",
-];
+use crate::{
+    domain::{OrderStatus, TokenState},
+    store::stats::StatusCount,
+};
 
 /// `Content-Type` of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -236,12 +224,9 @@ pub fn set_token_expiry(expires_at: DateTime<Utc>) {
 
 /// The exposition text: process metrics, plus order gauges when the database
 /// answered (`order_gateway_metrics_database_up` says whether it did).
-/// The token refresh state of this process, for [`render`]: the state name
-/// (one of [`TOKEN_STATES`]) and the successful and failed refresh counts.
-pub type TokenGauges = (&'static str, u64, u64);
-
-/// Every value of `order_gateway_xoxoday_token_state`'s `state` label.
-pub const TOKEN_STATES: [&str; 4] = ["unknown", "ok", "failing", "operator_action_required"];
+/// The token refresh state of this process, for [`render`]: the state
+/// and the successful and failed refresh counts.
+pub type TokenGauges = (TokenState, u64, u64);
 
 fn token_gauges(reg: &Registry, token: Option<TokenGauges>) -> prometheus::Result<()> {
     let Some((state, refreshes, failures)) = token else {
@@ -254,9 +239,9 @@ fn token_gauges(reg: &Registry, token: Option<TokenGauges>) -> prometheus::Resul
         ),
         &["state"],
     )?;
-    for s in TOKEN_STATES {
+    for s in TokenState::ALL {
         states
-            .with_label_values(&[s])
+            .with_label_values(&[s.as_str()])
             .set(if s == state { 1.0 } else { 0.0 });
     }
     reg.register(Box::new(states))?;
@@ -309,14 +294,14 @@ fn scrape_gauges(reg: &Registry, orders: Option<&[StatusCount]>) -> prometheus::
         )?;
     }
     let Some(rows) = orders else { return Ok(()) };
-    let count = |s: &str| rows.iter().find(|r| r.status == s).map_or(0, |r| r.count);
+    let count = |s: OrderStatus| rows.iter().find(|r| r.status == s).map_or(0, |r| r.count);
     let by_status = GaugeVec::new(
         Opts::new("order_gateway_orders", "Orders by status."),
         &["status"],
     )?;
-    for status in STATUSES {
+    for status in OrderStatus::ALL {
         by_status
-            .with_label_values(&[status])
+            .with_label_values(&[status.as_str()])
             .set(count(status) as f64);
     }
     reg.register(Box::new(by_status))?;
@@ -324,17 +309,17 @@ fn scrape_gauges(reg: &Registry, orders: Option<&[StatusCount]>) -> prometheus::
         reg,
         "order_gateway_queue_depth",
         "Orders accepted and waiting to be placed.",
-        count("accepted") as f64,
+        count(OrderStatus::Accepted) as f64,
     )?;
     gauge(
         reg,
         "order_gateway_reconciler_backlog",
         "Orders whose outcome is unknown and being reconciled.",
-        count("reconciling") as f64,
+        count(OrderStatus::Reconciling) as f64,
     )?;
     let oldest = rows
         .iter()
-        .filter(|r| UNSETTLED.contains(&r.status.as_str()))
+        .filter(|r| r.status.is_in_flight())
         .map(|r| r.oldest_age_seconds)
         .fold(0.0_f64, f64::max);
     gauge(
@@ -363,17 +348,17 @@ mod tests {
         record_rate_limit_wait("get_order_details", Duration::from_millis(500));
         let rows = [
             StatusCount {
-                status: "accepted".into(),
+                status: OrderStatus::Accepted,
                 count: 3,
                 oldest_age_seconds: 12.0,
             },
             StatusCount {
-                status: "reconciling".into(),
+                status: OrderStatus::Reconciling,
                 count: 2,
                 oldest_age_seconds: 40.0,
             },
             StatusCount {
-                status: "completed".into(),
+                status: OrderStatus::Completed,
                 count: 7,
                 oldest_age_seconds: 900.0,
             },
@@ -419,7 +404,7 @@ mod tests {
 
     #[test]
     fn token_state_marks_exactly_the_current_state_and_counts_refreshes() {
-        let text = render(None, Some(("operator_action_required", 3, 2)));
+        let text = render(None, Some((TokenState::OperatorActionRequired, 3, 2)));
         for line in [
             "order_gateway_xoxoday_token_state{state=\"operator_action_required\"} 1",
             "order_gateway_xoxoday_token_state{state=\"ok\"} 0",

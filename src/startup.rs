@@ -13,7 +13,7 @@ use crate::{
     config::ServeConfig,
     crypto::Cipher,
     http::{self, AppState},
-    orders::{DispatchSettings, OrderService, RotatingTokens, token_store::TokenError},
+    orders::{OrderService, RotatingTokens, limits::UpstreamLimits, token_store::TokenError},
     store::{Store, StoreError},
     xoxoday::{XoxodayApi, XoxodayClient},
 };
@@ -50,15 +50,20 @@ impl Application {
                 .with_timing(cfg.xoxoday.request_timeout, cfg.tuning.probe_interval),
         );
         seed_tokens(&tokens, &cfg).await?;
-        let settings = DispatchSettings::from_tuning(&cfg.tuning);
-        let orders = OrderService::new(store, client, tokens.clone(), cipher(), settings)
-            .with_tuning(cfg.tuning.clone())
-            .with_upstream_rates(
-                cfg.xoxoday.place_order_rate,
-                cfg.xoxoday.order_details_rate,
-                cfg.xoxoday.settle_window,
-            )
-            .with_place_timeout(cfg.xoxoday.place_order_timeout);
+        let upstream = UpstreamLimits {
+            place_order_rate: cfg.xoxoday.place_order_rate,
+            order_details_rate: cfg.xoxoday.order_details_rate,
+            settle_window: cfg.xoxoday.settle_window,
+            place_timeout: cfg.xoxoday.place_order_timeout,
+        };
+        let orders = OrderService::new(
+            store,
+            client,
+            tokens.clone(),
+            cipher(),
+            cfg.tuning.clone(),
+            upstream,
+        );
         let listener = TcpListener::bind(cfg.listen_addr)
             .await
             .with_context(|| format!("binding LISTEN_ADDR {}", cfg.listen_addr))?;

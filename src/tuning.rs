@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::{
-    config::{ConfigError, Env},
+    env::{ConfigError, Env},
     store::rate_limit,
 };
 
@@ -143,11 +143,5 @@ impl Tuning {
             }
         }
         Ok(self)
-    }
-
-    /// Production defaults (tests, `dev`).
-    pub fn defaults() -> Self {
-        let env = Env::from_map(std::collections::HashMap::new());
-        Self::from_env(&env).expect("the defaults are valid")
     }
 }

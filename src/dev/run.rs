@@ -13,7 +13,7 @@ use super::pg::TempCluster;
 use crate::{
     config::{Env, ServeConfig},
     emulator::{self, EmulatorConfig, EmulatorHandle},
-    orders::callers::{generate_key, hash_key},
+    orders::callers::generate_key,
     startup::Application,
 };
 
@@ -142,8 +142,7 @@ async fn start_gateway(
     emulator.set_webhook(Some(webhook_url), Some(webhook_key));
     let key = generate_key();
     app.orders()
-        .store
-        .insert_api_key(DEV_CALLER, &hash_key(&key))
+        .add_api_key(DEV_CALLER, &key)
         .await
         .context("creating the dev caller key")?;
     Ok((app, key))

@@ -13,8 +13,11 @@ mod new_order_raw;
 pub mod order;
 /// Text from Xoxoday made storable in Postgres (NUL, surrogates, size).
 pub mod safe_text;
+/// States of the Xoxoday token pair.
+pub mod token_state;
 
 pub use ids::{CallerId, IdempotencyKey, OrderId, PoNumber};
 pub use money::Amount;
 pub use new_order::{FieldError, NewOrder};
-pub use order::{Caller, Order, OrderStatus, Voucher};
+pub use order::{Caller, Order, OrderFilter, OrderStatus, Voucher};
+pub use token_state::TokenState;

@@ -164,3 +164,18 @@ pub struct Order {
     /// When it first settled.
     pub settled_at: Option<DateTime<Utc>>,
 }
+
+/// What to list: at most one of the filters, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    /// Exact idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Exact poNumber.
+    pub po_number: Option<String>,
+    /// Status.
+    pub status: Option<OrderStatus>,
+    /// Keyset cursor: only orders older than this id.
+    pub before: Option<OrderId>,
+    /// Page size.
+    pub limit: i64,
+}

@@ -5,8 +5,8 @@ use std::{net::SocketAddr, time::Duration};
 
 use rust_decimal::Decimal;
 
-use super::{faults::FaultRates, history::EmptyHistory, limits::RateLimits};
-use crate::config::{ConfigError, Env};
+use super::{faults::FaultRates, limits::RateLimits};
+use crate::env::{ConfigError, Env};
 
 /// Everything the emulator needs to start.
 #[derive(Debug, Clone)]
@@ -37,6 +37,26 @@ pub struct EmulatorConfig {
     pub webhook_retry_delay: Duration,
     /// getOrderHistory's answer for an empty window or page.
     pub empty_history: EmptyHistory,
+}
+
+/// What getOrderHistory answers when the window (or page) has no orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmptyHistory {
+    /// 404 PLE10027 "Failed to find order history" (the default).
+    NotFound,
+    /// 200 with `data: []`.
+    EmptyList,
+}
+
+impl EmptyHistory {
+    /// `404`/`notFound` or `empty`/`emptyList`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "404" | "notFound" => Some(Self::NotFound),
+            "empty" | "emptyList" | "[]" => Some(Self::EmptyList),
+            _ => None,
+        }
+    }
 }
 
 impl Default for EmulatorConfig {

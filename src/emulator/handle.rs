@@ -6,13 +6,13 @@ use std::{net::SocketAddr, sync::Arc};
 use rust_decimal::Decimal;
 
 use super::{
+    config::EmptyHistory,
     faults::{Fault, FaultOp, FaultRates},
-    history::EmptyHistory,
     hostile::HostileText,
     ledger::LedgerOrder,
     limits::RateLimits,
-    state::Shared,
-    webhook::{self, WebhookAttempt},
+    state::{Shared, WebhookAttempt},
+    webhook,
 };
 
 /// A running emulator. Cheap to clone; every clone controls the same one.

@@ -6,7 +6,7 @@
 //! order placed without a poNumber shows `"poNumber": ""`, `tag` is `null`
 //! when empty, and `rawOrderTotal`/`rawOrderDiscount` are `null` on odd
 //! order ids ("nullable for old orders"). The answer for an empty window is
-//! UNCONFIRMED upstream, so it is a setting ([`EmptyHistory`]).
+//! UNCONFIRMED upstream, so it is a setting (`config::EmptyHistory`).
 
 use std::{sync::Arc, time::Instant};
 
@@ -16,30 +16,11 @@ use serde_json::{Value, json};
 
 use super::{
     catalog,
+    config::EmptyHistory,
     ledger::LedgerOrder,
     state::Shared,
     wire::{self, ApiError, number},
 };
-
-/// What getOrderHistory answers when the window (or page) has no orders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmptyHistory {
-    /// 404 PLE10027 "Failed to find order history" (the default).
-    NotFound,
-    /// 200 with `data: []`.
-    EmptyList,
-}
-
-impl EmptyHistory {
-    /// `404`/`notFound` or `empty`/`emptyList`.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "404" | "notFound" => Some(Self::NotFound),
-            "empty" | "emptyList" | "[]" => Some(Self::EmptyList),
-            _ => None,
-        }
-    }
-}
 
 struct Window {
     from: NaiveDate,

@@ -9,11 +9,10 @@
 
 use axum::{
     body::Body,
+    http::header::CONTENT_TYPE,
     response::{IntoResponse as _, Response},
 };
 use serde_json::Value;
-
-use super::wire::json_response;
 
 /// Stands for a lone surrogate inside a Rust string until serialisation.
 const SURROGATE_MARK: &str = "\u{F8FF}emu-lone-surrogate\u{F8FF}";
@@ -89,7 +88,10 @@ pub(crate) async fn answer(resp: Response, hostile: &HostileText) -> Response {
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(mut v) => {
             corrupt(&mut v, &hostile.text());
-            json_response(parts.status.as_u16(), v)
+            // What `wire::json_response` sends, without naming `wire` (which
+            // depends on this module for `to_json_text`).
+            let text = to_json_text(&v);
+            (parts.status, [(CONTENT_TYPE, "application/json")], text).into_response()
         }
         Err(_) => Response::from_parts(parts, Body::from(bytes)),
     }

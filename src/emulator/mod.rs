@@ -36,16 +36,16 @@ mod tests;
 use std::time::Duration;
 
 pub use catalog::{Delivery, Denominations, Product, products};
+pub use config::EmptyHistory;
 pub use config::EmulatorConfig;
 pub use faults::{AfterWebhook, Fault, FaultOp, FaultRates, LateAnswer};
 pub use handle::EmulatorHandle;
-pub use history::EmptyHistory;
 pub use hostile::{HostileText, LONG_TEXT_BYTES};
 pub use ledger::{LedgerOrder, Voucher};
 pub use limits::RateLimits;
-pub use webhook::WebhookAttempt;
+pub use state::WebhookAttempt;
 
-use crate::config::Env;
+use crate::env::Env;
 
 /// Binds `cfg.addr` and serves the emulator in a background task until
 /// [`EmulatorHandle::shutdown`].

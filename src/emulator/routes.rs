@@ -20,7 +20,7 @@ use super::{
     faults::{Fault, FaultOp},
     history, hostile, late, orders,
     place::{self, PlaceOptions},
-    server::{ConnKill, drop_or_502},
+    server::{self, ConnKill},
     state::Shared,
     tokens,
     wire::{self, ApiError},
@@ -140,14 +140,14 @@ async fn run(
         }
         Some(Fault::Hostile(h)) => {
             opts.hostile = Some(h.clone());
-            let answer = apply(None, kill, work(op, shared, data, opts)).await;
+            let answer = server::apply(None, kill, work(op, shared, data, opts)).await;
             hostile::answer(answer, &h).await
         }
         other => {
             if let Some(Fault::HiddenFromDetails(d)) = &other {
                 opts.hidden = Some(*d);
             }
-            apply(other, kill, work(op, shared, data, opts)).await
+            server::apply(other, kill, work(op, shared, data, opts)).await
         }
     }
 }
@@ -166,43 +166,5 @@ fn work(
         FaultOp::GetBalance => orders::balance(&shared),
         FaultOp::GetOrderHistory => history::order_history(&shared, &data),
         FaultOp::RefreshToken => ApiError::place_validation("not an API query").into_response(),
-    }
-}
-
-/// Runs `work` (the operation, including its side effect) under `fault`.
-///
-/// `work` is synchronous, so once started it always completes, even when
-/// the client has gone; a `Slow` call runs it in a detached task after the
-/// delay for the same reason.
-pub(crate) async fn apply<W>(fault: Option<Fault>, kill: Option<ConnKill>, work: W) -> Response
-where
-    W: FnOnce() -> Response + Send + 'static,
-{
-    let answer = match fault {
-        Some(Fault::ErrorBeforeCreate { status }) => {
-            return ApiError::upstream(status).into_response();
-        }
-        Some(Fault::Respond { status, body }) => return wire::json_response(status, body),
-        Some(Fault::RateLimited { penalty_seconds }) => return wire::rate_limited(penalty_seconds),
-        Some(Fault::InvalidToken) => return wire::invalid_token(),
-        Some(Fault::Slow(d)) => {
-            let task = tokio::spawn(async move {
-                tokio::time::sleep(d).await;
-                work()
-            });
-            return task
-                .await
-                .unwrap_or_else(|_| ApiError::upstream(500).into_response());
-        }
-        _ => work(),
-    };
-    match fault {
-        Some(Fault::ErrorAfterCreate { status }) => ApiError::upstream(status).into_response(),
-        Some(Fault::SleepAfterCreate(d)) => {
-            tokio::time::sleep(d).await;
-            answer
-        }
-        Some(Fault::DropAfterCreate) => drop_or_502(kill).await,
-        _ => answer,
     }
 }

@@ -2,6 +2,7 @@
 //! `axum::serve`) so a handler can ask for its own connection to be dropped
 //! with no HTTP answer: the `DropAfterCreate` fault. Dropping the hyper
 //! connection future closes the socket; the client sees a connection error.
+//! [`apply`] runs one operation under its fault, for every route alike.
 
 use std::time::Duration;
 
@@ -16,7 +17,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
-use super::wire::ApiError;
+use super::{
+    faults::Fault,
+    wire::{self, ApiError},
+};
 
 /// A request extension: cancel it to drop the connection the request came on.
 #[derive(Debug, Clone)]
@@ -73,5 +77,43 @@ async fn connection(stream: TcpStream, router: Router, shutdown: CancellationTok
         _ = conn => {}
         () = kill.cancelled() => {}
         () = shutdown.cancelled() => {}
+    }
+}
+
+/// Runs `work` (the operation, including its side effect) under `fault`.
+///
+/// `work` is synchronous, so once started it always completes, even when
+/// the client has gone; a `Slow` call runs it in a detached task after the
+/// delay for the same reason.
+pub(crate) async fn apply<W>(fault: Option<Fault>, kill: Option<ConnKill>, work: W) -> Response
+where
+    W: FnOnce() -> Response + Send + 'static,
+{
+    let answer = match fault {
+        Some(Fault::ErrorBeforeCreate { status }) => {
+            return ApiError::upstream(status).into_response();
+        }
+        Some(Fault::Respond { status, body }) => return wire::json_response(status, body),
+        Some(Fault::RateLimited { penalty_seconds }) => return wire::rate_limited(penalty_seconds),
+        Some(Fault::InvalidToken) => return wire::invalid_token(),
+        Some(Fault::Slow(d)) => {
+            let task = tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                work()
+            });
+            return task
+                .await
+                .unwrap_or_else(|_| ApiError::upstream(500).into_response());
+        }
+        _ => work(),
+    };
+    match fault {
+        Some(Fault::ErrorAfterCreate { status }) => ApiError::upstream(status).into_response(),
+        Some(Fault::SleepAfterCreate(d)) => {
+            tokio::time::sleep(d).await;
+            answer
+        }
+        Some(Fault::DropAfterCreate) => drop_or_502(kill).await,
+        _ => answer,
     }
 }

@@ -10,9 +10,51 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    config::EmulatorConfig, faults::FaultPlan, history::EmptyHistory, hostile::HostileText,
-    ledger::Ledger, limits::RateLimiter, webhook::WebhookState,
+    config::{EmptyHistory, EmulatorConfig},
+    faults::FaultPlan,
+    hostile::HostileText,
+    ledger::Ledger,
+    limits::RateLimiter,
 };
+
+/// One webhook POST attempt, as the emulator saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookAttempt {
+    /// The webhook `id`.
+    pub id: i64,
+    /// The order it reports.
+    pub order_id: i64,
+    /// `delivered` or `canceled`.
+    pub delivery_status: String,
+    /// 1 for the first try, up to 4.
+    pub attempt: u32,
+    /// HTTP status received, if any.
+    pub status: Option<u16>,
+    /// Transport error, if any.
+    pub error: Option<String>,
+}
+
+/// Webhook settings and history.
+#[derive(Debug)]
+pub(crate) struct WebhookState {
+    pub url: Option<String>,
+    pub api_key: Option<String>,
+    pub disabled: bool,
+    pub next_id: i64,
+    pub attempts: Vec<WebhookAttempt>,
+}
+
+impl WebhookState {
+    pub(crate) fn new(url: Option<String>, api_key: Option<String>) -> Self {
+        Self {
+            url,
+            api_key,
+            disabled: false,
+            next_id: 9_000_000_001,
+            attempts: Vec::new(),
+        }
+    }
+}
 
 /// Access-token lifetime, seconds (15 days, api-reference §2.2).
 pub(crate) const ACCESS_TTL_SECS: u64 = 1_296_000;

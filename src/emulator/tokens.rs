@@ -19,8 +19,7 @@ use serde_json::{Value, json};
 
 use super::{
     faults::FaultOp,
-    routes,
-    server::ConnKill,
+    server::{self, ConnKill},
     state::{ACCESS_TTL_SECS, REFRESH_TTL_SECS, Shared},
     wire::{self, oauth_error},
 };
@@ -58,7 +57,7 @@ pub(crate) async fn refresh(
         g.faults.take(FaultOp::RefreshToken, None)
     };
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    routes::apply(fault, kill.map(|Extension(k)| k), move || {
+    server::apply(fault, kill.map(|Extension(k)| k), move || {
         rotate(&shared, &body)
     })
     .await

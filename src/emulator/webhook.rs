@@ -13,49 +13,10 @@ use serde_json::{Value, json};
 use super::{
     hostile::{HostileText, to_json_text},
     ledger::{LedgerOrder, plum_date},
-    state::Shared,
+    state::{Shared, WebhookAttempt},
 };
 
 const RETRIES: u32 = 3;
-
-/// One webhook POST attempt, as the emulator saw it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WebhookAttempt {
-    /// The webhook `id`.
-    pub id: i64,
-    /// The order it reports.
-    pub order_id: i64,
-    /// `delivered` or `canceled`.
-    pub delivery_status: String,
-    /// 1 for the first try, up to 4.
-    pub attempt: u32,
-    /// HTTP status received, if any.
-    pub status: Option<u16>,
-    /// Transport error, if any.
-    pub error: Option<String>,
-}
-
-/// Webhook settings and history.
-#[derive(Debug)]
-pub(crate) struct WebhookState {
-    pub url: Option<String>,
-    pub api_key: Option<String>,
-    pub disabled: bool,
-    pub next_id: i64,
-    pub attempts: Vec<WebhookAttempt>,
-}
-
-impl WebhookState {
-    pub(crate) fn new(url: Option<String>, api_key: Option<String>) -> Self {
-        Self {
-            url,
-            api_key,
-            disabled: false,
-            next_id: 9_000_000_001,
-            attempts: Vec::new(),
-        }
-    }
-}
 
 /// Settles a pending order after the delivery delay (unless shut down or
 /// already settled), then sends its webhook.

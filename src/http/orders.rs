@@ -19,12 +19,13 @@ use super::{
     state::AppState,
 };
 use crate::{
-    domain::{Caller, FieldError, NewOrder, OrderId, OrderStatus, money::money_string},
+    domain::{
+        Caller, FieldError, NewOrder, OrderFilter, OrderId, OrderStatus, money::money_string,
+    },
     orders::{
         OrderView,
         intake::{IntakeError, IntakeOutcome},
     },
-    store::orders::OrderFilter,
 };
 
 /// `POST /v1/orders`.
@@ -74,15 +75,14 @@ pub async fn get_order(
     Path(id): Path<String>,
 ) -> Result<Json<OrderOut>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
-    let svc = &state.orders;
-    let Some(row) = svc
-        .store
-        .find_order(&caller, OrderId::from_uuid(id))
-        .await?
-    else {
-        return Err(not_found_or_revoked(&state, &caller).await);
-    };
-    Ok(Json(OrderOut::from(&svc.view(row).await?)))
+    let found = state
+        .orders
+        .find_order_view(&caller, OrderId::from_uuid(id))
+        .await?;
+    match found {
+        Some(view) => Ok(Json(OrderOut::from(&view))),
+        None => Err(not_found_or_revoked(&state, &caller).await),
+    }
 }
 
 /// `GET /v1/orders?idempotencyKey=…|poNumber=…|status=…&limit=…&after=…`.
@@ -91,30 +91,24 @@ pub async fn list_orders(
     AuthCaller(caller): AuthCaller,
     RawQuery(query): RawQuery,
 ) -> Result<Json<OrderListOut>, ApiError> {
-    let mut filter = parse_list_query(query.as_deref().unwrap_or(""))?;
-    let limit = filter.limit;
-    filter.limit += 1;
-    let svc = &state.orders;
-    let mut rows = svc.store.list_orders(&caller, &filter).await?;
-    if rows.is_empty() && !svc.callers.still_live(&svc.store, &caller).await? {
+    let filter = parse_list_query(query.as_deref().unwrap_or(""))?;
+    let page = state.orders.list_order_views(&caller, &filter).await?;
+    if page.orders.is_empty() && !state.orders.caller_still_live(&caller).await? {
         return Err(ApiError::Unauthorized);
     }
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let views = svc.views(rows).await?;
-    let next_cursor = more
-        .then(|| views.last().map(|v| encode_cursor(v.order.id)))
+    let next_cursor = page
+        .more
+        .then(|| page.orders.last().map(|v| encode_cursor(v.order.id)))
         .flatten();
     Ok(Json(OrderListOut {
-        orders: views.iter().map(OrderOut::from).collect(),
+        orders: page.orders.iter().map(OrderOut::from).collect(),
         next_cursor,
     }))
 }
 
 /// Nothing found: 404, unless the key was revoked meanwhile (401).
 async fn not_found_or_revoked(state: &AppState, caller: &Caller) -> ApiError {
-    let svc = &state.orders;
-    match svc.callers.still_live(&svc.store, caller).await {
+    match state.orders.caller_still_live(caller).await {
         Ok(true) => ApiError::NotFound,
         Ok(false) => ApiError::Unauthorized,
         Err(e) => e.into(),

@@ -9,7 +9,10 @@ use axum::{
 };
 use serde::Serialize;
 
-use crate::{domain::FieldError, orders::view::ViewError, store::StoreError};
+use crate::{
+    domain::FieldError,
+    orders::{StoreError, view::ViewError},
+};
 
 /// Base of every problem `type` URI.
 pub const PROBLEM_BASE: &str = "https://order-gateway/problems/";

@@ -15,7 +15,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, info_span, warn};
 use uuid::Uuid;
 
-use super::{OrderService, audit, outcome};
+use super::{
+    OrderService, audit, outcome,
+    worker::{Pace, run_worker},
+};
 use crate::{
     domain::{OrderId, OrderStatus},
     store::{StoreError, StoreResult, exchanges::Begin, orders::OrderRow, outcomes::PlaceResult},
@@ -217,22 +220,13 @@ impl OrderService {
 
     /// The background loop, until `shutdown`.
     pub async fn run_dispatcher(self, shutdown: CancellationToken) {
-        while !shutdown.is_cancelled() {
-            let busy = match self.dispatch_due().await {
-                Ok(handles) => handles.len() as i64 >= self.settings.batch,
-                Err(e) => {
-                    warn!(error = %e, "dispatcher pass failed; retrying");
-                    false
-                }
-            };
-            if !busy {
-                tokio::select! {
-                    () = shutdown.cancelled() => {}
-                    () = tokio::time::sleep(self.settings.poll_interval) => {}
-                    () = self.wake.notified() => {}
-                }
-            }
-        }
+        let pace = Pace {
+            name: "dispatcher",
+            batch: self.settings.batch,
+            poll_interval: self.settings.poll_interval,
+            wake: &self.wake,
+        };
+        run_worker(pace, shutdown, || self.dispatch_due()).await;
     }
 
     /// Retries a write-back while the database is unavailable (≈ 15 s), so a

@@ -12,12 +12,13 @@ use super::OrderService;
 use crate::{
     store::{
         StoreResult,
-        rate_limit::{self, ALL_OPERATIONS, SlotAsk},
+        rate_limit::{ALL_OPERATIONS, SlotAsk},
     },
     xoxoday::{Operation, UpstreamError},
 };
 
-/// Per-minute budgets and the settle window.
+/// Per-minute budgets and the settle window (from `XoxodayConfig`, where
+/// their defaults are).
 #[derive(Debug, Clone)]
 pub struct UpstreamLimits {
     /// placeOrder calls per minute, all replicas together.
@@ -29,17 +30,6 @@ pub struct UpstreamLimits {
     /// The placeOrder client timeout: the latest end of a call whose worker
     /// vanished mid-call.
     pub place_timeout: Duration,
-}
-
-impl Default for UpstreamLimits {
-    fn default() -> Self {
-        Self {
-            place_order_rate: 100,
-            order_details_rate: 200,
-            settle_window: Duration::from_secs(150),
-            place_timeout: Duration::from_secs(150),
-        }
-    }
 }
 
 impl OrderService {
@@ -74,7 +64,11 @@ impl OrderService {
             "Xoxoday answered auth.request_limit_exceeded (penalty {}s)",
             penalty.as_secs()
         );
-        if let Err(e) = rate_limit::pause(self.store.pool(), op.as_str(), penalty, &reason).await {
+        if let Err(e) = self
+            .store
+            .pause_operation(op.as_str(), penalty, &reason)
+            .await
+        {
             warn!(error = %e, "could not record the rate-limit pause");
         }
     }
@@ -92,7 +86,11 @@ impl OrderService {
         );
         error!(xoxoday.error_id = %id, "{reason}; dispatch paused, orders stay queued");
         let pause = self.tuning.systemic_pause;
-        if let Err(e) = rate_limit::pause(self.store.pool(), ALL_OPERATIONS, pause, &reason).await {
+        if let Err(e) = self
+            .store
+            .pause_operation(ALL_OPERATIONS, pause, &reason)
+            .await
+        {
             warn!(error = %e, "could not record the account-wide pause");
         }
     }
@@ -103,16 +101,10 @@ impl OrderService {
         if let Some(hold) = self.store.active_holds().await?.into_iter().next() {
             return Ok(Some(hold.reason));
         }
-        let pauses = rate_limit::active_pauses(self.store.pool()).await?;
+        let pauses = self.store.active_pauses().await?;
         Ok(pauses
             .into_iter()
             .find(|p| p.operation == ALL_OPERATIONS)
             .map(|p| format!("{} (until {})", p.reason, p.paused_until.to_rfc3339())))
     }
-}
-
-/// `d` scaled by a random factor in 0.8..1.2, so replicas do not retry in step.
-pub(crate) fn jitter(d: Duration) -> Duration {
-    use rand::Rng as _;
-    d.mul_f64(rand::thread_rng().gen_range(0.8..1.2))
 }

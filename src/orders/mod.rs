@@ -16,6 +16,8 @@ pub mod audit;
 pub mod callers;
 /// Claim accepted orders and place them upstream.
 pub mod dispatcher;
+/// What `/readyz` and `/metrics` report.
+pub mod health;
 /// Account-wide holds (refused token, low balance) and the probe that lifts them.
 pub mod holds;
 /// `POST /v1/orders`: the idempotency gate.
@@ -26,6 +28,8 @@ mod lease;
 pub mod limits;
 /// Mapping of placeOrder outcomes to order states.
 mod outcome;
+/// Caller-scoped reads and key checks, for the HTTP layer.
+pub mod queries;
 /// Settles unknown outcomes and pending deliveries through getOrderDetails.
 pub mod reconciler;
 /// One token refresh across replicas.
@@ -38,10 +42,15 @@ pub mod tokens;
 pub mod view;
 /// Xoxoday delivery webhooks.
 pub mod webhooks;
+/// The background worker loop and retry jitter.
+mod worker;
 
+pub use crate::domain::TokenState;
+/// Persistence failures, as the use cases report them (503 versus 500).
+pub use crate::store::{StoreError, StoreResult};
 pub use callers::CallerCache;
 pub use token_refresh::{OPERATOR_ACTION, REJECTION_REFRESH_COOLDOWN, TOKEN_HOLD_REASON};
-pub use token_store::{RotatingTokens, TokenHealth, TokenState};
+pub use token_store::{RotatingTokens, TokenHealth};
 pub use tokens::{AccessTokens, StaticAccessToken};
 pub use view::OrderView;
 
@@ -68,26 +77,16 @@ pub struct DispatchSettings {
 }
 
 impl DispatchSettings {
-    /// Settings from the worker tunables.
+    /// Settings from the worker tunables; the rest are fixed here.
     pub fn from_tuning(t: &Tuning) -> Self {
         Self {
-            unknown_check_in: t.retry_base,
-            pending_check_in: t.pending_poll,
-            defer_floor: t.retry_floor,
-            ..Self::with_lease(t.order_lease)
-        }
-    }
-
-    /// Defaults around a lease length (`ORDER_LEASE`).
-    pub fn with_lease(lease: Duration) -> Self {
-        Self {
-            lease,
+            lease: t.order_lease,
             batch: 32,
             max_in_flight: 64,
             poll_interval: Duration::from_secs(1),
-            unknown_check_in: Duration::from_secs(5),
-            pending_check_in: Duration::from_secs(60),
-            defer_floor: Duration::from_secs(60),
+            unknown_check_in: t.retry_base,
+            pending_check_in: t.pending_poll,
+            defer_floor: t.retry_floor,
         }
     }
 }
@@ -95,8 +94,8 @@ impl DispatchSettings {
 /// Everything the use cases need; cheap to clone.
 #[derive(Clone)]
 pub struct OrderService {
-    /// Persistence.
-    pub store: Store,
+    /// Persistence; reached only through the use-case methods.
+    store: Store,
     /// Upstream.
     pub xoxoday: Arc<dyn XoxodayApi>,
     /// Upstream credentials.
@@ -122,14 +121,19 @@ pub struct OrderService {
 }
 
 impl OrderService {
-    /// Wires the service.
+    /// Wires the service. Every setting comes from `tuning` (the worker
+    /// variables) and `upstream` (the `XOXODAY_*` budgets and timeouts),
+    /// both read once from the environment, so each default lives where the
+    /// variable is read.
     pub fn new(
         store: Store,
         xoxoday: Arc<dyn XoxodayApi>,
         tokens: Arc<dyn AccessTokens>,
         cipher: Cipher,
-        settings: DispatchSettings,
+        tuning: Tuning,
+        upstream: limits::UpstreamLimits,
     ) -> Self {
+        let settings = DispatchSettings::from_tuning(&tuning);
         Self {
             store,
             xoxoday,
@@ -140,36 +144,9 @@ impl OrderService {
             settings: Arc::new(settings),
             wake: Arc::new(Notify::new()),
             tasks: TaskTracker::new(),
-            tuning: Arc::new(Tuning::defaults()),
+            tuning: Arc::new(tuning),
             recon_wake: Arc::new(Notify::new()),
-            upstream: Arc::new(limits::UpstreamLimits::default()),
+            upstream: Arc::new(upstream),
         }
-    }
-
-    /// Sets the per-minute budgets (`XOXODAY_PLACE_ORDER_RATE`,
-    /// `XOXODAY_ORDER_DETAILS_RATE`) and `XOXODAY_SETTLE_WINDOW`.
-    pub fn with_upstream_rates(mut self, place: u32, details: u32, settle: Duration) -> Self {
-        self.upstream = Arc::new(limits::UpstreamLimits {
-            place_order_rate: place,
-            order_details_rate: details,
-            settle_window: settle,
-            place_timeout: self.upstream.place_timeout,
-        });
-        self
-    }
-
-    /// Sets `XOXODAY_PLACE_ORDER_TIMEOUT` (the end of a call whose lease expired).
-    pub fn with_place_timeout(mut self, timeout: Duration) -> Self {
-        let mut limits = (*self.upstream).clone();
-        limits.place_timeout = timeout;
-        self.upstream = Arc::new(limits);
-        self
-    }
-
-    /// Replaces the worker tunables (and the dispatch settings derived from them).
-    pub fn with_tuning(mut self, tuning: Tuning) -> Self {
-        self.settings = Arc::new(DispatchSettings::from_tuning(&tuning));
-        self.tuning = Arc::new(tuning);
-        self
     }
 }

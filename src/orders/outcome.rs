@@ -7,10 +7,9 @@
 
 use std::time::Duration;
 
-use rand::Rng as _;
 use secrecy::ExposeSecret as _;
 
-use super::DispatchSettings;
+use super::{DispatchSettings, worker::jitter};
 use crate::{
     crypto::Cipher,
     domain::{OrderId, OrderStatus},
@@ -116,11 +115,9 @@ fn id_of(e: &UpstreamError) -> String {
 
 /// Waits at least the floor, ±20 % jitter so replicas do not retry in step.
 fn deferred(s: &DispatchSettings, penalty: Duration, reason: String) -> PlaceResult {
-    let base = penalty.max(s.defer_floor).as_secs_f64();
-    let jitter = rand::thread_rng().gen_range(0.8..1.2);
     PlaceResult::Deferred {
         reason,
-        retry_in: Duration::from_secs_f64(base * jitter),
+        retry_in: jitter(penalty.max(s.defer_floor)),
     }
 }
 

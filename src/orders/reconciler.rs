@@ -24,7 +24,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, info_span, warn};
 use uuid::Uuid;
 
-use super::{OrderService, audit, limits::jitter, outcome};
+use super::{
+    OrderService, audit, outcome,
+    worker::{Pace, jitter, run_worker},
+};
 use crate::{
     domain::OrderStatus,
     store::{
@@ -77,22 +80,13 @@ impl OrderService {
 
     /// The background loop, until `shutdown`.
     pub async fn run_reconciler(self, shutdown: CancellationToken) {
-        while !shutdown.is_cancelled() {
-            let busy = match self.reconcile_due().await {
-                Ok(handles) => handles.len() as i64 >= BATCH,
-                Err(e) => {
-                    warn!(error = %e, "reconciler pass failed; retrying");
-                    false
-                }
-            };
-            if !busy {
-                tokio::select! {
-                    () = shutdown.cancelled() => {}
-                    () = tokio::time::sleep(self.tuning.poll_interval) => {}
-                    () = self.recon_wake.notified() => {}
-                }
-            }
-        }
+        let pace = Pace {
+            name: "reconciler",
+            batch: BATCH,
+            poll_interval: self.tuning.poll_interval,
+            wake: &self.recon_wake,
+        };
+        run_worker(pace, shutdown, || self.reconcile_due()).await;
     }
 
     /// Runs one check under its lease; an error reschedules, never drops.

@@ -26,9 +26,10 @@ use uuid::Uuid;
 
 use super::{
     AccessTokens, audit, holds,
-    token_store::{Current, RotatingTokens, TokenError, TokenState, open, refresh_due_at, seal},
+    token_store::{Current, RotatingTokens, TokenError, open, refresh_due_at, seal},
 };
 use crate::{
+    domain::TokenState,
     store::{
         holds::HoldKind,
         tokens::{SealedPair, TokenRow},
@@ -58,7 +59,7 @@ const LEASE_POLL: Duration = Duration::from_millis(100);
 
 /// What asked for the refresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Trigger {
+enum Trigger {
     /// The pair is due (proactive rotation).
     Due,
     /// Xoxoday refused the access token.
@@ -66,9 +67,14 @@ pub(super) enum Trigger {
 }
 
 impl RotatingTokens {
+    /// [`Self::refresh`] for a pair that is due (proactive rotation).
+    pub(super) async fn refresh_due(&self, seen: i64) -> Result<bool, TokenError> {
+        self.refresh(seen, Trigger::Due).await
+    }
+
     /// Refreshes unless the stored generation moved past `seen` (then adopts
     /// it). True when a newer pair than `seen` is now current.
-    pub(super) async fn refresh(&self, seen: i64, why: Trigger) -> Result<bool, TokenError> {
+    async fn refresh(&self, seen: i64, why: Trigger) -> Result<bool, TokenError> {
         let _one_here = self.gate.lock().await;
         let lease = Uuid::now_v7();
         let Some(row) = self.take_lease(lease, seen).await? else {

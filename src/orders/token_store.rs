@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::{
     crypto::{Cipher, CryptoError},
+    domain::TokenState,
     store::{
         Store, StoreError,
         tokens::{SealedPair, TokenRow},
@@ -44,32 +45,6 @@ pub enum TokenError {
          to the old key, or store a new pair with `order-gateway tokens reset`"
     )]
     Crypto(#[from] CryptoError),
-}
-
-/// State of the token pair, for `/readyz` and metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum TokenState {
-    /// Not loaded yet.
-    #[default]
-    Unknown,
-    /// Usable; the last refresh (if any) worked.
-    Ok,
-    /// The last refresh failed for a passing reason; it is retried.
-    Failing,
-    /// Xoxoday refused the refresh token: an operator must store a new pair.
-    OperatorActionRequired,
-}
-
-impl TokenState {
-    /// Stable name for metrics and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown",
-            Self::Ok => "ok",
-            Self::Failing => "failing",
-            Self::OperatorActionRequired => "operator_action_required",
-        }
-    }
 }
 
 /// What this process knows about the pair; read by the metrics endpoint.
@@ -188,8 +163,7 @@ impl RotatingTokens {
         if row.operator_action_required || row.refresh_due_at > Utc::now() {
             return Ok(false);
         }
-        self.refresh(row.generation, super::token_refresh::Trigger::Due)
-            .await
+        self.refresh_due(row.generation).await
     }
 
     /// Runs [`RotatingTokens::refresh_if_due`] every [`CHECK_INTERVAL`] until `shutdown`.

@@ -6,8 +6,6 @@
 //! (`order_gateway_webhook_contradictions_total`) and logged at error level;
 //! the store has moved the order to `needs_review`. It still gets its 200.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use serde_json::Value;
 use tracing::{error, info, warn};
 
@@ -17,9 +15,6 @@ use crate::store::{
     StoreResult,
     webhooks::{WebhookIn, WebhookStored},
 };
-
-/// Webhooks for a poNumber no order has, since start (also in `webhook_events`).
-pub static UNMATCHED_WEBHOOKS: AtomicU64 = AtomicU64::new(0);
 
 /// A webhook body we cannot use at all.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +53,6 @@ impl OrderService {
                 self.recon_wake.notify_one();
             }
             Ok(WebhookStored::Unmatched) => {
-                UNMATCHED_WEBHOOKS.fetch_add(1, Ordering::Relaxed);
                 warn!(webhook.id = %id, po_number = ?event.po_number, "Xoxoday webhook for an unknown poNumber; stored for review");
             }
             Ok(WebhookStored::Contradicted { was }) => {

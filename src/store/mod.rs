@@ -116,11 +116,6 @@ impl Store {
         Self { pool }
     }
 
-    /// The pool, for code that needs it directly (tests).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     /// Applies pending migrations.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         MIGRATOR

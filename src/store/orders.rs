@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 use super::{Store, StoreResult};
 use crate::domain::{
-    Amount, Caller, CallerId, IdempotencyKey, NewOrder, Order, OrderId, OrderStatus, PoNumber,
+    Amount, Caller, CallerId, IdempotencyKey, NewOrder, Order, OrderFilter, OrderId, OrderStatus,
+    PoNumber,
 };
 
 /// Columns read for every order.
@@ -96,21 +97,6 @@ impl OrderRow {
             settled_at: self.settled_at,
         }
     }
-}
-
-/// What to list: at most one of the filters, newest first.
-#[derive(Debug, Clone, Default)]
-pub struct OrderFilter {
-    /// Exact idempotency key.
-    pub idempotency_key: Option<String>,
-    /// Exact poNumber.
-    pub po_number: Option<String>,
-    /// Status.
-    pub status: Option<OrderStatus>,
-    /// Keyset cursor: only orders older than this id.
-    pub before: Option<OrderId>,
-    /// Page size.
-    pub limit: i64,
 }
 
 impl Store {

@@ -21,7 +21,6 @@ use super::{
     Store, StoreResult,
     exchanges::{ExchangeEnd, complete_exchange},
     orders::{ORDER_COLUMNS, OrderRow},
-    reconcile::HOOKED,
     vouchers::{VoucherRow, insert_vouchers},
 };
 use crate::domain::{
@@ -87,6 +86,10 @@ pub enum PlaceResult {
 
 const GUARD: &str = "where o.order_id = $1 and o.status = 'placing' and o.lease_token = $2";
 
+/// True when a delivery webhook for the order `o` is stored.
+pub(crate) const HOOKED: &str =
+    "exists (select 1 from webhook_events w where w.order_id = o.order_id)";
+
 /// The stored history of the order `o` shows that no placeOrder of its
 /// poNumber can have created an order: every exchange (the refusal being
 /// written included) ended with a 4xx whose body we classified as a refusal,
@@ -122,16 +125,7 @@ impl Store {
             .bind(order.as_uuid())
             .bind(lease_token);
         let q = match result {
-            PlaceResult::Placed(f) => q
-                .bind(f.status.unwrap_or(OrderStatus::PendingDelivery).as_str())
-                .bind(f.xoxoday_order_id)
-                .bind(pg_opt(f.currency_code.as_deref()))
-                .bind(f.order_total)
-                .bind(f.order_discount)
-                .bind(f.amount_charged)
-                .bind(pg_text(&f.delivery_status).into_owned())
-                .bind(pg_opt(f.order_status.as_deref()))
-                .bind(f.next_check_in.map(|d| d.as_secs_f64())),
+            PlaceResult::Placed(f) => f.bind(q).bind(f.next_check_in.map(|d| d.as_secs_f64())),
             PlaceResult::Failed { failure, check_in } => {
                 q.bind(pg_json(failure)).bind(check_in.as_secs_f64())
             }
@@ -150,6 +144,25 @@ impl Store {
         }
         tx.commit().await?;
         Ok(row)
+    }
+}
+
+/// A guarded `update … returning` order query under construction.
+pub(super) type OrderQuery<'q> =
+    sqlx::query::QueryAs<'q, sqlx::Postgres, OrderRow, sqlx::postgres::PgArguments>;
+
+impl PlacedFacts {
+    /// Binds the facts as the next eight parameters, in the order of the
+    /// `set status = …, upstream_order_status = …` lists that adopt them.
+    pub(super) fn bind<'q>(&'q self, q: OrderQuery<'q>) -> OrderQuery<'q> {
+        q.bind(self.status.unwrap_or(OrderStatus::PendingDelivery).as_str())
+            .bind(self.xoxoday_order_id)
+            .bind(pg_opt(self.currency_code.as_deref()))
+            .bind(self.order_total)
+            .bind(self.order_discount)
+            .bind(self.amount_charged)
+            .bind(pg_text(&self.delivery_status).into_owned())
+            .bind(pg_opt(self.order_status.as_deref()))
     }
 }
 

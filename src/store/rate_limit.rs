@@ -10,6 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool};
 
+use super::{Store, StoreResult};
+
 /// The default window: Xoxoday's minute plus the longest a stamped call can
 /// take to arrive. The slot is stamped after the exchange row and the token
 /// read, just before the send (issue 9, window 10), so what is left is the
@@ -116,4 +118,21 @@ pub async fn active_pauses(pool: &PgPool) -> sqlx::Result<Vec<ActivePause>> {
     )
     .fetch_all(pool)
     .await
+}
+
+impl Store {
+    /// [`pause`] on this store's pool.
+    pub async fn pause_operation(
+        &self,
+        operation: &str,
+        duration: Duration,
+        reason: &str,
+    ) -> StoreResult<()> {
+        Ok(pause(&self.pool, operation, duration, reason).await?)
+    }
+
+    /// [`active_pauses`] on this store's pool.
+    pub async fn active_pauses(&self) -> StoreResult<Vec<ActivePause>> {
+        Ok(active_pauses(&self.pool).await?)
+    }
 }

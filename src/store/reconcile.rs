@@ -23,14 +23,11 @@ use super::{
     Store, StoreResult,
     exchanges::{Begin, ExchangeEnd, ExchangeStart, complete_exchange, take_slot_or_roll_back},
     orders::{ORDER_COLUMNS, OrderRow},
-    outcomes::PlacedFacts,
+    outcomes::{HOOKED, OrderQuery, PlacedFacts},
     rate_limit::SlotAsk,
     vouchers::insert_vouchers,
 };
-use crate::domain::{
-    OrderId, OrderStatus,
-    safe_text::{pg_opt, pg_text},
-};
+use crate::domain::{OrderId, safe_text::pg_text};
 
 /// A claimed order with what the reconciler needs beyond the order itself.
 #[derive(Debug, sqlx::FromRow)]
@@ -79,10 +76,6 @@ pub enum CheckEnd {
 }
 
 const GUARD: &str = "where o.order_id = $1 and o.lease_token = $2 and o.status = $3";
-
-/// True when a delivery webhook for the order `o` is stored.
-pub(crate) const HOOKED: &str =
-    "exists (select 1 from webhook_events w where w.order_id = o.order_id)";
 
 impl Store {
     /// Claims up to `limit` due checks no live lease holds.
@@ -180,7 +173,9 @@ impl Store {
         }
         let row = match end {
             CheckEnd::Adopt(f, poll) => {
-                let row = bind_facts(guarded(&adopt_sql(), c), f, *poll)
+                let row = f
+                    .bind(guarded(&adopt_sql(), c))
+                    .bind(poll.as_secs_f64())
                     .fetch_optional(&mut *tx)
                     .await?;
                 if row.is_some() {
@@ -310,26 +305,12 @@ async fn or_check_now(
         .await?)
 }
 
-type Query<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, OrderRow, sqlx::postgres::PgArguments>;
-
 /// `$1..$4`: order, lease token, status and `next_check_at` as claimed.
-fn guarded<'q>(sql: &'q str, c: &CheckRow) -> Query<'q> {
+fn guarded<'q>(sql: &'q str, c: &CheckRow) -> OrderQuery<'q> {
     let order = c.row.to_order();
     sqlx::query_as::<_, OrderRow>(sql)
         .bind(order.id.as_uuid())
         .bind(c.row.lease_token)
         .bind(order.status.as_str())
         .bind(c.next_check_at)
-}
-
-fn bind_facts<'q>(q: Query<'q>, f: &'q PlacedFacts, poll: Duration) -> Query<'q> {
-    q.bind(f.status.unwrap_or(OrderStatus::PendingDelivery).as_str())
-        .bind(f.xoxoday_order_id)
-        .bind(pg_opt(f.currency_code.as_deref()))
-        .bind(f.order_total)
-        .bind(f.order_discount)
-        .bind(f.amount_charged)
-        .bind(pg_text(&f.delivery_status).into_owned())
-        .bind(pg_opt(f.order_status.as_deref()))
-        .bind(poll.as_secs_f64())
 }

@@ -2,12 +2,13 @@
 //! each scrape. Nothing here is written.
 
 use super::{Store, StoreResult};
+use crate::domain::OrderStatus;
 
 /// Orders in one status and the age of the oldest of them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusCount {
-    /// The order status (`accepted`, `placing`, …).
-    pub status: String,
+    /// The order status.
+    pub status: OrderStatus,
     /// How many orders are in it.
     pub count: i64,
     /// Seconds since the oldest of them was created.
@@ -24,12 +25,15 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
+        // The CHECK constraint on `orders.status` admits only known names.
         Ok(rows
             .into_iter()
-            .map(|(status, count, oldest_age_seconds)| StatusCount {
-                status,
-                count,
-                oldest_age_seconds,
+            .filter_map(|(status, count, oldest_age_seconds)| {
+                Some(StatusCount {
+                    status: OrderStatus::parse(&status)?,
+                    count,
+                    oldest_age_seconds,
+                })
             })
             .collect())
     }

@@ -20,7 +20,7 @@ const SPEC: &str = concat!(
 fn request_schema() -> Value {
     let text = std::fs::read_to_string(SPEC)
         .unwrap_or_else(|e| panic!("the placeOrder spec must exist at {SPEC}: {e}"));
-    let doc: Value = serde_yaml::from_str(&text).expect("the spec is YAML");
+    let doc: Value = serde_norway::from_str(&text).expect("the spec is YAML");
     let schema = doc
         .pointer("/paths/~1placeOrder/post/requestBody/content/application~1json/schema")
         .expect("the spec has a placeOrder request schema");

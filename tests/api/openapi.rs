@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::helpers::{new_key, order_body, spawn_app};
 
 fn spec() -> Value {
-    serde_yaml::from_str(include_str!("../../openapi.yaml")).expect("openapi.yaml parses")
+    serde_norway::from_str(include_str!("../../openapi.yaml")).expect("openapi.yaml parses")
 }
 
 fn assert_matches(schema_name: &str, instance: &Value) {

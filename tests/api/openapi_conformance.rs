@@ -14,7 +14,10 @@ struct Spec(Value);
 
 impl Spec {
     fn load() -> Self {
-        Self(serde_yaml::from_str(include_str!("../../openapi.yaml")).expect("openapi.yaml parses"))
+        Self(
+            serde_norway::from_str(include_str!("../../openapi.yaml"))
+                .expect("openapi.yaml parses"),
+        )
     }
 
     /// Follows a local `$ref` (`#/components/...`) once, if there is one.

@@ -262,6 +262,7 @@ async fn a_stale_lease_cannot_write_back_and_expired_leases_reconcile() {
     use order_gateway::{
         domain::OrderId,
         store::{
+            Store,
             exchanges::{Begin, ExchangeStart},
             outcomes::PlaceResult,
             rate_limit::SlotAsk,
@@ -273,7 +274,7 @@ async fn a_stale_lease_cannot_write_back_and_expired_leases_reconcile() {
         window: Duration::from_secs(60),
     };
     let app = spawn_app().await;
-    let store = &app.orders.store;
+    let store = &Store::from_pool(app.db.clone());
     let id = uuid::Uuid::now_v7();
     sqlx::query(
         "insert into orders (order_id, caller_id, idempotency_key, request_fingerprint, po_number,

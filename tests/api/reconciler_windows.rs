@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use order_gateway::{
     emulator::{Fault, FaultOp},
-    store::reconcile::CheckEnd,
+    store::{Store, reconcile::CheckEnd},
 };
 use serde_json::{Value, json};
 
@@ -127,7 +127,7 @@ async fn the_replace_statement_refuses_an_order_with_a_stored_webhook() {
         .execute(&app.db)
         .await
         .unwrap();
-    let store = &app.orders.store;
+    let store = &Store::from_pool(app.db.clone());
     let claimed = store
         .claim_due_checks(8, Duration::from_secs(30))
         .await

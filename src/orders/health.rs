@@ -1,0 +1,83 @@
+//! What `/readyz` and `/metrics` report, read from the store with bounded
+//! waits so a slow database can neither hang a probe nor a scrape. Ready
+//! means: the database answers, migrations are applied, the Xoxoday token
+//! pair is usable, and no hold or account-wide pause stops sending.
+
+use std::time::Duration;
+
+use super::{OPERATOR_ACTION, OrderService};
+use crate::store::{StoreError, tokens::TokenRow};
+
+/// The answer of a readiness check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Everything needed to place orders is in place.
+    Ready,
+    /// The database answered, but migrations are still to be applied.
+    MigrationsPending,
+    /// The database did not answer (in time).
+    DatabaseUnavailable,
+    /// The token pair is missing or refused; the reason is for an operator.
+    TokensUnusable(String),
+    /// A hold or an account-wide pause stops sending; the reason says which.
+    Paused(String),
+}
+
+impl OrderService {
+    /// Readiness as `/readyz` reports it (the store is given 3 s).
+    pub async fn readiness(&self) -> Readiness {
+        let store = &self.store;
+        let check = tokio::time::timeout(Duration::from_secs(3), async {
+            Ok::<_, StoreError>((store.is_ready().await?, store.load_tokens().await?))
+        })
+        .await;
+        match check {
+            Ok(Ok((false, _))) => Readiness::MigrationsPending,
+            Ok(Ok((true, tokens))) => match token_problem(tokens.as_ref()) {
+                Some(reason) => Readiness::TokensUnusable(reason),
+                None => match self.account_pause().await {
+                    Ok(Some(reason)) => Readiness::Paused(reason),
+                    Ok(None) | Err(_) => Readiness::Ready,
+                },
+            },
+            Ok(Err(_)) | Err(_) => Readiness::DatabaseUnavailable,
+        }
+    }
+
+    /// The Prometheus exposition text: process metrics, plus order gauges
+    /// and holds when the database answered within 2 s.
+    pub async fn metrics_text(&self) -> String {
+        let token = self
+            .tokens
+            .health()
+            .map(|h| (h.state, h.refreshes, h.refresh_failures));
+        let counts = tokio::time::timeout(Duration::from_secs(2), self.store.order_status_counts())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let holds = tokio::time::timeout(Duration::from_secs(2), self.store.active_holds())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let reasons: Option<Vec<&str>> = holds
+            .as_ref()
+            .map(|h| h.iter().map(|h| h.kind.as_str()).collect());
+        crate::metrics::set_holds(reasons.as_deref());
+        crate::metrics::render(counts.as_deref(), token)
+    }
+}
+
+/// Why the stored token pair is not usable, in operator terms.
+fn token_problem(row: Option<&TokenRow>) -> Option<String> {
+    let Some(row) = row else {
+        return Some("no Xoxoday token pair is stored: set XOXODAY_ACCESS_TOKEN and XOXODAY_REFRESH_TOKEN and restart".into());
+    };
+    let error = row.last_refresh_error.as_deref().unwrap_or("unknown error");
+    if row.operator_action_required {
+        return Some(format!("{OPERATOR_ACTION} ({error})"));
+    }
+    let failing = row
+        .last_refresh_failed_at
+        .is_some_and(|failed| row.last_refresh_at.is_none_or(|ok| failed > ok));
+    failing.then(|| format!("Xoxoday token refresh failing, retrying automatically ({error})"))
+}
