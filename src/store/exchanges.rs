@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::{
     Store, StoreResult,
+    proof::HOOKED,
     rate_limit::{Slot, SlotAsk, try_take_slot},
-    reconcile::HOOKED,
 };
 use crate::domain::{
     OrderId,

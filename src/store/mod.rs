@@ -25,6 +25,8 @@ pub mod holds;
 pub mod orders;
 /// Guarded write-backs after an upstream call.
 pub mod outcomes;
+/// What proves an order exists upstream (SQL fragments).
+mod proof;
 /// Upstream rate limits and pauses shared by every replica.
 pub mod rate_limit;
 /// Reconciler claims and fenced write-backs.

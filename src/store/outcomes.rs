@@ -21,6 +21,7 @@ use super::{
     Store, StoreResult,
     exchanges::{ExchangeEnd, complete_exchange},
     orders::{ORDER_COLUMNS, OrderRow},
+    proof::HOOKED,
     vouchers::{VoucherRow, insert_vouchers},
 };
 use crate::domain::{
@@ -85,10 +86,6 @@ pub enum PlaceResult {
 }
 
 const GUARD: &str = "where o.order_id = $1 and o.status = 'placing' and o.lease_token = $2";
-
-/// True when a delivery webhook for the order `o` is stored.
-pub(crate) const HOOKED: &str =
-    "exists (select 1 from webhook_events w where w.order_id = o.order_id)";
 
 /// The stored history of the order `o` shows that no placeOrder of its
 /// poNumber can have created an order: every exchange (the refusal being

@@ -23,7 +23,8 @@ use super::{
     Store, StoreResult,
     exchanges::{Begin, ExchangeEnd, ExchangeStart, complete_exchange, take_slot_or_roll_back},
     orders::{ORDER_COLUMNS, OrderRow},
-    outcomes::{HOOKED, OrderQuery, PlacedFacts},
+    outcomes::{OrderQuery, PlacedFacts},
+    proof::HOOKED,
     rate_limit::SlotAsk,
     vouchers::insert_vouchers,
 };

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use order_gateway::{
     emulator::{Fault, FaultOp},
-    store::{Store, reconcile::CheckEnd},
+    store::{
+        Store,
+        reconcile::{CheckEnd, CheckRow},
+    },
 };
 use serde_json::{Value, json};
 
@@ -377,9 +380,12 @@ async fn a_webhook_that_lands_between_the_replace_and_the_send_forbids_the_send(
     // `placing` again under the check's lease. The delivery webhook lands
     // now: it is stored, but `placing` schedules nothing. The placeOrder
     // that follows must not go out: the webhook proves the order exists.
+    // A long settle window: the app's own reconciler may look at the order
+    // too, but it never places it again in this test; only the test does.
     let app = spawn_app_with(fast(&[
         ("WEBHOOK_API_KEY", KEY),
         ("RECONCILE_POLL_INTERVAL", "1h"),
+        ("XOXODAY_SETTLE_WINDOW", "60s"),
     ]))
     .await;
     app.emulator.push_fault(
@@ -388,17 +394,8 @@ async fn a_webhook_that_lands_between_the_replace_and_the_send_forbids_the_send(
     );
     let (_, po) = post_unwaited(&app, &order_body()).await;
     wait_for_status(&app, &po, "reconciling").await;
-    sqlx::query("update orders set next_check_at = now() where po_number = $1")
-        .bind(&po)
-        .execute(&app.db)
-        .await
-        .unwrap();
-    let store = &app.orders.store;
-    let claimed = store
-        .claim_due_checks(8, Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 1);
+    let store = &Store::from_pool(app.db.clone());
+    let claimed = claim_when_free(&app, store, &po).await;
     let row = store
         .finish_check(&claimed[0], None, &CheckEnd::Replace)
         .await
@@ -492,4 +489,34 @@ async fn a_throttle_body_on_a_5xx_is_reconciled_not_placed_again_blind() {
     );
     assert_eq!(view(&app, &id).await["status"], "completed");
     assert_ledger_consistent(&app).await;
+}
+
+/// Claims the order's check for the test itself. The app's reconciler may
+/// hold it for a moment (it was woken by the write-back); wait until it lets
+/// go, then make the order due and claim it.
+async fn claim_when_free(app: &TestApp, store: &Store, po: &str) -> Vec<CheckRow> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        sqlx::query(
+            "update orders set next_check_at = now()
+              where po_number = $1 and lease_token is null",
+        )
+        .bind(po)
+        .execute(&app.db)
+        .await
+        .unwrap();
+        let claimed = store
+            .claim_due_checks(8, Duration::from_secs(30))
+            .await
+            .unwrap();
+        if !claimed.is_empty() {
+            assert_eq!(claimed.len(), 1);
+            return claimed;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the order never became free to claim"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
