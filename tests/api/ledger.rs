@@ -102,8 +102,19 @@ pub async fn lift_pauses_and_make_due(db: &PgPool) {
         .execute(db)
         .await
         .unwrap();
-    sqlx::query("update orders set next_attempt_at = now()")
-        .execute(db)
-        .await
-        .unwrap();
+    // The gateways update these rows meanwhile; a mass update can deadlock
+    // with them (40P01, our statement is the one aborted): just run it again.
+    for _ in 0..20 {
+        match sqlx::query("update orders set next_attempt_at = now()")
+            .execute(db)
+            .await
+        {
+            Ok(_) => return,
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("40P01") => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("make deferred orders due: {e}"),
+        }
+    }
+    panic!("make deferred orders due: deadlocked 20 times");
 }
