@@ -1,16 +1,23 @@
 //! The command line of contract §3. `main` parses, this module runs.
 
-use std::{net::SocketAddr, process::ExitCode, time::Duration};
+use std::{
+    collections::HashMap, ffi::OsString, fmt, marker::PhantomData, net::SocketAddr,
+    process::ExitCode, time::Duration,
+};
 
-use clap::{Parser, Subcommand};
+use clap::{
+    Arg, ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand, parser::ValueSource,
+    value_parser,
+};
 
 use crate::{
-    config::{ConfigError, EncryptionKey, Env, ServeConfig},
+    config::{ConfigError, Env, ServeConfig},
     crypto::Cipher,
     orders::{
         callers::{generate_key, hash_key},
         token_store::reset_tokens,
     },
+    settings::{self, LISTEN_ADDR, Var},
     startup::Application,
     store::Store,
 };
@@ -28,9 +35,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// HTTP API + dispatcher + reconciler; applies pending migrations first.
-    Serve,
+    #[command(after_help = MIRRORS)]
+    Serve(VarArgs<ServeVars>),
     /// Applies pending migrations and exits.
-    Migrate,
+    #[command(after_help = MIRRORS)]
+    Migrate(VarArgs<MigrateVars>),
     /// Manages caller API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
@@ -47,6 +56,103 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+}
+
+const MIRRORS: &str = "Each flag mirrors the environment variable shown with it and wins over it. \
+     Durations are written like `150s`, `15m` or `72h`.";
+
+/// A list of variables that a subcommand reads.
+pub trait VarSet {
+    /// The variables, from [`crate::settings`].
+    const VARS: &'static [Var];
+}
+
+/// The variables of `serve`.
+#[derive(Debug)]
+pub struct ServeVars;
+
+impl VarSet for ServeVars {
+    const VARS: &'static [Var] = settings::SERVE;
+}
+
+/// The variables of `migrate`.
+#[derive(Debug)]
+pub struct MigrateVars;
+
+impl VarSet for MigrateVars {
+    const VARS: &'static [Var] = settings::MIGRATE;
+}
+
+/// A subcommand's variables as flags: `--order-lease 5s` mirrors
+/// `ORDER_LEASE=5s` and wins over it. `--help` lists each with its default
+/// and variable (never its value: some are secrets). Only what was given on
+/// the command line is kept; [`Env`] reads the rest and applies the defaults.
+pub struct VarArgs<S> {
+    flags: HashMap<&'static str, String>,
+    set: PhantomData<S>,
+}
+
+impl<S> VarArgs<S> {
+    /// The process environment with the flags over it.
+    pub fn env(self) -> Env {
+        Env::process().overlay(self.flags)
+    }
+}
+
+impl<S> fmt::Debug for VarArgs<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // names only: values may be secrets
+        f.debug_set().entries(self.flags.keys()).finish()
+    }
+}
+
+fn var_arg(var: &Var) -> Arg {
+    Arg::new(var.name)
+        .long(var.flag())
+        .env(var.name)
+        .hide_env_values(true)
+        .value_name("VALUE")
+        .help(var.help)
+        .default_value(var.default)
+        .action(ArgAction::Set)
+        .value_parser(value_parser!(OsString))
+}
+
+impl<S: VarSet> Args for VarArgs<S> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        S::VARS.iter().fold(cmd, |cmd, var| cmd.arg(var_arg(var)))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl<S: VarSet> FromArgMatches for VarArgs<S> {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = HashMap::new();
+        for var in S::VARS {
+            if matches.value_source(var.name) != Some(ValueSource::CommandLine) {
+                continue;
+            }
+            // not UTF-8: unset, as for a variable (`std::env::var` fails)
+            if let Some(value) = matches
+                .get_one::<OsString>(var.name)
+                .and_then(|v| v.clone().into_string().ok())
+            {
+                flags.insert(var.name, value);
+            }
+        }
+        Ok(Self {
+            flags,
+            set: PhantomData,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
 /// `api-key` subcommands.
@@ -106,8 +212,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             crate::emulator::run_standalone(&env).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve => serve(&env).await,
-        Command::Migrate => {
+        Command::Serve(args) => serve(&args.env()).await,
+        Command::Migrate(args) => {
+            let env = args.env();
             crate::telemetry::init(&env)?;
             migrated_store(&env).await?;
             println!("migrations applied");
@@ -170,12 +277,7 @@ async fn tokens_reset(env: &Env) -> anyhow::Result<ExitCode> {
         required("XOXODAY_ACCESS_TOKEN")?,
         required("XOXODAY_REFRESH_TOKEN")?,
     );
-    let key = EncryptionKey::from_base64(&env.required("ENCRYPTION_KEY")?).map_err(|problem| {
-        ConfigError {
-            var: "ENCRYPTION_KEY",
-            problem,
-        }
-    })?;
+    let key = crate::config::encryption_key(env)?;
     let cipher = Cipher::new(&key);
     let store = migrated_store(env).await?;
     let generation = reset_tokens(&store, &cipher, &access, &refresh).await?;
@@ -189,8 +291,7 @@ async fn healthcheck(env: &Env, url: Option<String>) -> anyhow::Result<ExitCode>
     let base = match url {
         Some(u) => u,
         None => {
-            let addr: SocketAddr =
-                env.parse_or("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?;
+            let addr: SocketAddr = env.parse(&LISTEN_ADDR)?;
             let host = if addr.ip().is_unspecified() {
                 "127.0.0.1".to_string()
             } else {
