@@ -23,7 +23,7 @@ use crate::settings::{
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
-    /// One JSON object per line (production default).
+    /// One JSON object per line (the production default, `LOG_FORMAT`).
     Json,
     /// Human-readable, coloured lines.
     Pretty,
@@ -140,7 +140,7 @@ pub struct ServeConfig {
     pub encryption_key: EncryptionKey,
     /// `ENCRYPTION_KEY_PREVIOUS`: the key being rotated out, for decryption only.
     pub encryption_key_previous: Option<EncryptionKey>,
-    /// Largest Postgres pool (`DATABASE_MAX_CONNECTIONS`, default 10).
+    /// Largest Postgres pool (`DATABASE_MAX_CONNECTIONS`).
     pub database_max_connections: u32,
     /// Worker tunables (leases, reconciliation schedule and budget).
     pub tuning: crate::tuning::Tuning,

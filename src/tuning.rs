@@ -2,7 +2,7 @@
 //! reconciler's retry schedule and budget, the age limits of `accepted`,
 //! `reconciling` and `pending_delivery` orders, the pending-delivery safety poll,
 //! the shared rate-limit window and the account-wide pause. Each has a
-//! production default; tests shorten them. Protects invariant 3 (nothing
+//! production default in [`crate::settings`]; tests shorten them. Protects invariant 3 (nothing
 //! stuck: every uncertain order is retried on a schedule, then reviewed).
 
 use std::time::Duration;
@@ -31,39 +31,39 @@ fn allows_short_window(env: &Env) -> bool {
 pub struct Tuning {
     /// `ORDER_LEASE`: how long a claim (dispatch or reconciliation) holds
     /// without renewal; renewed every third of it while work runs, so a
-    /// crashed gateway's orders are picked up within about one lease. Default 15 s.
+    /// crashed gateway's orders are picked up within about one lease.
     pub order_lease: Duration,
-    /// `RECONCILE_MAX_ATTEMPTS`: placeOrder attempts before `needs_review` (default 5).
+    /// `RECONCILE_MAX_ATTEMPTS`: placeOrder attempts before `needs_review`.
     pub max_attempts: u32,
     /// `RECONCILE_MAX_AGE`: age, counted from the first send, after which a
-    /// `reconciling` order goes to `needs_review` after one final lookup (default 72 h).
+    /// `reconciling` order goes to `needs_review` after one final lookup.
     pub max_age: Duration,
     /// `ACCEPTED_MAX_AGE`: an `accepted` order never sent and older than this
-    /// becomes `failed` with the reason `expired_unsent` (default 72 h).
+    /// becomes `failed` with the reason `expired_unsent`.
     pub accepted_max_age: Duration,
     /// `PENDING_DELIVERY_MAX_AGE`: a `pending_delivery` order older than this
     /// (from its first send) goes to `needs_review` with the reason
-    /// `delivery_overdue` after one final lookup (default 21 days).
+    /// `delivery_overdue` after one final lookup.
     pub pending_delivery_max_age: Duration,
-    /// `RECONCILE_RETRY_BASE`: first retry delay of a failed check (default 5 s).
+    /// `RECONCILE_RETRY_BASE`: first retry delay of a failed check.
     pub retry_base: Duration,
-    /// `RECONCILE_RETRY_MAX`: cap of the exponential backoff (default 15 min).
+    /// `RECONCILE_RETRY_MAX`: cap of the exponential backoff.
     pub retry_max: Duration,
-    /// `RECONCILE_RETRY_FLOOR`: least delay after a timeout or rate limit (default 60 s).
+    /// `RECONCILE_RETRY_FLOOR`: least delay after a timeout or rate limit.
     pub retry_floor: Duration,
     /// `PENDING_POLL_INTERVAL`: safety poll of `pending_delivery` orders whose
-    /// webhook never came (default 6 h; Xoxoday asks not to poll).
+    /// webhook never came (Xoxoday asks not to poll).
     pub pending_poll: Duration,
-    /// `SYSTEMIC_PAUSE`: how long an account-wide refusal pauses every call (default 5 min).
+    /// `SYSTEMIC_PAUSE`: how long an account-wide refusal pauses every call.
     pub systemic_pause: Duration,
-    /// `XOXODAY_RATE_WINDOW`: the rate-limit window (default 65 s: a
-    /// minute, the connect after the stamp, and jitter). Under 60 s is refused unless
+    /// `XOXODAY_RATE_WINDOW`: the rate-limit window (by default a minute,
+    /// the connect after the stamp, and jitter). Under 60 s is refused unless
     /// `XOXODAY_ALLOW_SHORT_RATE_WINDOW=1` (tests only): Xoxoday counts per minute.
     pub rate_window: Duration,
-    /// `RECONCILE_POLL_INTERVAL`: idle pause of the reconciler loop (default 1 s).
+    /// `RECONCILE_POLL_INTERVAL`: idle pause of the reconciler loop.
     pub poll_interval: Duration,
     /// `XOXODAY_PROBE_INTERVAL`: least time between two getBalance probes of
-    /// an account-wide hold, over all replicas (default 60 s; shorter only in tests).
+    /// an account-wide hold, over all replicas (shorter only in tests).
     pub probe_interval: Duration,
 }
 
