@@ -46,8 +46,9 @@ pub enum Command {
     /// Manages the stored Xoxoday token pair.
     #[command(subcommand)]
     Tokens(TokensCommand),
-    /// Runs the Xoxoday emulator (EMULATOR_ADDR, default 127.0.0.1:9090).
-    Emulator,
+    /// Runs the Xoxoday emulator.
+    #[command(after_help = MIRRORS)]
+    Emulator(VarArgs<EmulatorVars>),
     /// One-command local stack: emulator + gateway on a local Postgres.
     Dev,
     /// Exits 0 when the local service's /readyz answers 200.
@@ -61,10 +62,17 @@ pub enum Command {
 const MIRRORS: &str = "Each flag mirrors the environment variable shown with it and wins over it. \
      Durations are written like `150s`, `15m` or `72h`.";
 
-/// A list of variables that a subcommand reads.
+/// A list of variables that a subcommand reads, as `--help` shows them:
+/// name, default and meaning.
 pub trait VarSet {
-    /// The variables, from [`crate::settings`].
-    const VARS: &'static [Var];
+    /// The variables, each with its default written out.
+    fn vars() -> Vec<(&'static str, Option<String>, &'static str)>;
+}
+
+fn listed(vars: &[Var]) -> Vec<(&'static str, Option<String>, &'static str)> {
+    vars.iter()
+        .map(|v| (v.name, v.default.map(String::from), v.help))
+        .collect()
 }
 
 /// The variables of `serve`.
@@ -72,7 +80,9 @@ pub trait VarSet {
 pub struct ServeVars;
 
 impl VarSet for ServeVars {
-    const VARS: &'static [Var] = settings::SERVE;
+    fn vars() -> Vec<(&'static str, Option<String>, &'static str)> {
+        listed(settings::SERVE)
+    }
 }
 
 /// The variables of `migrate`.
@@ -80,7 +90,22 @@ impl VarSet for ServeVars {
 pub struct MigrateVars;
 
 impl VarSet for MigrateVars {
-    const VARS: &'static [Var] = settings::MIGRATE;
+    fn vars() -> Vec<(&'static str, Option<String>, &'static str)> {
+        listed(settings::MIGRATE)
+    }
+}
+
+/// The variables of `emulator`: its own, with the defaults of
+/// [`crate::emulator::EmulatorConfig`], and the log settings.
+#[derive(Debug)]
+pub struct EmulatorVars;
+
+impl VarSet for EmulatorVars {
+    fn vars() -> Vec<(&'static str, Option<String>, &'static str)> {
+        let mut vars = crate::emulator::EmulatorConfig::variables();
+        vars.extend(listed(&[settings::RUST_LOG, settings::LOG_FORMAT]));
+        vars
+    }
 }
 
 /// A subcommand's variables as flags: `--order-lease 5s` mirrors
@@ -106,21 +131,27 @@ impl<S> fmt::Debug for VarArgs<S> {
     }
 }
 
-fn var_arg(var: &Var) -> Arg {
-    Arg::new(var.name)
-        .long(var.flag())
-        .env(var.name)
+fn var_arg((name, default, help): (&'static str, Option<String>, &'static str)) -> Arg {
+    let arg = Arg::new(name)
+        .long(name.to_ascii_lowercase().replace('_', "-"))
+        .env(name)
         .hide_env_values(true)
         .value_name("VALUE")
-        .help(var.help)
-        .default_value(var.default)
+        .allow_negative_numbers(true)
+        .help(help)
         .action(ArgAction::Set)
-        .value_parser(value_parser!(OsString))
+        .value_parser(value_parser!(OsString));
+    match default {
+        Some(default) => arg.default_value(default),
+        None => arg,
+    }
 }
 
 impl<S: VarSet> Args for VarArgs<S> {
     fn augment_args(cmd: clap::Command) -> clap::Command {
-        S::VARS.iter().fold(cmd, |cmd, var| cmd.arg(var_arg(var)))
+        S::vars()
+            .into_iter()
+            .fold(cmd, |cmd, var| cmd.arg(var_arg(var)))
     }
 
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
@@ -131,16 +162,16 @@ impl<S: VarSet> Args for VarArgs<S> {
 impl<S: VarSet> FromArgMatches for VarArgs<S> {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
         let mut flags = HashMap::new();
-        for var in S::VARS {
-            if matches.value_source(var.name) != Some(ValueSource::CommandLine) {
+        for (name, _, _) in S::vars() {
+            if matches.value_source(name) != Some(ValueSource::CommandLine) {
                 continue;
             }
             // not UTF-8: unset, as for a variable (`std::env::var` fails)
             if let Some(value) = matches
-                .get_one::<OsString>(var.name)
+                .get_one::<OsString>(name)
                 .and_then(|v| v.clone().into_string().ok())
             {
-                flags.insert(var.name, value);
+                flags.insert(name, value);
             }
         }
         Ok(Self {
@@ -207,7 +238,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     let env = Env::process();
     match command {
         Command::Healthcheck { url } => healthcheck(&env, url).await,
-        Command::Emulator => {
+        Command::Emulator(args) => {
+            let env = args.env();
             crate::telemetry::init(&env)?;
             crate::emulator::run_standalone(&env).await?;
             Ok(ExitCode::SUCCESS)

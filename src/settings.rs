@@ -16,13 +16,6 @@ pub struct Var {
     pub help: &'static str,
 }
 
-impl Var {
-    /// The flag that mirrors the variable: `ORDER_LEASE` → `order-lease`.
-    pub fn flag(&self) -> String {
-        self.name.to_ascii_lowercase().replace('_', "-")
-    }
-}
-
 const fn var(name: &'static str, default: &'static str, help: &'static str) -> Var {
     Var {
         name,
