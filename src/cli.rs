@@ -52,10 +52,14 @@ pub enum Command {
     /// One-command local stack: emulator + gateway on a local Postgres.
     Dev,
     /// Exits 0 when the local service's /readyz answers 200.
+    #[command(after_help = MIRRORS)]
     Healthcheck {
         /// Base URL of the service; defaults to LISTEN_ADDR on loopback.
         #[arg(long)]
         url: Option<String>,
+        /// The variables it reads.
+        #[command(flatten)]
+        vars: VarArgs<HealthcheckVars>,
     },
 }
 
@@ -92,6 +96,36 @@ pub struct MigrateVars;
 impl VarSet for MigrateVars {
     fn vars() -> Vec<(&'static str, Option<String>, &'static str)> {
         listed(settings::MIGRATE)
+    }
+}
+
+/// The variables of `api-key create` and `api-key revoke`.
+#[derive(Debug)]
+pub struct ApiKeyVars;
+
+impl VarSet for ApiKeyVars {
+    fn vars() -> Vec<(&'static str, Option<String>, &'static str)> {
+        listed(settings::API_KEY)
+    }
+}
+
+/// The variables of `tokens reset`.
+#[derive(Debug)]
+pub struct TokensResetVars;
+
+impl VarSet for TokensResetVars {
+    fn vars() -> Vec<(&'static str, Option<String>, &'static str)> {
+        listed(settings::TOKENS_RESET)
+    }
+}
+
+/// The variables of `healthcheck`.
+#[derive(Debug)]
+pub struct HealthcheckVars;
+
+impl VarSet for HealthcheckVars {
+    fn vars() -> Vec<(&'static str, Option<String>, &'static str)> {
+        listed(settings::HEALTHCHECK)
     }
 }
 
@@ -190,16 +224,24 @@ impl<S: VarSet> FromArgMatches for VarArgs<S> {
 #[derive(Debug, Subcommand)]
 pub enum ApiKeyCommand {
     /// Creates a key for a caller and prints it once, alone on the last line.
+    #[command(after_help = MIRRORS)]
     Create {
         /// Caller name (scopes idempotency keys and order visibility).
         #[arg(long)]
         caller: String,
+        /// The variables it reads.
+        #[command(flatten)]
+        vars: VarArgs<ApiKeyVars>,
     },
     /// Revokes every key of a caller, effective at once.
+    #[command(after_help = MIRRORS)]
     Revoke {
         /// Caller name.
         #[arg(long)]
         caller: String,
+        /// The variables it reads.
+        #[command(flatten)]
+        vars: VarArgs<ApiKeyVars>,
     },
 }
 
@@ -209,7 +251,8 @@ pub enum TokensCommand {
     /// Replaces the stored pair with XOXODAY_ACCESS_TOKEN/XOXODAY_REFRESH_TOKEN
     /// (a new dashboard pair) and clears any refresh failure; running
     /// replicas adopt it within a minute or on their next refused call.
-    Reset,
+    #[command(after_help = MIRRORS)]
+    Reset(VarArgs<TokensResetVars>),
 }
 
 /// Runs the parsed command and turns the result into an exit code.
@@ -235,9 +278,8 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
-    let env = Env::process();
     match command {
-        Command::Healthcheck { url } => healthcheck(&env, url).await,
+        Command::Healthcheck { url, vars } => healthcheck(&vars.env(), url).await,
         Command::Emulator(args) => {
             let env = args.env();
             crate::telemetry::init(&env)?;
@@ -252,8 +294,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
-        Command::ApiKey(cmd) => api_key(&env, cmd).await,
-        Command::Tokens(TokensCommand::Reset) => tokens_reset(&env).await,
+        Command::ApiKey(cmd) => api_key(cmd).await,
+        Command::Tokens(TokensCommand::Reset(vars)) => tokens_reset(&vars.env()).await,
         Command::Dev => {
             crate::dev::run::run().await?;
             Ok(ExitCode::SUCCESS)
@@ -277,10 +319,10 @@ async fn migrated_store(env: &Env) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-async fn api_key(env: &Env, cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> {
-    let store = migrated_store(env).await?;
+async fn api_key(cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        ApiKeyCommand::Create { caller } => {
+        ApiKeyCommand::Create { caller, vars } => {
+            let store = migrated_store(&vars.env()).await?;
             let caller = caller.trim();
             if caller.is_empty() || caller.chars().count() > 100 {
                 anyhow::bail!("--caller must be 1 to 100 characters");
@@ -290,7 +332,8 @@ async fn api_key(env: &Env, cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> {
             println!("created an API key for caller {caller}; it is shown only once:");
             println!("{key}");
         }
-        ApiKeyCommand::Revoke { caller } => {
+        ApiKeyCommand::Revoke { caller, vars } => {
+            let store = migrated_store(&vars.env()).await?;
             let n = store.revoke_api_keys(caller.trim()).await?;
             println!("revoked {n} key(s) of caller {}", caller.trim());
         }

@@ -246,3 +246,18 @@ pub const SERVE: &[Var] = &[
 
 /// Everything `migrate` reads.
 pub const MIGRATE: &[Var] = &[DATABASE_URL, RUST_LOG, LOG_FORMAT];
+
+/// Everything `api-key create` and `api-key revoke` read.
+pub const API_KEY: &[Var] = &[DATABASE_URL];
+
+/// Everything `tokens reset` reads.
+pub const TOKENS_RESET: &[Var] = &[
+    DATABASE_URL,
+    ENCRYPTION_KEY,
+    XOXODAY_ACCESS_TOKEN,
+    XOXODAY_REFRESH_TOKEN,
+];
+
+/// Everything `healthcheck` reads (it probes loopback when the address is
+/// unspecified).
+pub const HEALTHCHECK: &[Var] = &[LISTEN_ADDR];
