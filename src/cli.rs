@@ -1,16 +1,23 @@
 //! The command line of contract §3. `main` parses, this module runs.
 
-use std::{net::SocketAddr, process::ExitCode, time::Duration};
+use std::{
+    collections::HashMap, ffi::OsString, fmt, marker::PhantomData, net::SocketAddr,
+    process::ExitCode, time::Duration,
+};
 
-use clap::{Parser, Subcommand};
+use clap::{
+    Arg, ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand, parser::ValueSource,
+    value_parser,
+};
 
 use crate::{
-    config::{ConfigError, EncryptionKey, Env, ServeConfig},
+    config::{ConfigError, Env, ServeConfig},
     crypto::Cipher,
     orders::{
         callers::{generate_key, hash_key},
         token_store::reset_tokens,
     },
+    settings::{self, LISTEN_ADDR, Var},
     startup::Application,
     store::Store,
 };
@@ -28,41 +35,213 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// HTTP API + dispatcher + reconciler; applies pending migrations first.
-    Serve,
+    #[command(after_help = MIRRORS)]
+    Serve(VarArgs<ServeVars>),
     /// Applies pending migrations and exits.
-    Migrate,
+    #[command(after_help = MIRRORS)]
+    Migrate(VarArgs<MigrateVars>),
     /// Manages caller API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
     /// Manages the stored Xoxoday token pair.
     #[command(subcommand)]
     Tokens(TokensCommand),
-    /// Runs the Xoxoday emulator (EMULATOR_ADDR, default 127.0.0.1:9090).
-    Emulator,
+    /// Runs the Xoxoday emulator.
+    #[command(after_help = MIRRORS)]
+    Emulator(VarArgs<EmulatorVars>),
     /// One-command local stack: emulator + gateway on a local Postgres.
     Dev,
     /// Exits 0 when the local service's /readyz answers 200.
+    #[command(after_help = MIRRORS)]
     Healthcheck {
         /// Base URL of the service; defaults to LISTEN_ADDR on loopback.
         #[arg(long)]
         url: Option<String>,
+        /// The variables it reads.
+        #[command(flatten)]
+        vars: VarArgs<HealthcheckVars>,
     },
+}
+
+const MIRRORS: &str = "Each flag mirrors the environment variable shown with it and wins over it. \
+     Durations are written like `150s`, `15m` or `72h`.";
+
+/// A list of variables that a subcommand reads, as `--help` shows them:
+/// name, default and meaning.
+pub trait VarSet {
+    /// The variables, each with its default written out.
+    fn vars() -> Vec<(&'static str, Option<String>, &'static str)>;
+}
+
+fn listed(vars: &[Var]) -> Vec<(&'static str, Option<String>, &'static str)> {
+    vars.iter()
+        .map(|v| (v.name, v.default.map(String::from), v.help))
+        .collect()
+}
+
+/// The variables of `serve`.
+#[derive(Debug)]
+pub struct ServeVars;
+
+impl VarSet for ServeVars {
+    fn vars() -> Vec<(&'static str, Option<String>, &'static str)> {
+        listed(settings::SERVE)
+    }
+}
+
+/// The variables of `migrate`.
+#[derive(Debug)]
+pub struct MigrateVars;
+
+impl VarSet for MigrateVars {
+    fn vars() -> Vec<(&'static str, Option<String>, &'static str)> {
+        listed(settings::MIGRATE)
+    }
+}
+
+/// The variables of `api-key create` and `api-key revoke`.
+#[derive(Debug)]
+pub struct ApiKeyVars;
+
+impl VarSet for ApiKeyVars {
+    fn vars() -> Vec<(&'static str, Option<String>, &'static str)> {
+        listed(settings::API_KEY)
+    }
+}
+
+/// The variables of `tokens reset`.
+#[derive(Debug)]
+pub struct TokensResetVars;
+
+impl VarSet for TokensResetVars {
+    fn vars() -> Vec<(&'static str, Option<String>, &'static str)> {
+        listed(settings::TOKENS_RESET)
+    }
+}
+
+/// The variables of `healthcheck`.
+#[derive(Debug)]
+pub struct HealthcheckVars;
+
+impl VarSet for HealthcheckVars {
+    fn vars() -> Vec<(&'static str, Option<String>, &'static str)> {
+        listed(settings::HEALTHCHECK)
+    }
+}
+
+/// The variables of `emulator`: its own, with the defaults of
+/// [`crate::emulator::EmulatorConfig`], and the log settings.
+#[derive(Debug)]
+pub struct EmulatorVars;
+
+impl VarSet for EmulatorVars {
+    fn vars() -> Vec<(&'static str, Option<String>, &'static str)> {
+        let mut vars = crate::emulator::EmulatorConfig::variables();
+        vars.extend(listed(&[settings::RUST_LOG, settings::LOG_FORMAT]));
+        vars
+    }
+}
+
+/// A subcommand's variables as flags: `--order-lease 5s` mirrors
+/// `ORDER_LEASE=5s` and wins over it. `--help` lists each with its default
+/// and variable (never its value: some are secrets). Only what was given on
+/// the command line is kept; [`Env`] reads the rest and applies the defaults.
+pub struct VarArgs<S> {
+    flags: HashMap<&'static str, String>,
+    set: PhantomData<S>,
+}
+
+impl<S> VarArgs<S> {
+    /// The process environment with the flags over it.
+    pub fn env(self) -> Env {
+        Env::process().overlay(self.flags)
+    }
+}
+
+impl<S> fmt::Debug for VarArgs<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // names only: values may be secrets
+        f.debug_set().entries(self.flags.keys()).finish()
+    }
+}
+
+fn var_arg((name, default, help): (&'static str, Option<String>, &'static str)) -> Arg {
+    let arg = Arg::new(name)
+        .long(name.to_ascii_lowercase().replace('_', "-"))
+        .env(name)
+        .hide_env_values(true)
+        .value_name("VALUE")
+        .allow_negative_numbers(true)
+        .help(help)
+        .action(ArgAction::Set)
+        .value_parser(value_parser!(OsString));
+    match default {
+        Some(default) => arg.default_value(default),
+        None => arg,
+    }
+}
+
+impl<S: VarSet> Args for VarArgs<S> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        S::vars()
+            .into_iter()
+            .fold(cmd, |cmd, var| cmd.arg(var_arg(var)))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl<S: VarSet> FromArgMatches for VarArgs<S> {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = HashMap::new();
+        for (name, _, _) in S::vars() {
+            if matches.value_source(name) != Some(ValueSource::CommandLine) {
+                continue;
+            }
+            // not UTF-8: unset, as for a variable (`std::env::var` fails)
+            if let Some(value) = matches
+                .get_one::<OsString>(name)
+                .and_then(|v| v.clone().into_string().ok())
+            {
+                flags.insert(name, value);
+            }
+        }
+        Ok(Self {
+            flags,
+            set: PhantomData,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
 /// `api-key` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ApiKeyCommand {
     /// Creates a key for a caller and prints it once, alone on the last line.
+    #[command(after_help = MIRRORS)]
     Create {
         /// Caller name (scopes idempotency keys and order visibility).
         #[arg(long)]
         caller: String,
+        /// The variables it reads.
+        #[command(flatten)]
+        vars: VarArgs<ApiKeyVars>,
     },
     /// Revokes every key of a caller, effective at once.
+    #[command(after_help = MIRRORS)]
     Revoke {
         /// Caller name.
         #[arg(long)]
         caller: String,
+        /// The variables it reads.
+        #[command(flatten)]
+        vars: VarArgs<ApiKeyVars>,
     },
 }
 
@@ -72,7 +251,8 @@ pub enum TokensCommand {
     /// Replaces the stored pair with XOXODAY_ACCESS_TOKEN/XOXODAY_REFRESH_TOKEN
     /// (a new dashboard pair) and clears any refresh failure; running
     /// replicas adopt it within a minute or on their next refused call.
-    Reset,
+    #[command(after_help = MIRRORS)]
+    Reset(VarArgs<TokensResetVars>),
 }
 
 /// Runs the parsed command and turns the result into an exit code.
@@ -98,23 +278,24 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
-    let env = Env::process();
     match command {
-        Command::Healthcheck { url } => healthcheck(&env, url).await,
-        Command::Emulator => {
+        Command::Healthcheck { url, vars } => healthcheck(&vars.env(), url).await,
+        Command::Emulator(args) => {
+            let env = args.env();
             crate::telemetry::init(&env)?;
             crate::emulator::run_standalone(&env).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve => serve(&env).await,
-        Command::Migrate => {
+        Command::Serve(args) => serve(&args.env()).await,
+        Command::Migrate(args) => {
+            let env = args.env();
             crate::telemetry::init(&env)?;
             migrated_store(&env).await?;
             println!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
-        Command::ApiKey(cmd) => api_key(&env, cmd).await,
-        Command::Tokens(TokensCommand::Reset) => tokens_reset(&env).await,
+        Command::ApiKey(cmd) => api_key(cmd).await,
+        Command::Tokens(TokensCommand::Reset(vars)) => tokens_reset(&vars.env()).await,
         Command::Dev => {
             crate::dev::run::run().await?;
             Ok(ExitCode::SUCCESS)
@@ -138,10 +319,10 @@ async fn migrated_store(env: &Env) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-async fn api_key(env: &Env, cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> {
-    let store = migrated_store(env).await?;
+async fn api_key(cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        ApiKeyCommand::Create { caller } => {
+        ApiKeyCommand::Create { caller, vars } => {
+            let store = migrated_store(&vars.env()).await?;
             let caller = caller.trim();
             if caller.is_empty() || caller.chars().count() > 100 {
                 anyhow::bail!("--caller must be 1 to 100 characters");
@@ -151,7 +332,8 @@ async fn api_key(env: &Env, cmd: ApiKeyCommand) -> anyhow::Result<ExitCode> {
             println!("created an API key for caller {caller}; it is shown only once:");
             println!("{key}");
         }
-        ApiKeyCommand::Revoke { caller } => {
+        ApiKeyCommand::Revoke { caller, vars } => {
+            let store = migrated_store(&vars.env()).await?;
             let n = store.revoke_api_keys(caller.trim()).await?;
             println!("revoked {n} key(s) of caller {}", caller.trim());
         }
@@ -170,12 +352,7 @@ async fn tokens_reset(env: &Env) -> anyhow::Result<ExitCode> {
         required("XOXODAY_ACCESS_TOKEN")?,
         required("XOXODAY_REFRESH_TOKEN")?,
     );
-    let key = EncryptionKey::from_base64(&env.required("ENCRYPTION_KEY")?).map_err(|problem| {
-        ConfigError {
-            var: "ENCRYPTION_KEY",
-            problem,
-        }
-    })?;
+    let key = crate::config::encryption_key(env)?;
     let cipher = Cipher::new(&key);
     let store = migrated_store(env).await?;
     let generation = reset_tokens(&store, &cipher, &access, &refresh).await?;
@@ -189,8 +366,7 @@ async fn healthcheck(env: &Env, url: Option<String>) -> anyhow::Result<ExitCode>
     let base = match url {
         Some(u) => u,
         None => {
-            let addr: SocketAddr =
-                env.parse_or("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?;
+            let addr: SocketAddr = env.parse(&LISTEN_ADDR)?;
             let host = if addr.ip().is_unspecified() {
                 "127.0.0.1".to_string()
             } else {

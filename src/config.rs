@@ -12,12 +12,18 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use url::Url;
 
 pub use crate::env::{ConfigError, Env};
+use crate::settings::{
+    DATABASE_MAX_CONNECTIONS, DATABASE_URL, ENCRYPTION_KEY, ENCRYPTION_KEY_PREVIOUS, LISTEN_ADDR,
+    WEBHOOK_API_KEY, XOXODAY_ACCESS_TOKEN, XOXODAY_BASE_URL, XOXODAY_CLIENT_ID,
+    XOXODAY_CLIENT_SECRET, XOXODAY_ORDER_DETAILS_RATE, XOXODAY_PLACE_ORDER_RATE,
+    XOXODAY_PLACE_ORDER_TIMEOUT, XOXODAY_REFRESH_TOKEN, XOXODAY_REQUEST_TIMEOUT,
+    XOXODAY_SETTLE_WINDOW,
+};
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
-    /// One JSON object per line (production default).
-    #[default]
+    /// One JSON object per line (the production default, `LOG_FORMAT`).
     Json,
     /// Human-readable, coloured lines.
     Pretty,
@@ -89,15 +95,15 @@ pub struct XoxodayConfig {
 impl XoxodayConfig {
     /// Reads the `XOXODAY_*` variables.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let client_id = env.required("XOXODAY_CLIENT_ID")?;
-        let client_secret = env.required("XOXODAY_CLIENT_SECRET")?;
-        let place_order_rate = env.parse_or("XOXODAY_PLACE_ORDER_RATE", 100u32)?;
-        let order_details_rate = env.parse_or("XOXODAY_ORDER_DETAILS_RATE", 200u32)?;
+        let client_id = env.required(XOXODAY_CLIENT_ID.name)?;
+        let client_secret = env.required(XOXODAY_CLIENT_SECRET.name)?;
+        let place_order_rate = env.parse(&XOXODAY_PLACE_ORDER_RATE)?;
+        let order_details_rate = env.parse(&XOXODAY_ORDER_DETAILS_RATE)?;
         for (var, rate) in [
-            ("XOXODAY_PLACE_ORDER_RATE", place_order_rate),
-            ("XOXODAY_ORDER_DETAILS_RATE", order_details_rate),
+            (XOXODAY_PLACE_ORDER_RATE.name, place_order_rate),
+            (XOXODAY_ORDER_DETAILS_RATE.name, order_details_rate),
         ] {
-            if rate == 0 {
+            if rate == 0u32 {
                 return Err(ConfigError {
                     var,
                     problem: "must be at least 1 (calls per minute)".into(),
@@ -105,15 +111,14 @@ impl XoxodayConfig {
             }
         }
         Ok(Self {
-            base_url: env.url("XOXODAY_BASE_URL")?,
+            base_url: env.url(XOXODAY_BASE_URL.name)?,
             client_id: client_id.into(),
             client_secret: client_secret.into(),
-            access_token: env.secret("XOXODAY_ACCESS_TOKEN"),
-            refresh_token: env.secret("XOXODAY_REFRESH_TOKEN"),
-            place_order_timeout: env
-                .duration_or("XOXODAY_PLACE_ORDER_TIMEOUT", Duration::from_secs(150))?,
-            request_timeout: env.duration_or("XOXODAY_REQUEST_TIMEOUT", Duration::from_secs(30))?,
-            settle_window: env.duration_or("XOXODAY_SETTLE_WINDOW", Duration::from_secs(150))?,
+            access_token: env.secret(XOXODAY_ACCESS_TOKEN.name),
+            refresh_token: env.secret(XOXODAY_REFRESH_TOKEN.name),
+            place_order_timeout: env.duration(&XOXODAY_PLACE_ORDER_TIMEOUT)?,
+            request_timeout: env.duration(&XOXODAY_REQUEST_TIMEOUT)?,
+            settle_window: env.duration(&XOXODAY_SETTLE_WINDOW)?,
             place_order_rate,
             order_details_rate,
         })
@@ -135,7 +140,7 @@ pub struct ServeConfig {
     pub encryption_key: EncryptionKey,
     /// `ENCRYPTION_KEY_PREVIOUS`: the key being rotated out, for decryption only.
     pub encryption_key_previous: Option<EncryptionKey>,
-    /// Largest Postgres pool (`DATABASE_MAX_CONNECTIONS`, default 10).
+    /// Largest Postgres pool (`DATABASE_MAX_CONNECTIONS`).
     pub database_max_connections: u32,
     /// Worker tunables (leases, reconciliation schedule and budget).
     pub tuning: crate::tuning::Tuning,
@@ -145,22 +150,16 @@ impl ServeConfig {
     /// Reads and validates every setting `serve` uses.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let database_url = database_url(env)?;
-        let listen_addr = env.parse_or("LISTEN_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?;
+        let listen_addr = env.parse(&LISTEN_ADDR)?;
         let xoxoday = XoxodayConfig::from_env(env)?;
-        let encryption_key =
-            EncryptionKey::from_base64(&env.required("ENCRYPTION_KEY")?).map_err(|problem| {
-                ConfigError {
-                    var: "ENCRYPTION_KEY",
-                    problem,
-                }
-            })?;
+        let encryption_key = encryption_key(env)?;
         let tuning = crate::tuning::Tuning::from_env(env)?;
         Ok(Self {
             tuning,
             database_url,
             listen_addr,
             xoxoday,
-            webhook_api_key: env.secret("WEBHOOK_API_KEY"),
+            webhook_api_key: env.secret(WEBHOOK_API_KEY.name),
             encryption_key,
             encryption_key_previous: encryption_key_previous(env)?,
             database_max_connections: database_max_connections(env)?,
@@ -168,23 +167,31 @@ impl ServeConfig {
     }
 }
 
+/// `ENCRYPTION_KEY`: required, base64 of 32 bytes.
+pub fn encryption_key(env: &Env) -> Result<EncryptionKey, ConfigError> {
+    EncryptionKey::from_base64(&env.required(ENCRYPTION_KEY.name)?).map_err(|problem| ConfigError {
+        var: ENCRYPTION_KEY.name,
+        problem,
+    })
+}
+
 /// `ENCRYPTION_KEY_PREVIOUS`: optional, same format as `ENCRYPTION_KEY`.
 pub fn encryption_key_previous(env: &Env) -> Result<Option<EncryptionKey>, ConfigError> {
-    env.get("ENCRYPTION_KEY_PREVIOUS")
+    env.get(ENCRYPTION_KEY_PREVIOUS.name)
         .map(|raw| EncryptionKey::from_base64(&raw))
         .transpose()
         .map_err(|problem| ConfigError {
-            var: "ENCRYPTION_KEY_PREVIOUS",
+            var: ENCRYPTION_KEY_PREVIOUS.name,
             problem,
         })
 }
 
-/// `DATABASE_MAX_CONNECTIONS`: 1–1000, default 10.
+/// `DATABASE_MAX_CONNECTIONS`: 1–1000.
 pub fn database_max_connections(env: &Env) -> Result<u32, ConfigError> {
-    let n = env.parse_or("DATABASE_MAX_CONNECTIONS", 10u32)?;
+    let n: u32 = env.parse(&DATABASE_MAX_CONNECTIONS)?;
     if !(1..=1000).contains(&n) {
         return Err(ConfigError {
-            var: "DATABASE_MAX_CONNECTIONS",
+            var: DATABASE_MAX_CONNECTIONS.name,
             problem: format!("must be from 1 to 1000, got {n}"),
         });
     }
@@ -193,10 +200,10 @@ pub fn database_max_connections(env: &Env) -> Result<u32, ConfigError> {
 
 /// `DATABASE_URL`, checked to be a Postgres URL.
 pub fn database_url(env: &Env) -> Result<SecretString, ConfigError> {
-    let raw = env.required("DATABASE_URL")?;
+    let raw = env.required(DATABASE_URL.name)?;
     if !(raw.starts_with("postgres://") || raw.starts_with("postgresql://")) {
         return Err(ConfigError {
-            var: "DATABASE_URL",
+            var: DATABASE_URL.name,
             problem: "must start with postgres:// or postgresql://".into(),
         });
     }

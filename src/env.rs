@@ -8,6 +8,8 @@ use std::{collections::HashMap, fmt, str::FromStr, time::Duration};
 use secrecy::SecretString;
 use url::Url;
 
+use crate::settings::Var;
+
 /// One bad setting: which variable, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -24,6 +26,13 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+fn missing(var: &'static str) -> ConfigError {
+    ConfigError {
+        var,
+        problem: "is required but not set".into(),
+    }
+}
 
 type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
@@ -47,6 +56,14 @@ impl Env {
         }
     }
 
+    /// The same source with `values` (flags given on the command line) over it.
+    pub fn overlay(self, values: HashMap<&'static str, String>) -> Self {
+        let under = self.lookup;
+        Self {
+            lookup: Box::new(move |k| values.get(k).cloned().or_else(|| under(k))),
+        }
+    }
+
     /// The raw value; empty strings count as unset.
     pub fn get(&self, var: &str) -> Option<String> {
         (self.lookup)(var).filter(|v| !v.trim().is_empty())
@@ -54,9 +71,33 @@ impl Env {
 
     /// A value that must be present.
     pub fn required(&self, var: &'static str) -> Result<String, ConfigError> {
-        self.get(var).ok_or_else(|| ConfigError {
-            var,
-            problem: "is required but not set".into(),
+        self.get(var).ok_or_else(|| missing(var))
+    }
+
+    /// `var`'s value, or its default (from [`crate::settings`]) when unset.
+    pub fn value(&self, var: &Var) -> Option<String> {
+        self.get(var.name).or_else(|| var.default.map(String::from))
+    }
+
+    /// `var` parsed with `FromStr` over its default; required when it has none.
+    pub fn parse<T>(&self, var: &Var) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        let raw = self.value(var).ok_or_else(|| missing(var.name))?;
+        raw.trim().parse().map_err(|e| ConfigError {
+            var: var.name,
+            problem: format!("is malformed ({e}): got {raw:?}"),
+        })
+    }
+
+    /// `var` as a humantime duration (`150s`, `2m`) over its default.
+    pub fn duration(&self, var: &Var) -> Result<Duration, ConfigError> {
+        let raw = self.value(var).ok_or_else(|| missing(var.name))?;
+        humantime::parse_duration(raw.trim()).map_err(|e| ConfigError {
+            var: var.name,
+            problem: format!("is not a duration like `150s` or `2m` ({e}): got {raw:?}"),
         })
     }
 

@@ -22,6 +22,8 @@ pub mod http;
 pub mod metrics;
 /// Use cases: intake, dispatch, views.
 pub mod orders;
+/// The gateway's variables: names, defaults and meanings, written once.
+pub mod settings;
 /// Signals → one cancellation token.
 pub mod shutdown;
 /// Application::build / run: the one start-up path for serve and tests.

@@ -1,23 +1,24 @@
 //! Tracing set-up: one subscriber per process, JSON for machines or pretty for
-//! people, filtered by `RUST_LOG` (default `info`).
+//! people, filtered by `RUST_LOG` (defaults in [`crate::settings`]).
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-use crate::config::{ConfigError, Env, LogFormat};
+use crate::{
+    config::{ConfigError, Env, LogFormat},
+    settings::{LOG_FORMAT, RUST_LOG},
+};
 
 /// Reads `LOG_FORMAT` and `RUST_LOG` and installs the global subscriber.
 ///
 /// Calling it twice is harmless (the second call changes nothing), so tests
 /// and `dev` can share start-up code with `serve`.
 pub fn init(env: &Env) -> Result<(), ConfigError> {
-    let format: LogFormat = env.parse_or("LOG_FORMAT", LogFormat::Json)?;
-    let filter = match env.get("RUST_LOG") {
-        None => EnvFilter::new("info"),
-        Some(raw) => EnvFilter::try_new(&raw).map_err(|e| ConfigError {
-            var: "RUST_LOG",
-            problem: format!("is not a valid filter ({e})"),
-        })?,
-    };
+    let format: LogFormat = env.parse(&LOG_FORMAT)?;
+    let raw = env.value(&RUST_LOG).unwrap_or_default();
+    let filter = EnvFilter::try_new(&raw).map_err(|e| ConfigError {
+        var: RUST_LOG.name,
+        problem: format!("is not a valid filter ({e})"),
+    })?;
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
         LogFormat::Json => registry

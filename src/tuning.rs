@@ -2,72 +2,68 @@
 //! reconciler's retry schedule and budget, the age limits of `accepted`,
 //! `reconciling` and `pending_delivery` orders, the pending-delivery safety poll,
 //! the shared rate-limit window and the account-wide pause. Each has a
-//! production default; tests shorten them. Protects invariant 3 (nothing
+//! production default in [`crate::settings`]; tests shorten them. Protects invariant 3 (nothing
 //! stuck: every uncertain order is retried on a schedule, then reviewed).
 
 use std::time::Duration;
 
 use crate::{
     env::{ConfigError, Env},
-    store::rate_limit,
+    settings::{
+        ACCEPTED_MAX_AGE, ORDER_LEASE, PENDING_DELIVERY_MAX_AGE, PENDING_POLL_INTERVAL,
+        RECONCILE_MAX_AGE, RECONCILE_MAX_ATTEMPTS, RECONCILE_POLL_INTERVAL, RECONCILE_RETRY_BASE,
+        RECONCILE_RETRY_FLOOR, RECONCILE_RETRY_MAX, SYSTEMIC_PAUSE,
+        XOXODAY_ALLOW_SHORT_RATE_WINDOW, XOXODAY_PROBE_INTERVAL, XOXODAY_RATE_WINDOW,
+    },
 };
 
 /// The shortest `XOXODAY_RATE_WINDOW` outside tests: Xoxoday's own window.
 pub const MIN_RATE_WINDOW: Duration = Duration::from_secs(60);
 
-/// Clock and network jitter allowed for beyond the connect.
-const JITTER: Duration = Duration::from_secs(1);
-
-// The default window covers a minute, the connect after the stamp, and jitter.
-const _: () = assert!(
-    rate_limit::WINDOW.as_secs()
-        >= MIN_RATE_WINDOW.as_secs() + crate::xoxoday::CONNECT_TIMEOUT.as_secs() + JITTER.as_secs()
-);
-
 /// `XOXODAY_ALLOW_SHORT_RATE_WINDOW=1` (or `true`): the test-only switch.
 fn allows_short_window(env: &Env) -> bool {
-    env.get("XOXODAY_ALLOW_SHORT_RATE_WINDOW")
+    env.get(XOXODAY_ALLOW_SHORT_RATE_WINDOW.name)
         .is_some_and(|v| v.trim() == "1" || v.trim().eq_ignore_ascii_case("true"))
 }
 
-/// Tunables of the background workers.
+/// Tunables of the background workers; each default is in [`crate::settings`].
 #[derive(Debug, Clone)]
 pub struct Tuning {
     /// `ORDER_LEASE`: how long a claim (dispatch or reconciliation) holds
     /// without renewal; renewed every third of it while work runs, so a
-    /// crashed gateway's orders are picked up within about one lease. Default 15 s.
+    /// crashed gateway's orders are picked up within about one lease.
     pub order_lease: Duration,
-    /// `RECONCILE_MAX_ATTEMPTS`: placeOrder attempts before `needs_review` (default 5).
+    /// `RECONCILE_MAX_ATTEMPTS`: placeOrder attempts before `needs_review`.
     pub max_attempts: u32,
     /// `RECONCILE_MAX_AGE`: age, counted from the first send, after which a
-    /// `reconciling` order goes to `needs_review` after one final lookup (default 72 h).
+    /// `reconciling` order goes to `needs_review` after one final lookup.
     pub max_age: Duration,
     /// `ACCEPTED_MAX_AGE`: an `accepted` order never sent and older than this
-    /// becomes `failed` with the reason `expired_unsent` (default 72 h).
+    /// becomes `failed` with the reason `expired_unsent`.
     pub accepted_max_age: Duration,
     /// `PENDING_DELIVERY_MAX_AGE`: a `pending_delivery` order older than this
     /// (from its first send) goes to `needs_review` with the reason
-    /// `delivery_overdue` after one final lookup (default 21 days).
+    /// `delivery_overdue` after one final lookup.
     pub pending_delivery_max_age: Duration,
-    /// `RECONCILE_RETRY_BASE`: first retry delay of a failed check (default 5 s).
+    /// `RECONCILE_RETRY_BASE`: first retry delay of a failed check.
     pub retry_base: Duration,
-    /// `RECONCILE_RETRY_MAX`: cap of the exponential backoff (default 15 min).
+    /// `RECONCILE_RETRY_MAX`: cap of the exponential backoff.
     pub retry_max: Duration,
-    /// `RECONCILE_RETRY_FLOOR`: least delay after a timeout or rate limit (default 60 s).
+    /// `RECONCILE_RETRY_FLOOR`: least delay after a timeout or rate limit.
     pub retry_floor: Duration,
     /// `PENDING_POLL_INTERVAL`: safety poll of `pending_delivery` orders whose
-    /// webhook never came (default 6 h; Xoxoday asks not to poll).
+    /// webhook never came (Xoxoday asks not to poll).
     pub pending_poll: Duration,
-    /// `SYSTEMIC_PAUSE`: how long an account-wide refusal pauses every call (default 5 min).
+    /// `SYSTEMIC_PAUSE`: how long an account-wide refusal pauses every call.
     pub systemic_pause: Duration,
-    /// `XOXODAY_RATE_WINDOW`: the rate-limit window (default 65 s, see
-    /// [`crate::store::rate_limit::WINDOW`]). Under 60 s is refused unless
+    /// `XOXODAY_RATE_WINDOW`: the rate-limit window (by default a minute,
+    /// the connect after the stamp, and jitter). Under 60 s is refused unless
     /// `XOXODAY_ALLOW_SHORT_RATE_WINDOW=1` (tests only): Xoxoday counts per minute.
     pub rate_window: Duration,
-    /// `RECONCILE_POLL_INTERVAL`: idle pause of the reconciler loop (default 1 s).
+    /// `RECONCILE_POLL_INTERVAL`: idle pause of the reconciler loop.
     pub poll_interval: Duration,
     /// `XOXODAY_PROBE_INTERVAL`: least time between two getBalance probes of
-    /// an account-wide hold, over all replicas (default 60 s; shorter only in tests).
+    /// an account-wide hold, over all replicas (shorter only in tests).
     pub probe_interval: Duration,
 }
 
@@ -75,24 +71,19 @@ impl Tuning {
     /// Reads the variables over their defaults.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let t = Self {
-            order_lease: env.duration_or("ORDER_LEASE", Duration::from_secs(15))?,
-            max_attempts: env.parse_or("RECONCILE_MAX_ATTEMPTS", 5u32)?,
-            max_age: env.duration_or("RECONCILE_MAX_AGE", Duration::from_secs(72 * 3600))?,
-            accepted_max_age: env
-                .duration_or("ACCEPTED_MAX_AGE", Duration::from_secs(72 * 3600))?,
-            pending_delivery_max_age: env.duration_or(
-                "PENDING_DELIVERY_MAX_AGE",
-                Duration::from_secs(21 * 24 * 3600),
-            )?,
-            retry_base: env.duration_or("RECONCILE_RETRY_BASE", Duration::from_secs(5))?,
-            retry_max: env.duration_or("RECONCILE_RETRY_MAX", Duration::from_secs(900))?,
-            retry_floor: env.duration_or("RECONCILE_RETRY_FLOOR", Duration::from_secs(60))?,
-            pending_poll: env
-                .duration_or("PENDING_POLL_INTERVAL", Duration::from_secs(6 * 3600))?,
-            systemic_pause: env.duration_or("SYSTEMIC_PAUSE", Duration::from_secs(300))?,
-            rate_window: env.duration_or("XOXODAY_RATE_WINDOW", rate_limit::WINDOW)?,
-            poll_interval: env.duration_or("RECONCILE_POLL_INTERVAL", Duration::from_secs(1))?,
-            probe_interval: env.duration_or("XOXODAY_PROBE_INTERVAL", Duration::from_secs(60))?,
+            order_lease: env.duration(&ORDER_LEASE)?,
+            max_attempts: env.parse(&RECONCILE_MAX_ATTEMPTS)?,
+            max_age: env.duration(&RECONCILE_MAX_AGE)?,
+            accepted_max_age: env.duration(&ACCEPTED_MAX_AGE)?,
+            pending_delivery_max_age: env.duration(&PENDING_DELIVERY_MAX_AGE)?,
+            retry_base: env.duration(&RECONCILE_RETRY_BASE)?,
+            retry_max: env.duration(&RECONCILE_RETRY_MAX)?,
+            retry_floor: env.duration(&RECONCILE_RETRY_FLOOR)?,
+            pending_poll: env.duration(&PENDING_POLL_INTERVAL)?,
+            systemic_pause: env.duration(&SYSTEMIC_PAUSE)?,
+            rate_window: env.duration(&XOXODAY_RATE_WINDOW)?,
+            poll_interval: env.duration(&RECONCILE_POLL_INTERVAL)?,
+            probe_interval: env.duration(&XOXODAY_PROBE_INTERVAL)?,
         };
         t.validate(allows_short_window(env))
     }
@@ -109,27 +100,27 @@ impl Tuning {
         };
         let checks: [(&'static str, bool, &str); 5] = [
             (
-                "ORDER_LEASE",
+                ORDER_LEASE.name,
                 self.order_lease >= Duration::from_secs(1),
                 "at least 1s",
             ),
             (
-                "RECONCILE_MAX_ATTEMPTS",
+                RECONCILE_MAX_ATTEMPTS.name,
                 self.max_attempts >= 1,
                 "at least 1",
             ),
             (
-                "XOXODAY_RATE_WINDOW",
+                XOXODAY_RATE_WINDOW.name,
                 self.rate_window >= least_window,
                 window_rule,
             ),
             (
-                "RECONCILE_RETRY_BASE",
+                RECONCILE_RETRY_BASE.name,
                 !self.retry_base.is_zero(),
                 "more than 0s",
             ),
             (
-                "XOXODAY_PROBE_INTERVAL",
+                XOXODAY_PROBE_INTERVAL.name,
                 self.probe_interval >= Duration::from_secs(1),
                 "at least 1s",
             ),
@@ -143,5 +134,31 @@ impl Tuning {
             }
         }
         Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// Clock and network jitter allowed for beyond the connect.
+    const JITTER: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn every_default_parses_and_passes_validation() {
+        let t = Tuning::from_env(&Env::from_map(HashMap::new())).unwrap();
+        assert_eq!(t.order_lease, Duration::from_secs(15));
+        assert_eq!(
+            t.pending_delivery_max_age,
+            Duration::from_secs(21 * 24 * 3600)
+        );
+    }
+
+    #[test]
+    fn the_default_window_covers_a_minute_the_connect_and_jitter() {
+        let t = Tuning::from_env(&Env::from_map(HashMap::new())).unwrap();
+        assert!(t.rate_window >= MIN_RATE_WINDOW + crate::xoxoday::CONNECT_TIMEOUT + JITTER);
     }
 }

@@ -49,6 +49,14 @@ pub enum EmptyHistory {
 }
 
 impl EmptyHistory {
+    /// The value `EMULATOR_EMPTY_HISTORY` names it by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotFound => "404",
+            Self::EmptyList => "empty",
+        }
+    }
+
     /// `404`/`notFound` or `empty`/`emptyList`.
     pub fn parse(text: &str) -> Option<Self> {
         match text {
@@ -95,6 +103,162 @@ impl EmulatorConfig {
             webhook_retry_delay: Duration::from_millis(100),
             ..Self::default()
         }
+    }
+
+    /// Every `EMULATOR_*` variable, its default (from [`Default`], written
+    /// out) and its meaning, for `order-gateway emulator --help`.
+    pub fn variables() -> Vec<(&'static str, Option<String>, &'static str)> {
+        let d = Self::default();
+        let r = &d.rate_limits;
+        let f = &d.fault_rates;
+        let secs = |t: Duration| match t.subsec_nanos() {
+            0 => Some(format!("{}s", t.as_secs())),
+            _ => Some(humantime::format_duration(t).to_string()),
+        };
+        let p = |x: f64| Some(x.to_string());
+        vec![
+            ("EMULATOR_ADDR", Some(d.addr.to_string()), "Listen address"),
+            (
+                "EMULATOR_CLIENT_ID",
+                Some(d.client_id.clone()),
+                "OAuth client id accepted by refresh",
+            ),
+            (
+                "EMULATOR_CLIENT_SECRET",
+                Some(d.client_secret.clone()),
+                "OAuth client secret accepted by refresh",
+            ),
+            (
+                "EMULATOR_ACCESS_TOKEN",
+                Some(d.access_token.clone()),
+                "The first valid access token",
+            ),
+            (
+                "EMULATOR_REFRESH_TOKEN",
+                Some(d.refresh_token.clone()),
+                "The first valid refresh token",
+            ),
+            (
+                "EMULATOR_WEBHOOK_URL",
+                None,
+                "Target of the delivery-status webhook, http or https (unset: no webhooks)",
+            ),
+            (
+                "EMULATOR_WEBHOOK_API_KEY",
+                None,
+                "x-api-key header sent with webhooks (unset: no header)",
+            ),
+            (
+                "EMULATOR_DELIVERY_DELAY",
+                secs(d.delivery_delay),
+                "How long delayed products stay pending",
+            ),
+            (
+                "EMULATOR_WEBHOOK_RETRY_DELAY",
+                secs(d.webhook_retry_delay),
+                "Pause between webhook attempts",
+            ),
+            (
+                "EMULATOR_BALANCE",
+                Some(d.balance.to_string()),
+                "Opening wallet balance, USD",
+            ),
+            (
+                "EMULATOR_RATE_PLACE_ORDER",
+                Some(r.place_order.to_string()),
+                "placeOrder calls per 60s",
+            ),
+            (
+                "EMULATOR_RATE_ORDER_DETAILS",
+                Some(r.get_order_details.to_string()),
+                "getOrderDetails calls per 60s",
+            ),
+            (
+                "EMULATOR_RATE_VOUCHERS",
+                Some(r.get_vouchers.to_string()),
+                "getVouchers calls per 60s",
+            ),
+            (
+                "EMULATOR_RATE_BALANCE",
+                Some(r.get_balance.to_string()),
+                "getBalance calls per 60s",
+            ),
+            (
+                "EMULATOR_RATE_ORDER_HISTORY",
+                Some(r.get_order_history.to_string()),
+                "getOrderHistory calls per 60s",
+            ),
+            (
+                "EMULATOR_EMPTY_HISTORY",
+                Some(d.empty_history.as_str().into()),
+                "Answer for an empty history window: 404 (PLE10027) or empty (data: [])",
+            ),
+            (
+                "EMULATOR_FAULT_ERROR_BEFORE",
+                p(f.error_before),
+                "Probability: placeOrder answers 502, no order",
+            ),
+            (
+                "EMULATOR_FAULT_ERROR_AFTER",
+                p(f.error_after),
+                "Probability: order created and charged, then 502",
+            ),
+            (
+                "EMULATOR_FAULT_SLEEP_AFTER",
+                p(f.sleep_after),
+                "Probability: order created, answer after EMULATOR_FAULT_SLEEP",
+            ),
+            (
+                "EMULATOR_FAULT_DROP_AFTER",
+                p(f.drop_after),
+                "Probability: order created, connection closed without an answer",
+            ),
+            (
+                "EMULATOR_FAULT_SLOW",
+                p(f.slow),
+                "Probability: the call starts only after EMULATOR_FAULT_SLEEP",
+            ),
+            (
+                "EMULATOR_FAULT_HIDDEN",
+                p(f.hidden),
+                "Probability: order created, getOrderDetails says 404 for EMULATOR_FAULT_HIDDEN_FOR",
+            ),
+            (
+                "EMULATOR_FAULT_LATE_ERROR",
+                p(f.late_error),
+                "Probability: 502, no order; the order is created EMULATOR_FAULT_LATE_AFTER later",
+            ),
+            (
+                "EMULATOR_FAULT_LATE_DROP",
+                p(f.late_drop),
+                "Probability: connection closed, no order; it is created EMULATOR_FAULT_LATE_AFTER later",
+            ),
+            (
+                "EMULATOR_FAULT_WEBHOOK_FIRST",
+                p(f.webhook_first),
+                "Probability: created, webhook sent, then the normal answer",
+            ),
+            (
+                "EMULATOR_FAULT_WEBHOOK_INSTEAD",
+                p(f.webhook_instead),
+                "Probability: created, webhook sent, then 502",
+            ),
+            (
+                "EMULATOR_FAULT_SLEEP",
+                secs(f.sleep),
+                "Duration for sleep-after and slow",
+            ),
+            (
+                "EMULATOR_FAULT_HIDDEN_FOR",
+                secs(f.hidden_for),
+                "Duration for hidden",
+            ),
+            (
+                "EMULATOR_FAULT_LATE_AFTER",
+                secs(f.late_after),
+                "Delay for the late faults",
+            ),
+        ]
     }
 
     /// Reads the `EMULATOR_*` variables over [`Default`]; a bad value is a
@@ -161,8 +325,8 @@ fn rate_limits(env: &Env) -> Result<RateLimits, ConfigError> {
     })
 }
 
-fn probability(env: &Env, var: &'static str) -> Result<f64, ConfigError> {
-    let p: f64 = env.parse_or(var, 0.0)?;
+fn probability(env: &Env, var: &'static str, default: f64) -> Result<f64, ConfigError> {
+    let p: f64 = env.parse_or(var, default)?;
     if !(0.0..=1.0).contains(&p) {
         return Err(ConfigError {
             var,
@@ -174,16 +338,16 @@ fn probability(env: &Env, var: &'static str) -> Result<f64, ConfigError> {
 
 fn fault_rates(env: &Env, d: &FaultRates) -> Result<FaultRates, ConfigError> {
     let rates = FaultRates {
-        error_before: probability(env, "EMULATOR_FAULT_ERROR_BEFORE")?,
-        error_after: probability(env, "EMULATOR_FAULT_ERROR_AFTER")?,
-        sleep_after: probability(env, "EMULATOR_FAULT_SLEEP_AFTER")?,
-        drop_after: probability(env, "EMULATOR_FAULT_DROP_AFTER")?,
-        slow: probability(env, "EMULATOR_FAULT_SLOW")?,
-        hidden: probability(env, "EMULATOR_FAULT_HIDDEN")?,
-        late_error: probability(env, "EMULATOR_FAULT_LATE_ERROR")?,
-        late_drop: probability(env, "EMULATOR_FAULT_LATE_DROP")?,
-        webhook_first: probability(env, "EMULATOR_FAULT_WEBHOOK_FIRST")?,
-        webhook_instead: probability(env, "EMULATOR_FAULT_WEBHOOK_INSTEAD")?,
+        error_before: probability(env, "EMULATOR_FAULT_ERROR_BEFORE", d.error_before)?,
+        error_after: probability(env, "EMULATOR_FAULT_ERROR_AFTER", d.error_after)?,
+        sleep_after: probability(env, "EMULATOR_FAULT_SLEEP_AFTER", d.sleep_after)?,
+        drop_after: probability(env, "EMULATOR_FAULT_DROP_AFTER", d.drop_after)?,
+        slow: probability(env, "EMULATOR_FAULT_SLOW", d.slow)?,
+        hidden: probability(env, "EMULATOR_FAULT_HIDDEN", d.hidden)?,
+        late_error: probability(env, "EMULATOR_FAULT_LATE_ERROR", d.late_error)?,
+        late_drop: probability(env, "EMULATOR_FAULT_LATE_DROP", d.late_drop)?,
+        webhook_first: probability(env, "EMULATOR_FAULT_WEBHOOK_FIRST", d.webhook_first)?,
+        webhook_instead: probability(env, "EMULATOR_FAULT_WEBHOOK_INSTEAD", d.webhook_instead)?,
         sleep: env.duration_or("EMULATOR_FAULT_SLEEP", d.sleep)?,
         hidden_for: env.duration_or("EMULATOR_FAULT_HIDDEN_FOR", d.hidden_for)?,
         late_after: env.duration_or("EMULATOR_FAULT_LATE_AFTER", d.late_after)?,
@@ -229,6 +393,25 @@ mod tests {
         assert_eq!(cfg.access_token, "emulator-access-token");
         assert_eq!(cfg.rate_limits, RateLimits::default());
         assert_eq!(cfg.fault_rates.total(), 0.0);
+    }
+
+    #[test]
+    fn the_defaults_help_shows_read_back_as_the_defaults() {
+        let shown: Vec<(String, String)> = EmulatorConfig::variables()
+            .into_iter()
+            .filter_map(|(name, default, _)| default.map(|d| (name.to_string(), d)))
+            .collect();
+        let cfg = EmulatorConfig::from_env(&Env::from_map(shown.into_iter().collect())).unwrap();
+        let d = EmulatorConfig::default();
+        assert_eq!(cfg.addr, d.addr);
+        assert_eq!(cfg.client_secret, d.client_secret);
+        assert_eq!(cfg.refresh_token, d.refresh_token);
+        assert_eq!(cfg.delivery_delay, d.delivery_delay);
+        assert_eq!(cfg.webhook_retry_delay, d.webhook_retry_delay);
+        assert_eq!(cfg.balance, d.balance);
+        assert_eq!(cfg.rate_limits, d.rate_limits);
+        assert_eq!(cfg.fault_rates, d.fault_rates);
+        assert_eq!(cfg.empty_history, d.empty_history);
     }
 
     #[test]

@@ -17,8 +17,8 @@ use crate::{
     xoxoday::{Operation, UpstreamError},
 };
 
-/// Per-minute budgets and the settle window (from `XoxodayConfig`, where
-/// their defaults are).
+/// Per-minute budgets and the settle window (from `XoxodayConfig`; their
+/// defaults are in [`crate::settings`]).
 #[derive(Debug, Clone)]
 pub struct UpstreamLimits {
     /// placeOrder calls per minute, all replicas together.

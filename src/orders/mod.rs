@@ -123,8 +123,8 @@ pub struct OrderService {
 impl OrderService {
     /// Wires the service. Every setting comes from `tuning` (the worker
     /// variables) and `upstream` (the `XOXODAY_*` budgets and timeouts),
-    /// both read once from the environment, so each default lives where the
-    /// variable is read.
+    /// both read once from the environment over the defaults of
+    /// [`crate::settings`].
     pub fn new(
         store: Store,
         xoxoday: Arc<dyn XoxodayApi>,

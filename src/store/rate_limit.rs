@@ -12,14 +12,6 @@ use sqlx::{PgExecutor, PgPool};
 
 use super::{Store, StoreResult};
 
-/// The default window: Xoxoday's minute plus the longest a stamped call can
-/// take to arrive. The slot is stamped after the exchange row and the token
-/// read, just before the send (issue 9, window 10), so what is left is the
-/// connect ([`crate::xoxoday::CONNECT_TIMEOUT`], 4 s) and 1 s of clock and
-/// network jitter: two calls stamped 65 s apart can never land in one
-/// upstream minute.
-pub const WINDOW: Duration = Duration::from_secs(65);
-
 /// One operation's budget, as [`try_take_slot`] needs it.
 #[derive(Debug, Clone, Copy)]
 pub struct SlotAsk {
@@ -27,7 +19,7 @@ pub struct SlotAsk {
     pub operation: &'static str,
     /// Calls allowed per window, all replicas together.
     pub per_minute: u32,
-    /// The window (normally [`WINDOW`]).
+    /// The window (normally [`crate::settings::XOXODAY_RATE_WINDOW`]).
     pub window: Duration,
 }
 
@@ -44,7 +36,7 @@ pub enum Slot {
 }
 
 /// Takes one call slot for `operation` if at most `per_minute - 1` calls
-/// were made in the last `window` (normally [`WINDOW`]), in one round trip.
+/// were made in the last `window` (normally [`crate::settings::XOXODAY_RATE_WINDOW`]), in one round trip.
 /// Inside a transaction the slot (and the advisory lock) last until its
 /// end: a rollback gives the slot back.
 pub async fn try_take_slot<'e>(

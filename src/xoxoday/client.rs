@@ -51,7 +51,8 @@ impl From<&XoxodayConfig> for ClientConfig {
 }
 
 /// Longest connect (TCP and TLS) before a call fails. The rate slot is
-/// stamped before the connect, so [`crate::store::rate_limit::WINDOW`] is
+/// stamped before the connect, so the default of
+/// [`crate::settings::XOXODAY_RATE_WINDOW`] is
 /// Xoxoday's minute plus this plus 1 s: keep them in step.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 

@@ -120,3 +120,105 @@ async fn healthcheck_exits_zero_only_while_readyz_answers_200() {
         "nothing listening"
     );
 }
+
+/// The variables of the README's `n`th table under "## Configuration" (0:
+/// the gateway's, 1: the emulator's): rows starting with "| `", every name in
+/// the first cell.
+fn readme_variables(n: usize) -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("\n## Configuration")
+        .nth(1)
+        .expect("a Configuration section");
+    let mut names = Vec::new();
+    let (mut table, mut in_table) = (0, false);
+    for line in section.lines() {
+        if line.starts_with('|') {
+            in_table = true;
+        } else if in_table {
+            in_table = false;
+            table += 1;
+        }
+        if table > n {
+            break;
+        }
+        if table < n {
+            continue;
+        }
+        if let Some(row) = line.strip_prefix("| `") {
+            let cell = row.split('|').next().unwrap_or_default();
+            names.extend(
+                format!("`{cell}")
+                    .split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_owned),
+            );
+        }
+    }
+    names
+}
+
+#[test]
+fn serve_help_lists_every_variable_of_the_readme_table() {
+    let out = gateway("postgres://postgres@127.0.0.1:1/x", &["serve", "--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    let names = readme_variables(0);
+    assert!(names.len() >= 30, "{names:?}");
+    for name in names {
+        assert!(
+            help.contains(&format!("[env: {name}]")),
+            "{name} missing from:\n{help}"
+        );
+    }
+    assert!(help.contains("[default: 65s]"), "{help}");
+    assert!(
+        !help.contains("postgres://"),
+        "--help shows no values: {help}"
+    );
+}
+
+#[test]
+fn emulator_help_lists_every_variable_of_the_readme_table() {
+    let out = gateway("postgres://postgres@127.0.0.1:1/x", &["emulator", "--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    let names = readme_variables(1);
+    assert!(names.len() >= 25, "{names:?}");
+    for name in names {
+        assert!(
+            help.contains(&format!("[env: {name}]")),
+            "{name} missing from:\n{help}"
+        );
+    }
+    assert!(help.contains("[default: 160s]"), "{help}");
+}
+
+#[test]
+fn a_flag_mirrors_its_variable_and_a_bad_one_is_named_in_one_line() {
+    let out = gateway(
+        "postgres://postgres@127.0.0.1:1/x",
+        &[
+            "serve",
+            "--xoxoday-base-url",
+            "http://127.0.0.1:1/chef",
+            "--xoxoday-client-id",
+            "id",
+            "--xoxoday-client-secret",
+            "secret",
+            "--encryption-key",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            "--order-lease",
+            "soon",
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("configuration error: ORDER_LEASE"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}

@@ -1,0 +1,263 @@
+//! The one list of the gateway's variables (contract §4): each [`Var`] names
+//! its variable, holds its default (the ONLY place that default is written)
+//! and says what it means. [`crate::env::Env`] reads values over these
+//! defaults, and `--help` of `serve` and `migrate` lists the same table, with
+//! a flag mirroring each variable (`--order-lease` for `ORDER_LEASE`). A leaf:
+//! it knows nothing else of the crate.
+
+/// One environment variable, its default and its meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Var {
+    /// The environment variable.
+    pub name: &'static str,
+    /// The value used when it is unset or empty; `None`: required or optional.
+    pub default: Option<&'static str>,
+    /// What it means, for `--help`.
+    pub help: &'static str,
+}
+
+const fn var(name: &'static str, default: &'static str, help: &'static str) -> Var {
+    Var {
+        name,
+        default: Some(default),
+        help,
+    }
+}
+
+const fn no_default(name: &'static str, help: &'static str) -> Var {
+    Var {
+        name,
+        default: None,
+        help,
+    }
+}
+
+/// Postgres URL.
+pub const DATABASE_URL: Var = no_default("DATABASE_URL", "Postgres URL (required)");
+/// Pool size per replica.
+pub const DATABASE_MAX_CONNECTIONS: Var = var(
+    "DATABASE_MAX_CONNECTIONS",
+    "10",
+    "Pool size per replica (1-1000)",
+);
+/// HTTP listen address.
+pub const LISTEN_ADDR: Var = var("LISTEN_ADDR", "0.0.0.0:8080", "HTTP listen address");
+/// The key that encrypts at rest.
+pub const ENCRYPTION_KEY: Var = no_default(
+    "ENCRYPTION_KEY",
+    "Base64 of 32 random bytes; encrypts vouchers, tokens and raw bodies (required)",
+);
+/// The key being rotated out.
+pub const ENCRYPTION_KEY_PREVIOUS: Var = no_default(
+    "ENCRYPTION_KEY_PREVIOUS",
+    "The former key while rotating: read, never written (unset: none)",
+);
+/// Expected `x-api-key` of Xoxoday webhooks.
+pub const WEBHOOK_API_KEY: Var = no_default(
+    "WEBHOOK_API_KEY",
+    "Expected x-api-key on Xoxoday webhooks (unset: webhooks refused)",
+);
+/// Xoxoday base URL.
+pub const XOXODAY_BASE_URL: Var = no_default(
+    "XOXODAY_BASE_URL",
+    "Xoxoday base URL ending in /chef; calls go to {base}/v1/oauth/api (required)",
+);
+/// OAuth client id.
+pub const XOXODAY_CLIENT_ID: Var = no_default(
+    "XOXODAY_CLIENT_ID",
+    "OAuth client id used to refresh the token pair (required)",
+);
+/// OAuth client secret.
+pub const XOXODAY_CLIENT_SECRET: Var = no_default(
+    "XOXODAY_CLIENT_SECRET",
+    "OAuth client secret used to refresh the token pair (required)",
+);
+/// First access token.
+pub const XOXODAY_ACCESS_TOKEN: Var = no_default(
+    "XOXODAY_ACCESS_TOKEN",
+    "First access token from the Xoxoday dashboard; after the first start the stored pair wins \
+     (required on first start)",
+);
+/// First refresh token.
+pub const XOXODAY_REFRESH_TOKEN: Var = no_default(
+    "XOXODAY_REFRESH_TOKEN",
+    "First refresh token from the Xoxoday dashboard; after the first start the stored pair wins \
+     (required on first start)",
+);
+/// placeOrder client timeout.
+pub const XOXODAY_PLACE_ORDER_TIMEOUT: Var = var(
+    "XOXODAY_PLACE_ORDER_TIMEOUT",
+    "150s",
+    "Client timeout for placeOrder",
+);
+/// Client timeout of the other calls.
+pub const XOXODAY_REQUEST_TIMEOUT: Var = var(
+    "XOXODAY_REQUEST_TIMEOUT",
+    "30s",
+    "Client timeout for the other calls",
+);
+/// How long a "not found" is not trusted after a placeOrder ended.
+pub const XOXODAY_SETTLE_WINDOW: Var = var(
+    "XOXODAY_SETTLE_WINDOW",
+    "150s",
+    "A \"not found\" is trusted only this long after the last placeOrder attempt ended",
+);
+/// placeOrder budget.
+pub const XOXODAY_PLACE_ORDER_RATE: Var = var(
+    "XOXODAY_PLACE_ORDER_RATE",
+    "100",
+    "placeOrder calls per minute, all replicas together",
+);
+/// getOrderDetails budget.
+pub const XOXODAY_ORDER_DETAILS_RATE: Var = var(
+    "XOXODAY_ORDER_DETAILS_RATE",
+    "200",
+    "getOrderDetails calls per minute, all replicas together",
+);
+/// Window of the shared limits: Xoxoday's minute plus the longest a stamped
+/// call can take to arrive. The slot is stamped after the exchange row and
+/// the token read, just before the send (issue 9, window 10), so what is left
+/// is the connect ([`crate::xoxoday::CONNECT_TIMEOUT`], 4 s) and 1 s of clock
+/// and network jitter: two calls stamped 65 s apart can never land in one
+/// upstream minute (checked in `tuning`'s tests).
+pub const XOXODAY_RATE_WINDOW: Var = var(
+    "XOXODAY_RATE_WINDOW",
+    "65s",
+    "Window of the shared rate limits (start-up refuses less than 60s)",
+);
+/// The test-only switch for a shorter window.
+pub const XOXODAY_ALLOW_SHORT_RATE_WINDOW: Var = no_default(
+    "XOXODAY_ALLOW_SHORT_RATE_WINDOW",
+    "`1` or `true` accepts a rate window under 60s (tests only; unset: refused)",
+);
+/// Least time between two getBalance probes of a hold.
+pub const XOXODAY_PROBE_INTERVAL: Var = var(
+    "XOXODAY_PROBE_INTERVAL",
+    "60s",
+    "Least time between two getBalance probes of an account-wide hold",
+);
+/// Lease of a claimed order.
+pub const ORDER_LEASE: Var = var(
+    "ORDER_LEASE",
+    "15s",
+    "Lease of a claimed order; renewed every third while work runs",
+);
+/// placeOrder attempts before review.
+pub const RECONCILE_MAX_ATTEMPTS: Var = var(
+    "RECONCILE_MAX_ATTEMPTS",
+    "5",
+    "placeOrder attempts before needs_review",
+);
+/// Age of a reconciling order before review.
+pub const RECONCILE_MAX_AGE: Var = var(
+    "RECONCILE_MAX_AGE",
+    "72h",
+    "Time after the first send for a reconciling order to go to needs_review",
+);
+/// Age of an unsent accepted order before it fails.
+pub const ACCEPTED_MAX_AGE: Var = var(
+    "ACCEPTED_MAX_AGE",
+    "72h",
+    "An accepted order never sent and older than this becomes failed (expired_unsent)",
+);
+/// Age of a pending delivery before review.
+pub const PENDING_DELIVERY_MAX_AGE: Var = var(
+    "PENDING_DELIVERY_MAX_AGE",
+    "21d",
+    "Time after the first send for a pending_delivery order to go to needs_review \
+     (delivery_overdue)",
+);
+/// First retry delay of a failed check.
+pub const RECONCILE_RETRY_BASE: Var = var(
+    "RECONCILE_RETRY_BASE",
+    "5s",
+    "First retry delay of a failed check (doubles per check)",
+);
+/// Cap of the backoff.
+pub const RECONCILE_RETRY_MAX: Var = var(
+    "RECONCILE_RETRY_MAX",
+    "15m",
+    "Cap of the retry backoff of failed checks",
+);
+/// Least delay after timeouts, rate limits and deferred placeOrders.
+pub const RECONCILE_RETRY_FLOOR: Var = var(
+    "RECONCILE_RETRY_FLOOR",
+    "60s",
+    "Least delay after timeouts, rate limits and deferred placeOrders",
+);
+/// Idle pause of the reconciler loop.
+pub const RECONCILE_POLL_INTERVAL: Var = var(
+    "RECONCILE_POLL_INTERVAL",
+    "1s",
+    "Idle pause of the reconciler loop",
+);
+/// Safety poll of pending deliveries.
+pub const PENDING_POLL_INTERVAL: Var = var(
+    "PENDING_POLL_INTERVAL",
+    "6h",
+    "Safety poll of pending_delivery orders",
+);
+/// Pause after an account-wide refusal.
+pub const SYSTEMIC_PAUSE: Var = var(
+    "SYSTEMIC_PAUSE",
+    "5m",
+    "Pause of every call after an account-wide refusal",
+);
+/// Log filter.
+pub const RUST_LOG: Var = var("RUST_LOG", "info", "Log filter");
+/// Log line format.
+pub const LOG_FORMAT: Var = var("LOG_FORMAT", "json", "Log format: json or pretty");
+
+/// Everything `serve` reads, in the README's order.
+pub const SERVE: &[Var] = &[
+    DATABASE_URL,
+    DATABASE_MAX_CONNECTIONS,
+    LISTEN_ADDR,
+    ENCRYPTION_KEY,
+    ENCRYPTION_KEY_PREVIOUS,
+    WEBHOOK_API_KEY,
+    XOXODAY_BASE_URL,
+    XOXODAY_CLIENT_ID,
+    XOXODAY_CLIENT_SECRET,
+    XOXODAY_ACCESS_TOKEN,
+    XOXODAY_REFRESH_TOKEN,
+    XOXODAY_PLACE_ORDER_TIMEOUT,
+    XOXODAY_REQUEST_TIMEOUT,
+    XOXODAY_SETTLE_WINDOW,
+    XOXODAY_PLACE_ORDER_RATE,
+    XOXODAY_ORDER_DETAILS_RATE,
+    XOXODAY_RATE_WINDOW,
+    XOXODAY_ALLOW_SHORT_RATE_WINDOW,
+    XOXODAY_PROBE_INTERVAL,
+    ORDER_LEASE,
+    RECONCILE_MAX_ATTEMPTS,
+    RECONCILE_MAX_AGE,
+    ACCEPTED_MAX_AGE,
+    PENDING_DELIVERY_MAX_AGE,
+    RECONCILE_RETRY_BASE,
+    RECONCILE_RETRY_MAX,
+    RECONCILE_RETRY_FLOOR,
+    RECONCILE_POLL_INTERVAL,
+    PENDING_POLL_INTERVAL,
+    SYSTEMIC_PAUSE,
+    RUST_LOG,
+    LOG_FORMAT,
+];
+
+/// Everything `migrate` reads.
+pub const MIGRATE: &[Var] = &[DATABASE_URL, RUST_LOG, LOG_FORMAT];
+
+/// Everything `api-key create` and `api-key revoke` read.
+pub const API_KEY: &[Var] = &[DATABASE_URL];
+
+/// Everything `tokens reset` reads.
+pub const TOKENS_RESET: &[Var] = &[
+    DATABASE_URL,
+    ENCRYPTION_KEY,
+    XOXODAY_ACCESS_TOKEN,
+    XOXODAY_REFRESH_TOKEN,
+];
+
+/// Everything `healthcheck` reads (it probes loopback when the address is
+/// unspecified).
+pub const HEALTHCHECK: &[Var] = &[LISTEN_ADDR];
