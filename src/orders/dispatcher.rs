@@ -20,7 +20,7 @@ use super::{
     worker::{Pace, run_worker},
 };
 use crate::{
-    domain::{OrderId, OrderStatus},
+    domain::{OrderId, OrderStatus, PoNumber},
     store::{StoreError, StoreResult, exchanges::Begin, orders::OrderRow, outcomes::PlaceResult},
     xoxoday::{Operation, PlaceOrderRequest, PlaceOutcome},
 };
@@ -138,7 +138,7 @@ impl OrderService {
     /// Spawns the placement of one freshly stored order, if a slot is free.
     /// The task claims the order itself, so it races safely with the
     /// background dispatcher. `None`: no slot; the background loop will do it.
-    pub fn dispatch_now(&self, id: OrderId, po: &str) -> Option<JoinHandle<Option<OrderRow>>> {
+    pub fn dispatch_now(&self, id: OrderId, po: &PoNumber) -> Option<JoinHandle<Option<OrderRow>>> {
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             self.wake.notify_one();
             return None;
@@ -261,7 +261,7 @@ fn awaits_check(row: &OrderRow) -> bool {
 fn place_request(row: &OrderRow) -> PlaceOrderRequest {
     let o = row.to_order();
     PlaceOrderRequest {
-        po_number: o.po_number.as_str().to_owned(),
+        po_number: o.po_number.clone(),
         product_id: o.product_id,
         quantity: u32::try_from(o.quantity).unwrap_or(1),
         denomination: o.denomination.value(),

@@ -81,7 +81,7 @@ impl OrderService {
         deadline: Instant,
     ) -> Result<OrderRow, StoreError> {
         let order = row.to_order();
-        let Some(handle) = self.dispatch_now(order.id, order.po_number.as_str()) else {
+        let Some(handle) = self.dispatch_now(order.id, &order.po_number) else {
             return self.wait_while_in_flight(row, deadline).await;
         };
         if deadline <= Instant::now() {

@@ -110,7 +110,7 @@ impl OrderService {
 
     async fn check(&self, c: &CheckRow, token: Uuid) -> StoreResult<()> {
         let order = c.row.to_order();
-        let call = self.xoxoday.prepare_order_details(order.po_number.as_str());
+        let call = self.xoxoday.prepare_order_details(&order.po_number);
         let exchange_id = Uuid::now_v7();
         let tok = self.tokens.access_token().await;
         let slot = self.slot_ask(Operation::GetOrderDetails);

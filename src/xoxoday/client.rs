@@ -22,6 +22,7 @@ use super::{
     XoxodayApi,
 };
 use crate::config::XoxodayConfig;
+use crate::domain::PoNumber;
 
 /// What the client needs to know; built from [`XoxodayConfig`] or by hand in tests.
 #[derive(Debug, Clone)]
@@ -193,10 +194,10 @@ impl XoxodayApi for XoxodayClient {
         Call { outcome, exchange }
     }
 
-    fn prepare_order_details(&self, po_number: &str) -> PreparedCall {
+    fn prepare_order_details(&self, po_number: &PoNumber) -> PreparedCall {
         self.prepare(
             Operation::GetOrderDetails,
-            wire::order_details_data(po_number),
+            wire::order_details_data(po_number.as_str()),
         )
     }
 

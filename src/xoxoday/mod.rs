@@ -62,7 +62,7 @@ impl Operation {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlaceOrderRequest {
     /// Our reference, committed to Postgres before the first call; reused on every call.
-    pub po_number: String,
+    pub po_number: PoNumber,
     /// Xoxoday product id.
     pub product_id: i64,
     /// Units, 1–10.
@@ -159,6 +159,7 @@ pub enum DeliveryStatus {
     Other(String),
 }
 
+use crate::domain::PoNumber;
 /// One voucher (the same type the store decrypts into); `Debug` never shows code or pin.
 pub use crate::domain::Voucher;
 
@@ -287,7 +288,7 @@ pub trait XoxodayApi: Send + Sync + 'static {
     /// Sends a prepared placeOrder with the given access token.
     async fn place_order(&self, call: PreparedCall, token: &SecretString) -> Call<PlaceOutcome>;
     /// Builds the getOrderDetails-by-poNumber request without sending it.
-    fn prepare_order_details(&self, po_number: &str) -> PreparedCall;
+    fn prepare_order_details(&self, po_number: &PoNumber) -> PreparedCall;
     /// Sends a prepared getOrderDetails.
     async fn get_order_details(
         &self,

@@ -41,7 +41,7 @@ fn client() -> XoxodayClient {
 
 fn request(denomination: &str) -> PlaceOrderRequest {
     PlaceOrderRequest {
-        po_number: "OGW-0193a5c2".into(),
+        po_number: crate::domain::PoNumber::from_stored("OGW-0193a5c2".into()),
         product_id: 15365,
         quantity: 2,
         denomination: Decimal::from_str(denomination).unwrap(),

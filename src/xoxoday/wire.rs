@@ -71,7 +71,7 @@ pub fn place_order_data(req: &PlaceOrderRequest) -> Value {
     data.insert("productId".into(), req.product_id.into());
     data.insert("quantity".into(), req.quantity.into());
     data.insert("denomination".into(), exact_number(req.denomination));
-    data.insert("poNumber".into(), req.po_number.clone().into());
+    data.insert("poNumber".into(), req.po_number.as_str().into());
     let optional_texts = [
         ("email", &req.email),
         ("contact", &req.contact),

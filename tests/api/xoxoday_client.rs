@@ -13,6 +13,7 @@ use axum::{
     http::{HeaderMap, StatusCode, Uri},
     response::{IntoResponse, Response},
 };
+use order_gateway::domain::PoNumber;
 use order_gateway::emulator::{self, EmulatorConfig, EmulatorHandle, Fault, FaultOp};
 use order_gateway::xoxoday::{
     Call, ClientConfig, DeliveryStatus, LookupOutcome, PlaceOrderRequest, PlaceOutcome,
@@ -110,7 +111,7 @@ fn client_for(base: &str, place_timeout: Duration) -> XoxodayClient {
 
 fn order(po: &str, product_id: i64, denomination: &str) -> PlaceOrderRequest {
     PlaceOrderRequest {
-        po_number: po.into(),
+        po_number: PoNumber::from_stored(po.into()),
         product_id,
         quantity: 1,
         denomination: denomination.parse::<Decimal>().unwrap(),
@@ -340,7 +341,9 @@ impl Upstream {
     }
 
     async fn lookup(&self, po: &str) -> Call<LookupOutcome> {
-        let call = self.client.prepare_order_details(po);
+        let call = self
+            .client
+            .prepare_order_details(&PoNumber::from_stored(po.to_owned()));
         self.client.get_order_details(call, &self.access).await
     }
 
@@ -433,8 +436,8 @@ async fn invalid_orders_are_rejected_and_create_nothing() {
             "{:?}",
             result.outcome
         );
-        assert_eq!(up.upstream_orders(&req.po_number), 0);
-        let found = up.lookup(&req.po_number).await;
+        assert_eq!(up.upstream_orders(req.po_number.as_str()), 0);
+        let found = up.lookup(req.po_number.as_str()).await;
         assert!(matches!(found.outcome, LookupOutcome::NotFound(_)));
     }
 }
@@ -744,7 +747,7 @@ async fn lookup_faults_never_look_like_not_found() {
     for fault in faults {
         up.emulator
             .push_fault(FaultOp::GetOrderDetails, fault.clone());
-        let call = client.prepare_order_details("PO-EMU-NONE");
+        let call = client.prepare_order_details(&PoNumber::from_stored("PO-EMU-NONE".into()));
         let result = impatient.get_order_details(call, &up.access).await;
         assert!(
             matches!(result.outcome, LookupOutcome::Failed { .. }),
