@@ -298,3 +298,39 @@ pub fn error_fields(problem: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+impl TestApp {
+    /// Runs the real `order-gateway tokens reset` with `access`/`refresh`
+    /// against this app's database; asserts it exited 0 and returns its output.
+    pub fn tokens_reset(&self, access: &str, refresh: &str) -> std::process::Output {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
+            .args(["tokens", "reset"])
+            .env_clear()
+            .env("DATABASE_URL", self.db_url())
+            .env("ENCRYPTION_KEY", encryption_key(self.db_url()))
+            .env("XOXODAY_ACCESS_TOKEN", access)
+            .env("XOXODAY_REFRESH_TOKEN", refresh)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// What an operator does in the dashboard: rotates the pair at Xoxoday
+    /// (the emulator) with `refresh_token`, outside the gateway.
+    pub async fn rotate_outside_gateway(&self, refresh_token: &str) {
+        let fresh = reqwest::Client::new()
+            .post(format!("{}/v1/oauth/token/user", self.emulator.base_url()))
+            .json(&json!({
+                "grant_type": "refresh_token", "refresh_token": refresh_token,
+                "client_id": "emulator-client", "client_secret": "emulator-secret"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(fresh.status(), 200);
+    }
+}

@@ -50,6 +50,16 @@ async fn first_lookup_gap(app: &TestApp, po: &str) -> f64 {
     .unwrap()
 }
 
+/// Posts an order whose first placeOrder gets a 502 before anything is
+/// created upstream (an unknown outcome: the order goes to `reconciling`).
+async fn post_after_a_502(app: &TestApp) -> (String, String) {
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::ErrorBeforeCreate { status: 502 },
+    );
+    post_unwaited(app, &order_body()).await
+}
+
 async fn view(app: &TestApp, id: &str) -> Value {
     app.get_order(&app.api_key, id).await.json().await.unwrap()
 }
@@ -97,11 +107,7 @@ async fn a_stored_webhook_forbids_placing_again_and_ends_in_review() {
         ("RECONCILE_MAX_ATTEMPTS", "2"),
     ]))
     .await;
-    app.emulator.push_fault(
-        FaultOp::PlaceOrder,
-        Fault::ErrorBeforeCreate { status: 502 },
-    );
-    let (id, po) = post_unwaited(&app, &order_body()).await;
+    let (id, po) = post_after_a_502(&app).await;
     let hook = post_webhook(&app, Some(KEY), &event(4242, &po, "delivered")).await;
     assert_eq!(hook.status(), 200);
     wait_all_settled(&app.db, Duration::from_secs(30)).await;
@@ -119,11 +125,7 @@ async fn the_replace_statement_refuses_an_order_with_a_stored_webhook() {
     // The webhook lands between the claim and the write-back: the guard in
     // the SQL itself must hold, whatever the check saw when it began.
     let app = spawn_app_with(fast(&[("RECONCILE_POLL_INTERVAL", "1h")])).await;
-    app.emulator.push_fault(
-        FaultOp::PlaceOrder,
-        Fault::ErrorBeforeCreate { status: 502 },
-    );
-    let (_, po) = post_unwaited(&app, &order_body()).await;
+    let (_, po) = post_after_a_502(&app).await;
     wait_for_status(&app, &po, "reconciling").await;
     sqlx::query("update orders set next_check_at = now() where po_number = $1")
         .bind(&po)
@@ -221,11 +223,7 @@ async fn an_aged_order_is_reviewed_only_after_a_final_lookup() {
         ("RECONCILE_RETRY_BASE", "1500ms"),
     ]))
     .await;
-    app.emulator.push_fault(
-        FaultOp::PlaceOrder,
-        Fault::ErrorBeforeCreate { status: 502 },
-    );
-    let (id, po) = post_unwaited(&app, &order_body()).await;
+    let (id, po) = post_after_a_502(&app).await;
     wait_all_settled(&app.db, Duration::from_secs(30)).await;
     let order = view(&app, &id).await;
     assert_eq!(order["status"], "needs_review", "{order}");
@@ -388,11 +386,7 @@ async fn a_webhook_that_lands_between_the_replace_and_the_send_forbids_the_send(
         ("XOXODAY_SETTLE_WINDOW", "60s"),
     ]))
     .await;
-    app.emulator.push_fault(
-        FaultOp::PlaceOrder,
-        Fault::ErrorBeforeCreate { status: 502 },
-    );
-    let (_, po) = post_unwaited(&app, &order_body()).await;
+    let (_, po) = post_after_a_502(&app).await;
     wait_for_status(&app, &po, "reconciling").await;
     let store = &Store::from_pool(app.db.clone());
     let claimed = claim_when_free(&app, store, &po).await;

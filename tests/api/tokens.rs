@@ -216,20 +216,7 @@ async fn a_refused_refresh_shows_in_readyz_until_tokens_reset_stores_a_new_pair(
     tx.rollback().await.unwrap();
 
     let (access, refresh) = app.emulator.current_tokens();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
-        .args(["tokens", "reset"])
-        .env_clear()
-        .env("DATABASE_URL", app.db_url())
-        .env("ENCRYPTION_KEY", encryption_key(app.db_url()))
-        .env("XOXODAY_ACCESS_TOKEN", &access)
-        .env("XOXODAY_REFRESH_TOKEN", &refresh)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = app.tokens_reset(&access, &refresh);
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(!printed.contains(&access) && !printed.contains(&refresh));
     assert_eq!(app.get("/readyz").await.status(), 200);

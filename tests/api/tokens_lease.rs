@@ -123,30 +123,9 @@ async fn tokens_a_refresh_refused_after_a_reset_does_not_flag_the_reset_pair() {
     }
     // The operator gets a new pair (here: a rotation outside the gateway).
     let (_, old_refresh) = app.emulator.current_tokens();
-    let fresh = reqwest::Client::new()
-        .post(format!("{}/v1/oauth/token/user", app.emulator.base_url()))
-        .json(&serde_json::json!({
-            "grant_type": "refresh_token", "refresh_token": old_refresh,
-            "client_id": "emulator-client", "client_secret": "emulator-secret"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(fresh.status(), 200);
+    app.rotate_outside_gateway(&old_refresh).await;
     let (access, refresh) = app.emulator.current_tokens();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
-        .args(["tokens", "reset"])
-        .env_clear()
-        .env("DATABASE_URL", app.db_url())
-        .env("ENCRYPTION_KEY", encryption_key(app.db_url()))
-        .env("XOXODAY_ACCESS_TOKEN", &access)
-        .env("XOXODAY_REFRESH_TOKEN", &refresh)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    app.tokens_reset(&access, &refresh);
     in_flight.await.unwrap();
     let (_, stored_access, stored_refresh) = stored_pair(&app).await;
     assert_eq!((stored_access, stored_refresh), (access, refresh));
@@ -216,30 +195,9 @@ async fn tokens_a_refresh_answered_after_a_reset_does_not_overwrite_the_reset_pa
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (_, rotated_refresh) = app.emulator.current_tokens();
-    let fresh = reqwest::Client::new()
-        .post(format!("{}/v1/oauth/token/user", app.emulator.base_url()))
-        .json(&serde_json::json!({
-            "grant_type": "refresh_token", "refresh_token": rotated_refresh,
-            "client_id": "emulator-client", "client_secret": "emulator-secret"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(fresh.status(), 200);
+    app.rotate_outside_gateway(&rotated_refresh).await;
     let (access, refresh) = app.emulator.current_tokens();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_order-gateway"))
-        .args(["tokens", "reset"])
-        .env_clear()
-        .env("DATABASE_URL", app.db_url())
-        .env("ENCRYPTION_KEY", encryption_key(app.db_url()))
-        .env("XOXODAY_ACCESS_TOKEN", &access)
-        .env("XOXODAY_REFRESH_TOKEN", &refresh)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    app.tokens_reset(&access, &refresh);
     let _ = in_flight.await.unwrap();
     let (_, stored_access, stored_refresh) = stored_pair(&app).await;
     assert_eq!(
