@@ -92,24 +92,14 @@ impl OrderService {
             _ => {}
         }
         let end = audit::end_of(&self.cipher, exchange_id, &result.exchange, label);
-        let mut next =
-            outcome::place_result(&self.settings, &self.cipher, order.id, &result.outcome);
-        // A rate-limit body on a non-4xx answer (a proxy in front of a call
-        // still being worked on) proves nothing about the order: reconcile
-        // it under the settle window instead of placing it again blind.
         let status = result.exchange.response.as_ref().map(|r| r.status);
-        if let PlaceOutcome::RateLimited { penalty } = &result.outcome
-            && !status.is_some_and(|s| (400..500).contains(&s))
-        {
-            next = PlaceResult::Reconciling {
-                reason: format!(
-                    "placeOrder answered HTTP {} with a rate-limit body; it may have created \
-                     the order",
-                    status.unwrap_or_default()
-                ),
-                check_in: (*penalty).max(self.settings.defer_floor),
-            };
-        }
+        let mut next = outcome::place_result(
+            &self.settings,
+            &self.cipher,
+            order.id,
+            &result.outcome,
+            status,
+        );
         // invalid_token created no order: retry at once after a good refresh.
         let retry_now = matches!(result.outcome, PlaceOutcome::Unauthorized(_))
             && self.tokens.token_rejected(&token).await;

@@ -34,13 +34,27 @@ pub(crate) fn label(outcome: &PlaceOutcome) -> &'static str {
 }
 
 /// What the order becomes after `outcome`.
+/// `http_status` is the answer's status, when one came: a rate-limit body on
+/// anything but a 4xx (a proxy in front of a call still being worked on)
+/// proves nothing about the order, so it is reconciled under the settle
+/// window instead of being placed again blind.
 pub(crate) fn place_result(
     s: &DispatchSettings,
     cipher: &Cipher,
     order: OrderId,
     outcome: &PlaceOutcome,
+    http_status: Option<u16>,
 ) -> PlaceResult {
+    let clean_4xx = http_status.is_some_and(|st| (400..500).contains(&st));
     match outcome {
+        PlaceOutcome::RateLimited { penalty } if !clean_4xx => PlaceResult::Reconciling {
+            reason: format!(
+                "placeOrder answered HTTP {} with a rate-limit body; it may have created \
+                 the order",
+                http_status.unwrap_or_default()
+            ),
+            check_in: (*penalty).max(s.defer_floor),
+        },
         PlaceOutcome::Placed(up) => PlaceResult::Placed(placed_facts(s, cipher, order, up)),
         // A refusal says nothing about earlier attempts: `failed` would invite
         // the caller to order again under a new key. The write-back keeps the
