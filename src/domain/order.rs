@@ -43,8 +43,9 @@ impl OrderStatus {
         Self::NeedsReview,
     ];
 
-    /// The stored and serialised name.
-    pub fn as_str(self) -> &'static str {
+    /// The stored and serialised name (`const`: the store builds its SQL
+    /// literals from it at compile time, `store::status`).
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Accepted => "accepted",
             Self::Placing => "placing",

@@ -3,6 +3,8 @@
 //! Every caller-scoped statement re-checks the API key (`live_caller`), so a
 //! revoked key can neither create nor read orders, whatever a cache says.
 
+use super::status::{ACCEPTED, PLACING, RECONCILING};
+use const_format::formatcp;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -213,10 +215,10 @@ impl Store {
     /// fresh lease token, committed. `None` when someone else has it.
     pub async fn claim_order(&self, id: OrderId, lease: Duration) -> StoreResult<Option<OrderRow>> {
         let sql = format!(
-            "update orders o set status = 'placing', status_reason = null,
+            "update orders o set status = {PLACING}, status_reason = null,
                lease_token = gen_random_uuid(), lease_sent = false,
                lease_until = now() + make_interval(secs => $2)
-             where o.order_id = $1 and o.status = 'accepted'
+             where o.order_id = $1 and o.status = {ACCEPTED}
              returning {ORDER_COLUMNS}"
         );
         Ok(sqlx::query_as(&sql)
@@ -234,11 +236,11 @@ impl Store {
         lease: Duration,
     ) -> StoreResult<Vec<OrderRow>> {
         let sql = format!(
-            "update orders o set status = 'placing', status_reason = null,
+            "update orders o set status = {PLACING}, status_reason = null,
                lease_token = gen_random_uuid(), lease_sent = false,
                lease_until = now() + make_interval(secs => $2)
              from (select order_id from orders
-                   where status = 'accepted' and next_attempt_at <= now()
+                   where status = {ACCEPTED} and next_attempt_at <= now()
                    order by next_attempt_at
                    limit $1
                    for update skip locked) due
@@ -260,9 +262,9 @@ impl Store {
     /// `place_timeout` (when the client gives up), so the settle window
     /// never starts before the call could have ended.
     pub async fn expire_placing_leases(&self, place_timeout: Duration) -> StoreResult<u64> {
-        let done = sqlx::query(
+        let done = sqlx::query(formatcp!(
             "update orders set
-               status = case when lease_sent then 'reconciling' else 'accepted' end,
+               status = case when lease_sent then {RECONCILING} else {ACCEPTED} end,
                last_place_ended_at = case when lease_sent
                  then greatest(now(), last_place_started_at + make_interval(secs => $1))
                  else last_place_ended_at end,
@@ -273,9 +275,9 @@ impl Store {
                next_attempt_at = case when lease_sent then next_attempt_at else now() end,
                lease_token = null, lease_until = null, lease_sent = false
              where order_id in (select order_id from orders
-                                where status = 'placing' and lease_until < now()
-                                for update skip locked)",
-        )
+                                where status = {PLACING} and lease_until < now()
+                                for update skip locked)"
+        ))
         .bind(place_timeout.as_secs_f64())
         .execute(&self.pool)
         .await?;

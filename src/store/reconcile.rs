@@ -14,6 +14,8 @@
 //! `webhook_events`), so the rule holds however late the webhook lands. A
 //! refused review or re-placement releases the claim and checks again now.
 
+use super::status::{ACCEPTED, NEEDS_REVIEW, PENDING_DELIVERY, PLACING, RECONCILING};
+use const_format::formatcp;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -89,7 +91,7 @@ impl Store {
             "update orders o set lease_token = gen_random_uuid(),
                lease_until = now() + make_interval(secs => $2)
              from (select order_id from orders
-                   where status in ('reconciling', 'pending_delivery')
+                   where status in ({RECONCILING}, {PENDING_DELIVERY})
                      and next_check_at <= now()
                      and (lease_until is null or lease_until < now())
                    order by next_check_at
@@ -221,11 +223,11 @@ impl Store {
         delay: Duration,
         reason: &str,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "update orders set status = 'accepted', status_reason = $4, lease_token = null,
+        let done = sqlx::query(formatcp!(
+            "update orders set status = {ACCEPTED}, status_reason = $4, lease_token = null,
                lease_until = null, next_attempt_at = now() + make_interval(secs => $3)
-             where order_id = $1 and lease_token = $2 and status = 'placing'",
-        )
+             where order_id = $1 and lease_token = $2 and status = {PLACING}"
+        ))
         .bind(order.as_uuid())
         .bind(token)
         .bind(delay.as_secs_f64())
@@ -246,7 +248,7 @@ fn adopt_sql() -> String {
            order_total = $8, order_discount = $9, amount_charged = $10, delivery_status = $11,
            upstream_order_status = $12, status_reason = null, failure = null,
            lease_token = null, lease_until = null, checks = 0,
-           next_check_at = case when $5 <> 'pending_delivery' then null
+           next_check_at = case when $5 <> {PENDING_DELIVERY} then null
                                 {} else now() + make_interval(secs => $13) end,
            settled_at = coalesce(o.settled_at, now())
          {GUARD} returning {ORDER_COLUMNS}",
@@ -258,7 +260,7 @@ fn retry_sql() -> String {
     format!(
         "update orders o set lease_token = null, lease_until = null,
            next_check_at = {KEEP_MOVED} else now() + make_interval(secs => $5) end,
-           status_reason = case when o.status = 'reconciling' then $6 else o.status_reason end,
+           status_reason = case when o.status = {RECONCILING} then $6 else o.status_reason end,
            checks = o.checks + case when $7 then 1 else 0 end
          {GUARD} returning {ORDER_COLUMNS}"
     )
@@ -269,7 +271,7 @@ const UNMOVED: &str = "o.next_check_at is not distinct from $4::timestamptz";
 
 fn review_sql() -> String {
     format!(
-        "update orders o set status = 'needs_review', status_reason = $5,
+        "update orders o set status = {NEEDS_REVIEW}, status_reason = $5,
            lease_token = null, lease_until = null, next_check_at = null
          {GUARD} and {UNMOVED} returning {ORDER_COLUMNS}"
     )
@@ -278,7 +280,7 @@ fn review_sql() -> String {
 /// Never for an order a stored webhook proves to exist upstream.
 fn replace_sql() -> String {
     format!(
-        "update orders o set status = 'placing', checks = 0
+        "update orders o set status = {PLACING}, checks = 0
          {GUARD} and {UNMOVED} and not {HOOKED} returning {ORDER_COLUMNS}"
     )
 }
