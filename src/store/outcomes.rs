@@ -27,7 +27,7 @@ use super::{
     vouchers::{VoucherRow, insert_vouchers},
 };
 use crate::domain::{
-    OrderId, OrderStatus,
+    Order, OrderId, OrderStatus,
     safe_text::{pg_json, pg_opt, pg_text},
 };
 
@@ -117,7 +117,7 @@ impl Store {
         exchange_id: Uuid,
         end: &ExchangeEnd,
         result: &PlaceResult,
-    ) -> StoreResult<Option<OrderRow>> {
+    ) -> StoreResult<Option<Order>> {
         let mut tx = self.pool.begin().await?;
         complete_exchange(&mut tx, exchange_id, end).await?;
         let sql = result_sql(result);
@@ -143,7 +143,7 @@ impl Store {
             insert_vouchers(&mut tx, &f.vouchers).await?;
         }
         tx.commit().await?;
-        Ok(row)
+        Ok(row.map(OrderRow::into_order))
     }
 }
 

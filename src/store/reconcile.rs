@@ -30,14 +30,13 @@ use super::{
     rate_limit::SlotAsk,
     vouchers::insert_vouchers,
 };
-use crate::domain::{OrderId, safe_text::pg_text};
+use crate::domain::{Order, OrderId, safe_text::pg_text};
 
 /// A claimed order with what the reconciler needs beyond the order itself.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct CheckRow {
     /// The order (its `lease_token` is this claim's).
-    #[sqlx(flatten)]
-    pub row: OrderRow,
+    pub order: Order,
     /// When the first placeOrder attempt began (aging counts from here).
     pub first_sent_at: Option<DateTime<Utc>>,
     /// When the last placeOrder attempt began.
@@ -56,6 +55,35 @@ pub struct CheckRow {
     /// measured on the database clock, like `last_place_ended_at`, never
     /// on a replica's own clock (which may run ahead).
     pub claimed_at: DateTime<Utc>,
+}
+
+/// [`CheckRow`] as read.
+#[derive(sqlx::FromRow)]
+struct CheckRecord {
+    #[sqlx(flatten)]
+    row: OrderRow,
+    first_sent_at: Option<DateTime<Utc>>,
+    last_place_started_at: Option<DateTime<Utc>>,
+    last_place_ended_at: Option<DateTime<Utc>>,
+    next_check_at: Option<DateTime<Utc>>,
+    checks: i32,
+    webhook_seen: bool,
+    claimed_at: DateTime<Utc>,
+}
+
+impl From<CheckRecord> for CheckRow {
+    fn from(r: CheckRecord) -> Self {
+        Self {
+            order: r.row.into_order(),
+            first_sent_at: r.first_sent_at,
+            last_place_started_at: r.last_place_started_at,
+            last_place_ended_at: r.last_place_ended_at,
+            next_check_at: r.next_check_at,
+            checks: r.checks,
+            webhook_seen: r.webhook_seen,
+            claimed_at: r.claimed_at,
+        }
+    }
 }
 
 /// How a check ends.
@@ -102,11 +130,12 @@ impl Store {
                        o.next_check_at, o.checks, {HOOKED} as webhook_seen,
                        clock_timestamp() as claimed_at"
         );
-        Ok(sqlx::query_as(&sql)
+        let claimed: Vec<CheckRecord> = sqlx::query_as(&sql)
             .bind(limit)
             .bind(lease.as_secs_f64())
             .fetch_all(&self.pool)
-            .await?)
+            .await?;
+        Ok(claimed.into_iter().map(CheckRow::from).collect())
     }
 
     /// Extends a lease still held; false when it was lost.
@@ -169,7 +198,7 @@ impl Store {
         c: &CheckRow,
         exchange: Option<(Uuid, &ExchangeEnd)>,
         end: &CheckEnd,
-    ) -> StoreResult<Option<OrderRow>> {
+    ) -> StoreResult<Option<Order>> {
         let mut tx = self.pool.begin().await?;
         if let Some((id, e)) = exchange {
             complete_exchange(&mut tx, id, e).await?;
@@ -211,7 +240,7 @@ impl Store {
             }
         };
         tx.commit().await?;
-        Ok(row)
+        Ok(row.map(OrderRow::into_order))
     }
 
     /// Puts a claimed `placing` order back in the queue without counting an
@@ -299,21 +328,19 @@ async fn or_check_now(
         "update orders o set lease_token = null, lease_until = null, next_check_at = now()
          {GUARD} returning {ORDER_COLUMNS}"
     );
-    let order = c.row.to_order();
     Ok(sqlx::query_as(&sql)
-        .bind(order.id.as_uuid())
-        .bind(c.row.lease_token)
-        .bind(order.status.as_str())
+        .bind(c.order.id.as_uuid())
+        .bind(c.order.lease_token)
+        .bind(c.order.status.as_str())
         .fetch_optional(&mut *tx)
         .await?)
 }
 
 /// `$1..$4`: order, lease token, status and `next_check_at` as claimed.
 fn guarded<'q>(sql: &'q str, c: &CheckRow) -> OrderQuery<'q> {
-    let order = c.row.to_order();
     sqlx::query_as::<_, OrderRow>(sql)
-        .bind(order.id.as_uuid())
-        .bind(c.row.lease_token)
-        .bind(order.status.as_str())
+        .bind(c.order.id.as_uuid())
+        .bind(c.order.lease_token)
+        .bind(c.order.status.as_str())
         .bind(c.next_check_at)
 }
