@@ -1,7 +1,8 @@
 //! The one start-up path, shared by `serve`, `dev` and the tests:
 //! [`Application::build`] connects, migrates and binds; [`Application::run`]
-//! serves HTTP and runs the dispatcher, reconciler, token refresher and hold
-//! prober until the token is cancelled.
+//! serves HTTP and runs the dispatcher, reconciler, token refresher, hold
+//! prober, balance monitor and scheduled books audit until the token is
+//! cancelled.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -13,9 +14,12 @@ use crate::{
     config::ServeConfig,
     crypto::Cipher,
     http::{self, AppState},
-    orders::{OrderService, RotatingTokens, limits::UpstreamLimits, token_store::TokenError},
-    store::{Store, StoreError},
-    xoxoday::{XoxodayApi, XoxodayClient},
+    orders::{
+        OrderService, RotatingTokens, balance::BalanceMonitor, books::BooksAudit,
+        limits::UpstreamLimits, schedule::run_books_audits, token_store::TokenError,
+    },
+    store::{Store, StoreError, rate_limit::SlotAsk},
+    xoxoday::{Operation, XoxodayApi, XoxodayClient},
 };
 
 /// How long shutdown waits for placeOrder calls in flight; after that their
@@ -28,6 +32,8 @@ pub struct Application {
     orders: OrderService,
     webhook_key: Option<Arc<secrecy::SecretString>>,
     tokens: Arc<RotatingTokens>,
+    balance: BalanceMonitor,
+    books: (Arc<BooksAudit>, Store, Duration),
 }
 
 impl Application {
@@ -56,6 +62,31 @@ impl Application {
             settle_window: cfg.xoxoday.settle_window,
             place_timeout: cfg.xoxoday.place_order_timeout,
         };
+        let balance = BalanceMonitor::new(
+            store.clone(),
+            client.clone(),
+            tokens.clone(),
+            Arc::new(cipher()),
+            cfg.tuning.probe_interval,
+            cfg.tuning.low_balance,
+        );
+        let history = SlotAsk {
+            operation: Operation::GetOrderHistory.as_str(),
+            per_minute: cfg.xoxoday.order_history_rate,
+            window: cfg.tuning.rate_window,
+        };
+        let audit = BooksAudit::new(
+            store.clone(),
+            client.clone(),
+            tokens.clone(),
+            Arc::new(cipher()),
+            history,
+        );
+        let books = (
+            Arc::new(audit),
+            store.clone(),
+            cfg.tuning.books_audit_interval,
+        );
         let orders = OrderService::new(
             store,
             client,
@@ -73,6 +104,8 @@ impl Application {
             orders,
             webhook_key,
             tokens,
+            balance,
+            books,
         })
     }
 
@@ -105,6 +138,9 @@ impl Application {
         let reconciler = tokio::spawn(orders.clone().run_reconciler(shutdown.clone()));
         tokio::spawn(orders.clone().run_prober(shutdown.clone()));
         tokio::spawn(self.tokens.run(shutdown.clone()));
+        tokio::spawn(self.balance.run(shutdown.clone()));
+        let (audit, store, interval) = self.books;
+        tokio::spawn(run_books_audits(audit, store, interval, shutdown.clone()));
         let app = http::router(AppState {
             orders: orders.clone(),
             webhook_key: self.webhook_key,
