@@ -159,6 +159,14 @@ fn could_not_run(result: anyhow::Result<ExitCode>) -> ExitCode {
     })
 }
 
+/// Writes to stdout; a closed pipe (`| head`) is not an error: the action
+/// is done and stored either way.
+fn say(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 /// The OS user, for `--actor`.
 fn os_user() -> String {
     ["USER", "LOGNAME", "USERNAME"]
@@ -287,9 +295,9 @@ async fn show(env: &Env, reference: &str, json: bool) -> anyhow::Result<ExitCode
     let exchanges = store.exchange_summaries(id).await?;
     if json {
         let out = render::show_json(&OrderOut::from(&view), &timeline, &exchanges);
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        say(&format!("{}\n", serde_json::to_string_pretty(&out)?));
     } else {
-        print!("{}", render::show_text(&view, &timeline, &exchanges));
+        say(&render::show_text(&view, &timeline, &exchanges));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -313,17 +321,18 @@ async fn act(
     );
     match operator.act(reference, action, actor, reason).await {
         Ok(Outcome::Done(order)) => {
-            println!(
-                "order {} ({}) is {}{}",
+            let reason = order.status_reason.as_deref().unwrap_or_default();
+            let reason = if reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {reason}")
+            };
+            say(&format!(
+                "order {} ({}) is {}{reason}\n",
                 order.po_number,
                 order.id,
-                order.status.as_str(),
-                order
-                    .status_reason
-                    .as_deref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            );
+                order.status.as_str()
+            ));
             Ok(ExitCode::SUCCESS)
         }
         Ok(Outcome::Refused(why)) => {
@@ -364,12 +373,10 @@ async fn run_audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     .with_page_size(page_size);
     let report = audit.run(from, to, "cli").await?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&render::audit_json(&report))?
-        );
+        let text = serde_json::to_string_pretty(&render::audit_json(&report))?;
+        say(&format!("{text}\n"));
     } else {
-        print!("{}", render::audit_text(&report));
+        say(&render::audit_text(&report));
     }
     Ok(if report.findings.is_empty() {
         ExitCode::SUCCESS

@@ -91,12 +91,15 @@ pub fn show_text(view: &OrderView, timeline: &[TimelineEntry], ex: &[ExchangeSum
         "product   {} x {} at {}",
         o.product_id, o.quantity, o.denomination
     );
+    let charged = match (o.amount_charged, o.currency_code.as_deref()) {
+        (Some(a), Some(c)) => format!("{} {c}", a.normalize()),
+        (Some(a), None) => a.normalize().to_string(),
+        (None, _) => "-".to_owned(),
+    };
     let _ = writeln!(
         out,
-        "xoxoday   order {}, charged {} {}, delivery {}, {} voucher(s) (codes: --json)",
+        "xoxoday   order {}, charged {charged}, delivery {}, {} voucher(s) (codes: --json)",
         opt(o.xoxoday_order_id),
-        opt(o.amount_charged.map(|a| a.normalize())),
-        o.currency_code.as_deref().unwrap_or(""),
         o.delivery_status.as_deref().unwrap_or("-"),
         view.vouchers.len()
     );
