@@ -130,11 +130,11 @@ pub const XOXODAY_ALLOW_SHORT_RATE_WINDOW: Var = no_default(
     "XOXODAY_ALLOW_SHORT_RATE_WINDOW",
     "`1` or `true` accepts a rate window under 60s (tests only; unset: refused)",
 );
-/// Least time between two getBalance probes of a hold.
+/// Least time between two getBalance reads over all replicas.
 pub const XOXODAY_PROBE_INTERVAL: Var = var(
     "XOXODAY_PROBE_INTERVAL",
     "60s",
-    "Least time between two getBalance probes of an account-wide hold",
+    "Least time between two getBalance reads (balance and holds), all replicas together",
 );
 /// getOrderHistory budget.
 pub const XOXODAY_ORDER_HISTORY_RATE: Var = var(

@@ -100,6 +100,8 @@ async fn agreeing_books_exit_0_and_each_kind_of_finding_is_detected_with_exit_1(
     assert_eq!(failed["status"], "failed");
     let spent = failed["poNumber"].as_str().unwrap();
     let fifty = Decimal::new(50, 0);
+    // twice: spent AND duplicated, two findings for one poNumber
+    app.emulator.inject_order(spent, fifty, 1001).unwrap();
     app.emulator.inject_order(spent, fifty, 1001).unwrap();
     app.emulator
         .inject_order("PO-NEVER-ISSUED", fifty, 1001)
@@ -117,6 +119,7 @@ async fn agreeing_books_exit_0_and_each_kind_of_finding_is_detected_with_exit_1(
     let (run, found) = findings(&out);
     let expected: BTreeSet<_> = [
         pair(spent, "spent_but_not_completed"),
+        pair(spent, "duplicate_upstream"),
         pair("PO-NEVER-ISSUED", "unknown_upstream"),
         pair("", "unknown_upstream"),
         pair(&dup, "duplicate_upstream"),
@@ -144,7 +147,7 @@ async fn agreeing_books_exit_0_and_each_kind_of_finding_is_detected_with_exit_1(
             .fetch_one(&app.db)
             .await
             .unwrap();
-    assert_eq!(stored, 6);
+    assert_eq!(stored, 7);
     let outcome: String =
         sqlx::query_scalar("select outcome from books_audit_runs where audit_run_id = $1")
             .bind(run)

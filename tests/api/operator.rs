@@ -359,3 +359,51 @@ async fn recheck_is_in_the_timeline_even_when_the_status_stays_and_exits_1_when_
     );
     assert_eq!(app.db_status(&po).await, "needs_review");
 }
+
+#[tokio::test]
+async fn recheck_waits_for_the_shared_budget_then_adopts_the_order_xoxoday_has() {
+    let app = spawn_app_with(fast(&[("WEBHOOK_API_KEY", KEY)])).await;
+    let po = review_with_upstream(&app).await;
+    // the one getOrderDetails slot of this 2 s window is taken (another replica)
+    let wait_ms: i64 =
+        sqlx::query_scalar("select take_upstream_slot('get_order_details', 1, 2000)")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(wait_ms <= 0, "the slot was free");
+    let budget = [
+        ("XOXODAY_ORDER_DETAILS_RATE", "1"),
+        ("XOXODAY_RATE_WINDOW", "2s"),
+        ("XOXODAY_ALLOW_SHORT_RATE_WINDOW", "1"),
+    ];
+    let out = gateway(
+        &app,
+        &["orders", "recheck", &po, "--actor", "erin"],
+        &budget,
+    )
+    .await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        text(&out).contains("waiting"),
+        "it waited for the budget: {}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("completed"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(app.db_status(&po).await, "completed");
+    let shown = show(&app, &po).await;
+    let last = shown["timeline"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["from"].as_str(), last["to"].as_str()),
+        (Some("needs_review"), Some("completed"))
+    );
+    assert_eq!(last["actor"], "erin");
+}
