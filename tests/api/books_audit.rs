@@ -338,4 +338,14 @@ async fn serve_audits_by_itself_each_interval_one_replica_at_a_time() {
             .await
             .unwrap();
     assert_eq!((days[0].1 - days[0].0).num_days(), 2, "the last 3 days");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("order_gateway_books_audit_findings{kind=\"unknown_upstream\"} 0"),
+        "{metrics}"
+    );
+    let last = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("order_gateway_books_audit_last_success_timestamp_seconds "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(last.is_some_and(|t| t > 0.0), "{metrics}");
 }

@@ -407,3 +407,30 @@ async fn recheck_waits_for_the_shared_budget_then_adopts_the_order_xoxoday_has()
     );
     assert_eq!(last["actor"], "erin");
 }
+
+#[tokio::test]
+async fn any_status_change_is_in_the_timeline_even_one_made_by_hand_in_sql() {
+    let app = spawn_app_with(fast(&[])).await;
+    let order: Value = app
+        .post_order(&new_key(), &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let po = order["poNumber"].as_str().unwrap();
+    sqlx::query("update orders set status = 'needs_review', status_reason = 'set by hand' where po_number = $1")
+        .bind(po)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let shown = show(&app, po).await;
+    let last = shown["timeline"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["to"], "needs_review", "{last}");
+    assert_eq!(last["actor"], "system", "{last}");
+    assert_eq!(last["reason"], "set by hand", "{last}");
+}
