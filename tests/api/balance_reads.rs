@@ -2,11 +2,18 @@
 //! `XOXODAY_PROBE_INTERVAL` over all replicas), exported, and a balance
 //! under `XOXODAY_LOW_BALANCE` warns in `/readyz` without failing it.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
+use order_gateway::{
+    config::EncryptionKey,
+    crypto::Cipher,
+    orders::balance::BalanceMonitor,
+    store::Store,
+    xoxoday::{ClientConfig, XoxodayClient},
+};
 use serde_json::Value;
 
-use crate::helpers::{Options, TestApp, spawn_app_with};
+use crate::helpers::{Options, TestApp, encryption_key, spawn_app_with};
 
 fn options(low: &str) -> Options {
     Options {
@@ -78,4 +85,44 @@ async fn a_balance_above_the_threshold_gives_no_warning() {
         metric(&app, "order_gateway_xoxoday_balance_low ").await,
         Some(0.0)
     );
+}
+
+/// A second monitor on the app's database, as another replica has.
+fn replica_monitor(app: &TestApp) -> BalanceMonitor {
+    let key = EncryptionKey::from_base64(&encryption_key(app.db_url())).unwrap();
+    let client = XoxodayClient::with_config(ClientConfig {
+        base_url: app.emulator.base_url().parse().unwrap(),
+        client_id: "emulator-client".to_owned().into(),
+        client_secret: "emulator-secret".to_owned().into(),
+        place_order_timeout: Duration::from_secs(10),
+        request_timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    BalanceMonitor::new(
+        Store::from_pool(app.db.clone()),
+        Arc::new(client),
+        app.tokens.clone(),
+        Arc::new(Cipher::new(&key)),
+        Duration::from_secs(60),
+        None,
+    )
+}
+
+#[tokio::test]
+async fn the_balance_is_read_at_most_once_per_interval_over_all_replicas() {
+    let app = spawn_app_with(Options::default()).await;
+    first_read(&app).await;
+    let (a, b) = (replica_monitor(&app), replica_monitor(&app));
+    assert!(
+        !a.read_once().await.unwrap(),
+        "read within the interval already"
+    );
+    sqlx::query("update xoxoday_balance set last_read_at = now() - interval '2 minutes'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let (ra, rb) = tokio::join!(a.read_once(), b.read_once());
+    let reads = [ra.unwrap(), rb.unwrap()];
+    // (the app's own monitor may be the one that got it)
+    assert!(reads.iter().filter(|r| **r).count() <= 1, "{reads:?}");
 }
