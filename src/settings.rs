@@ -299,8 +299,6 @@ pub const OPERATOR: &[Var] = &[
     XOXODAY_RATE_WINDOW,
     XOXODAY_ALLOW_SHORT_RATE_WINDOW,
     PENDING_POLL_INTERVAL,
-    RUST_LOG,
-    LOG_FORMAT,
 ];
 
 /// Everything `healthcheck` reads (it probes loopback when the address is
