@@ -21,7 +21,10 @@ use super::{
 };
 use crate::{
     domain::{OrderId, OrderStatus, PoNumber},
-    store::{StoreError, StoreResult, exchanges::Begin, orders::OrderRow, outcomes::PlaceResult},
+    store::{
+        StoreError, StoreResult, exchanges::Begin, orders::OrderRow, outcomes::PlaceResult,
+        rate_limit::Slot,
+    },
     xoxoday::{Operation, PlaceOrderRequest, PlaceOutcome},
 };
 
@@ -58,6 +61,8 @@ impl OrderService {
             Begin::Send(attempt) => attempt,
             Begin::NoSlot(wait) => {
                 Self::note_no_slot(Operation::PlaceOrder, wait);
+                self.place_spent
+                    .spent_for(wait.min(self.settings.poll_interval));
                 let reason = "waiting for the shared placeOrder rate budget";
                 self.store
                     .release_to_accepted(order.id, lease, wait, reason)
@@ -127,8 +132,12 @@ impl OrderService {
 
     /// Spawns the placement of one freshly stored order, if a slot is free.
     /// The task claims the order itself, so it races safely with the
-    /// background dispatcher. `None`: no slot; the background loop will do it.
+    /// background dispatcher. `None`: no slot, or the shared budget is known
+    /// spent (nothing is claimed then); the background loop will do it.
     pub fn dispatch_now(&self, id: OrderId, po: &PoNumber) -> Option<JoinHandle<Option<OrderRow>>> {
+        if self.place_spent.is_spent() {
+            return None;
+        }
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             self.wake.notify_one();
             return None;
@@ -138,13 +147,25 @@ impl OrderService {
         Some(self.tasks.spawn(
             async move {
                 let _permit = permit;
-                let claimed = svc.store.claim_order(id, svc.settings.lease).await;
+                let ask = svc.slot_ask(Operation::PlaceOrder);
+                let claimed = svc
+                    .store
+                    .claim_order_within_budget(id, svc.settings.lease, ask)
+                    .await;
                 match claimed {
                     Ok(Some(row)) => svc.place_claimed(row).await.unwrap_or_else(|e| {
                         warn!(error = %e, "placement write-back failed; lease expiry will reconcile");
                         None
                     }),
-                    Ok(None) => None,
+                    // Claimed elsewhere, or no slot free: then later orders
+                    // skip the claim until one frees (at most a poll interval).
+                    Ok(None) => {
+                        if let Ok(Slot::Wait(wait)) = svc.store.slots_free(ask).await {
+                            svc.place_spent
+                                .spent_for(wait.min(svc.settings.poll_interval));
+                        }
+                        None
+                    }
                     Err(e) => {
                         warn!(error = %e, "claim failed; the background dispatcher will retry");
                         None
@@ -179,7 +200,11 @@ impl OrderService {
         }
         let rows = self
             .store
-            .claim_due_orders(permits.len() as i64, self.settings.lease)
+            .claim_due_orders(
+                permits.len() as i64,
+                self.settings.lease,
+                self.slot_ask(Operation::PlaceOrder),
+            )
             .await?;
         let mut handles = Vec::with_capacity(rows.len());
         for (row, permit) in rows.into_iter().zip(permits) {

@@ -118,6 +118,8 @@ pub struct OrderService {
     pub(crate) recon_wake: Arc<Notify>,
     /// Upstream rate budgets and the settle window.
     pub upstream: Arc<limits::UpstreamLimits>,
+    /// placeOrder's shared budget, known spent until (a hint, issue 11).
+    pub(crate) place_spent: Arc<limits::SpentBudget>,
 }
 
 impl OrderService {
@@ -147,6 +149,7 @@ impl OrderService {
             tuning: Arc::new(tuning),
             recon_wake: Arc::new(Notify::new()),
             upstream: Arc::new(upstream),
+            place_spent: Arc::default(),
         }
     }
 }

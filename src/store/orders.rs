@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use super::{Store, StoreResult};
+use super::{Store, StoreResult, rate_limit::SlotAsk};
 use crate::domain::{
     Amount, Caller, CallerId, IdempotencyKey, NewOrder, Order, OrderFilter, OrderId, OrderStatus,
     PoNumber,
@@ -226,12 +226,45 @@ impl Store {
             .await?)
     }
 
+    /// [`Store::claim_order`], only while `budget` has a slot free now
+    /// (`upstream_slots_free`, a read-only look, in the same statement): an
+    /// order the budget cannot send is not claimed, so it is never released
+    /// again and its caller never sees `placing` flicker. `None`: no slot,
+    /// or someone else has it. The slot itself is taken when the call begins.
+    pub async fn claim_order_within_budget(
+        &self,
+        id: OrderId,
+        lease: Duration,
+        budget: SlotAsk,
+    ) -> StoreResult<Option<OrderRow>> {
+        let sql = format!(
+            "update orders o set status = 'placing', status_reason = null,
+               lease_token = gen_random_uuid(), lease_sent = false,
+               lease_until = now() + make_interval(secs => $2)
+             where o.order_id = $1 and o.status = 'accepted'
+               and (select free from upstream_slots_free($3, $4, $5)) > 0
+             returning {ORDER_COLUMNS}"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(id.as_uuid())
+            .bind(lease.as_secs_f64())
+            .bind(budget.operation)
+            .bind(i32::try_from(budget.per_minute).unwrap_or(i32::MAX))
+            .bind(i32::try_from(budget.window.as_millis()).unwrap_or(i32::MAX))
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     /// Claims up to `limit` due `accepted` orders that no one holds
-    /// (`for update skip locked`), each with its own lease token.
+    /// (`for update skip locked`), each with its own lease token, and never
+    /// more than `budget` has slots free now (`upstream_slots_free`, a
+    /// read-only look): a backlog the budget cannot send stays untouched.
+    /// The slots themselves are taken when each call begins.
     pub async fn claim_due_orders(
         &self,
         limit: i64,
         lease: Duration,
+        budget: SlotAsk,
     ) -> StoreResult<Vec<OrderRow>> {
         let sql = format!(
             "update orders o set status = 'placing', status_reason = null,
@@ -240,7 +273,7 @@ impl Store {
              from (select order_id from orders
                    where status = 'accepted' and next_attempt_at <= now()
                    order by next_attempt_at
-                   limit $1
+                   limit least($1, (select free from upstream_slots_free($3, $4, $5)))
                    for update skip locked) due
              where o.order_id = due.order_id
              returning {ORDER_COLUMNS}"
@@ -248,6 +281,9 @@ impl Store {
         Ok(sqlx::query_as(&sql)
             .bind(limit)
             .bind(lease.as_secs_f64())
+            .bind(budget.operation)
+            .bind(i32::try_from(budget.per_minute).unwrap_or(i32::MAX))
+            .bind(i32::try_from(budget.window.as_millis()).unwrap_or(i32::MAX))
             .fetch_all(&self.pool)
             .await?)
     }
