@@ -1,8 +1,9 @@
 //! Idempotent intake (contract §5, POST /v1/orders).
 //!
 //! One round trip decides everything: `insert ... on conflict do nothing`
-//! commits the order with its poNumber (or finds the key taken); only on
-//! conflict is the existing order read back and its fingerprint compared.
+//! commits the order with its poNumber, or returns the order that holds the
+//! key from the same statement (a replay writes nothing), whose fingerprint
+//! is then compared.
 //! Placement then runs in a spawned task; the request merely waits up to
 //! `Prefer: wait` for it. No transaction or lock outlives a statement.
 
@@ -14,7 +15,10 @@ use tracing::{info, instrument};
 use super::{OrderService, OrderView, view::ViewError};
 use crate::{
     domain::{Caller, IdempotencyKey, NewOrder, OrderId, PoNumber},
-    store::{StoreError, orders::OrderRow},
+    store::{
+        StoreError,
+        orders::{Gate, OrderRow},
+    },
 };
 
 /// What intake did.
@@ -59,17 +63,27 @@ impl OrderService {
     ) -> Result<IntakeOutcome, IntakeError> {
         let deadline = Instant::now() + wait;
         let (id, po) = (OrderId::generate(), PoNumber::generate());
-        if let Some(row) = self.store.insert_order(caller, key, id, &po, new).await? {
-            info!(order.id = %id, po_number = %po, "order stored");
-            let row = self.dispatch_and_wait(row, deadline).await?;
-            return Ok(IntakeOutcome::Created(self.view(row).await?));
-        }
-        let Some(row) = self.store.find_order_by_key(caller, key.as_str()).await? else {
-            self.callers.forget(&caller.key_hash);
-            return Err(IntakeError::Revoked);
+        let (row, vouchers) = match self.store.insert_order(caller, key, id, &po, new).await? {
+            Gate::Created(row) => {
+                info!(order.id = %id, po_number = %po, "order stored");
+                let row = self.dispatch_and_wait(row, deadline).await?;
+                return Ok(IntakeOutcome::Created(self.view(row).await?));
+            }
+            Gate::Existing(row, vouchers) => (row, Some(vouchers)),
+            Gate::Neither => {
+                let Some(row) = self.store.find_order_by_key(caller, key.as_str()).await? else {
+                    self.callers.forget(&caller.key_hash);
+                    return Err(IntakeError::Revoked);
+                };
+                (row, None)
+            }
         };
         if row.to_order().fingerprint != new.fingerprint() {
             return Err(IntakeError::Mismatch);
+        }
+        if let (false, Some(vouchers)) = (is_moving(&row), &vouchers) {
+            // Nothing to wait for: answered from the gate's one read.
+            return Ok(IntakeOutcome::Replayed(self.view_with(row, vouchers)?));
         }
         let row = self.wait_while_in_flight(row, deadline).await?;
         Ok(IntakeOutcome::Replayed(self.view(row).await?))

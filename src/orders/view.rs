@@ -65,6 +65,30 @@ impl OrderService {
             .collect())
     }
 
+    /// The view of `row` with its voucher rows already read (in position
+    /// order), without another query.
+    pub fn view_with(
+        &self,
+        row: OrderRow,
+        vouchers: &[VoucherRow],
+    ) -> Result<OrderView, ViewError> {
+        let order = row.to_order();
+        let vouchers = if order.xoxoday_order_id.is_some() {
+            vouchers
+                .iter()
+                .map(|v| {
+                    self.open_voucher(v).map_err(|source| ViewError::Crypto {
+                        order: order.id,
+                        source,
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(OrderView { order, vouchers })
+    }
+
     /// One view.
     pub async fn view(&self, row: OrderRow) -> Result<OrderView, ViewError> {
         let mut views = self.views(vec![row]).await?;

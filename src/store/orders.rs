@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use super::{Store, StoreResult, rate_limit::SlotAsk};
+use super::{Store, StoreResult, rate_limit::SlotAsk, vouchers::VoucherRow};
 use crate::domain::{
     Amount, Caller, CallerId, IdempotencyKey, NewOrder, Order, OrderFilter, OrderId, OrderStatus,
     PoNumber,
@@ -66,6 +66,63 @@ pub struct OrderRow {
     settled_at: Option<DateTime<Utc>>,
 }
 
+/// What the idempotency gate ([`Store::insert_order`]) found.
+#[derive(Debug)]
+pub enum Gate {
+    /// This request stored the order.
+    Created(OrderRow),
+    /// The key was taken before: the order it names, with its vouchers
+    /// (read in the same statement, in position order).
+    Existing(OrderRow, Vec<VoucherRow>),
+    /// Nothing visible: the key was revoked, or a concurrent request
+    /// committed the order after this statement began.
+    Neither,
+}
+
+/// A voucher's columns next to its order's (null for none).
+const VOUCHER_COLUMNS: &str = "v.position as v_position, v.code_encrypted as v_code,
+    v.pin_encrypted as v_pin, v.key_id as v_key_id, v.validity as v_validity,
+    v.voucher_type as v_type, v.amount as v_amount, v.currency as v_currency,
+    v.country as v_country";
+const NO_VOUCHER: &str = "null::integer as v_position, null::bytea as v_code,
+    null::bytea as v_pin, null::text as v_key_id, null::text as v_validity,
+    null::text as v_type, null::numeric as v_amount, null::text as v_currency,
+    null::text as v_country";
+
+/// One row of the gate: the order, and one of its vouchers or none.
+#[derive(sqlx::FromRow)]
+struct GateRow {
+    created: bool,
+    #[sqlx(flatten)]
+    row: OrderRow,
+    v_position: Option<i32>,
+    v_code: Option<Vec<u8>>,
+    v_pin: Option<Vec<u8>>,
+    v_key_id: Option<String>,
+    v_validity: Option<String>,
+    v_type: Option<String>,
+    v_amount: Option<Decimal>,
+    v_currency: Option<String>,
+    v_country: Option<String>,
+}
+
+impl GateRow {
+    fn voucher(&self) -> Option<VoucherRow> {
+        Some(VoucherRow {
+            order_id: self.row.order_id,
+            position: self.v_position?,
+            code_encrypted: self.v_code.clone()?,
+            pin_encrypted: self.v_pin.clone(),
+            key_id: self.v_key_id.clone()?,
+            validity: self.v_validity.clone(),
+            voucher_type: self.v_type.clone(),
+            amount: self.v_amount,
+            currency: self.v_currency.clone(),
+            country: self.v_country.clone(),
+        })
+    }
+}
+
 impl OrderRow {
     /// The domain view of the row.
     pub fn to_order(&self) -> Order {
@@ -100,9 +157,13 @@ impl OrderRow {
 }
 
 impl Store {
-    /// The idempotency gate, one round trip: inserts the order for the live
-    /// key `caller.key_hash`, or returns `None` when (caller, key) exists or
-    /// the key was revoked. Committed on return.
+    /// The idempotency gate, one round trip and one transaction: inserts
+    /// the order for the live key `caller.key_hash`, or, when (caller, key)
+    /// exists, returns that order as the statement's snapshot shows it (a
+    /// replay: one read, nothing written). [`Gate::Neither`] when the key
+    /// was revoked, or the existing order was committed by a concurrent
+    /// request after this statement's snapshot (read it again). Committed
+    /// on return.
     pub async fn insert_order(
         &self,
         caller: &Caller,
@@ -110,19 +171,27 @@ impl Store {
         id: OrderId,
         po: &PoNumber,
         new: &NewOrder,
-    ) -> StoreResult<Option<OrderRow>> {
+    ) -> StoreResult<Gate> {
         let sql = format!(
-            "with o as (
+            "with k as (
+               select k.caller_id from api_keys k where k.key_hash = $1 and k.revoked_at is null),
+             ins as (
                insert into orders (order_id, caller_id, idempotency_key, request_fingerprint,
                  po_number, product_id, denomination, quantity, email, contact, tag,
                  notify_receiver_email, notify_admin_email, user_meta, perform_operator_validation)
                select $2, k.caller_id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
-               from api_keys k where k.key_hash = $1 and k.revoked_at is null
+               from k
                on conflict (caller_id, idempotency_key) do nothing
                returning *)
-             select {ORDER_COLUMNS} from o"
+             select true as created, {ORDER_COLUMNS}, {NO_VOUCHER} from ins o
+             union all
+             select false, {ORDER_COLUMNS}, {VOUCHER_COLUMNS}
+             from orders o join k on k.caller_id = o.caller_id
+               left join vouchers v on v.order_id = o.order_id
+             where o.idempotency_key = $3 and not exists (select 1 from ins)
+             order by v_position"
         );
-        let row = sqlx::query_as::<_, OrderRow>(&sql)
+        let rows = sqlx::query_as::<_, GateRow>(&sql)
             .bind(&caller.key_hash[..])
             .bind(id.as_uuid())
             .bind(key.as_str())
@@ -138,9 +207,16 @@ impl Store {
             .bind(new.notify_admin_email)
             .bind(new.user_meta.clone().map(serde_json::Value::Object))
             .bind(new.perform_operator_validation)
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
-        Ok(row)
+        let vouchers: Vec<VoucherRow> = rows.iter().filter_map(GateRow::voucher).collect();
+        Ok(match rows.into_iter().next() {
+            Some(GateRow {
+                created: true, row, ..
+            }) => Gate::Created(row),
+            Some(GateRow { row, .. }) => Gate::Existing(row, vouchers),
+            None => Gate::Neither,
+        })
     }
 
     /// The caller's order under an idempotency key (live key only).
