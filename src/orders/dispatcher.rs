@@ -16,13 +16,17 @@ use tracing::{Instrument as _, info, info_span, warn};
 use uuid::Uuid;
 
 use super::{
-    AccessTokens, DispatchSettings, UpstreamLimits, audit, holds, outcome,
+    AccessTokens, DispatchSettings, UpstreamLimits, audit, holds,
+    limits::SpentBudget,
+    outcome,
     worker::{Pace, Wakes, run_worker},
 };
 use crate::{
     crypto::Cipher,
     domain::{Order, OrderId, OrderStatus, PoNumber},
-    store::{Store, StoreError, StoreResult, exchanges::Begin, outcomes::PlaceResult},
+    store::{
+        Store, StoreError, StoreResult, exchanges::Begin, outcomes::PlaceResult, rate_limit::Slot,
+    },
     xoxoday::{Operation, PlaceOrderRequest, PlaceOutcome, XoxodayApi},
 };
 
@@ -42,6 +46,8 @@ pub struct Dispatcher {
     wakes: Wakes,
     /// Spawned placements and checks, awaited at shutdown.
     tasks: TaskTracker,
+    /// placeOrder's shared budget, known spent until (a hint, issue 11).
+    place_spent: Arc<SpentBudget>,
 }
 
 impl Dispatcher {
@@ -65,6 +71,7 @@ impl Dispatcher {
             upstream: Arc::new(upstream),
             wakes,
             tasks: TaskTracker::new(),
+            place_spent: Arc::default(),
         }
     }
 
@@ -145,6 +152,8 @@ impl Dispatcher {
             Begin::Send(attempt) => attempt,
             Begin::NoSlot(wait) => {
                 Self::note_no_slot(Operation::PlaceOrder, wait);
+                self.place_spent
+                    .spent_for(wait.min(self.settings.poll_interval));
                 let reason = "waiting for the shared placeOrder rate budget";
                 self.store
                     .release_to_accepted(order.id, lease, wait, reason)
@@ -217,8 +226,12 @@ impl Dispatcher {
 
     /// Spawns the placement of one freshly stored order, if a slot is free.
     /// The task claims the order itself, so it races safely with the
-    /// background dispatcher. `None`: no slot; the background loop will do it.
+    /// background dispatcher. `None`: no slot, or the shared budget is known
+    /// spent (nothing is claimed then); the background loop will do it.
     pub fn dispatch_now(&self, id: OrderId, po: &PoNumber) -> Option<JoinHandle<Option<Order>>> {
+        if self.place_spent.is_spent() {
+            return None;
+        }
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             self.wakes.dispatcher().notify_one();
             return None;
@@ -228,13 +241,25 @@ impl Dispatcher {
         Some(self.tasks.spawn(
             async move {
                 let _permit = permit;
-                let claimed = svc.store.claim_order(id, svc.settings.lease).await;
+                let ask = svc.slot_ask(Operation::PlaceOrder);
+                let claimed = svc
+                    .store
+                    .claim_order_within_budget(id, svc.settings.lease, ask)
+                    .await;
                 match claimed {
                     Ok(Some(row)) => svc.place_claimed(row).await.unwrap_or_else(|e| {
                         warn!(error = %e, "placement write-back failed; lease expiry will reconcile");
                         None
                     }),
-                    Ok(None) => None,
+                    // Claimed elsewhere, or no slot free: then later orders
+                    // skip the claim until one frees (at most a poll interval).
+                    Ok(None) => {
+                        if let Ok(Slot::Wait(wait)) = svc.store.slots_free(ask).await {
+                            svc.place_spent
+                                .spent_for(wait.min(svc.settings.poll_interval));
+                        }
+                        None
+                    }
                     Err(e) => {
                         warn!(error = %e, "claim failed; the background dispatcher will retry");
                         None
@@ -269,7 +294,11 @@ impl Dispatcher {
         }
         let rows = self
             .store
-            .claim_due_orders(permits.len() as i64, self.settings.lease)
+            .claim_due_orders(
+                permits.len() as i64,
+                self.settings.lease,
+                self.slot_ask(Operation::PlaceOrder),
+            )
             .await?;
         let mut handles = Vec::with_capacity(rows.len());
         for (row, permit) in rows.into_iter().zip(permits) {

@@ -1,8 +1,9 @@
 //! Idempotent intake (contract §5, POST /v1/orders).
 //!
 //! One round trip decides everything: `insert ... on conflict do nothing`
-//! commits the order with its poNumber (or finds the key taken); only on
-//! conflict is the existing order read back and its fingerprint compared.
+//! commits the order with its poNumber, or returns the order that holds the
+//! key from the same statement (a replay writes nothing), whose fingerprint
+//! is then compared.
 //! Placement then runs in a spawned task; the request merely waits up to
 //! `Prefer: wait` for it. No transaction or lock outlives a statement.
 
@@ -14,7 +15,7 @@ use tracing::{info, instrument};
 use super::{Dispatcher, OrderQueries, OrderView, view::ViewError};
 use crate::{
     domain::{Caller, IdempotencyKey, NewOrder, Order, OrderId, PoNumber},
-    store::{Store, StoreError},
+    store::{Store, StoreError, orders::Gate},
 };
 
 /// The POST path: a validated request → one idempotent insert → placement
@@ -80,17 +81,29 @@ impl Intake {
     ) -> Result<IntakeOutcome, IntakeError> {
         let deadline = Instant::now() + wait;
         let (id, po) = (OrderId::generate(), PoNumber::generate());
-        if let Some(row) = self.store.insert_order(caller, key, id, &po, new).await? {
-            info!(order.id = %id, po_number = %po, "order stored");
-            let row = self.dispatch_and_wait(row, deadline).await?;
-            return Ok(IntakeOutcome::Created(self.queries.view(row).await?));
-        }
-        let Some(row) = self.store.find_order_by_key(caller, key).await? else {
-            self.queries.forget_caller(caller);
-            return Err(IntakeError::Revoked);
+        let (row, vouchers) = match self.store.insert_order(caller, key, id, &po, new).await? {
+            Gate::Created(row) => {
+                info!(order.id = %id, po_number = %po, "order stored");
+                let row = self.dispatch_and_wait(row, deadline).await?;
+                return Ok(IntakeOutcome::Created(self.queries.view(row).await?));
+            }
+            Gate::Existing(row, vouchers) => (row, Some(vouchers)),
+            Gate::Neither => {
+                let Some(row) = self.store.find_order_by_key(caller, key).await? else {
+                    self.queries.forget_caller(caller);
+                    return Err(IntakeError::Revoked);
+                };
+                (row, None)
+            }
         };
         if row.fingerprint != new.fingerprint() {
             return Err(IntakeError::Mismatch);
+        }
+        if let (false, Some(vouchers)) = (is_moving(&row), &vouchers) {
+            // Nothing to wait for: answered from the gate's one read.
+            return Ok(IntakeOutcome::Replayed(
+                self.queries.view_with(row, vouchers)?,
+            ));
         }
         let row = self.wait_while_in_flight(row, deadline).await?;
         Ok(IntakeOutcome::Replayed(self.queries.view(row).await?))

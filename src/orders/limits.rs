@@ -4,7 +4,10 @@
 //! exchange row), and Xoxoday's throttling or account-wide refusals pause
 //! the affected operations on every replica.
 
-use std::time::Duration;
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use tracing::{error, warn};
 
@@ -32,6 +35,29 @@ pub struct UpstreamLimits {
     pub systemic_pause: Duration,
     /// `XOXODAY_PROBE_INTERVAL`: paces the balance hold a refusal starts.
     pub probe_interval: Duration,
+}
+
+/// Until when this replica knows the shared placeOrder budget is spent
+/// (learned from Postgres: a slot refused, or `upstream_slots_free`), so it
+/// claims nothing it could not send. Only ever a reason to wait, never
+/// permission: every send still takes its slot in Postgres. Kept at most one
+/// poll interval, so a pause lifted or a slot freed elsewhere is seen soon.
+#[derive(Debug, Default)]
+pub(crate) struct SpentBudget(Mutex<Option<Instant>>);
+
+impl SpentBudget {
+    /// Spent for `wait` from now.
+    pub(crate) fn spent_for(&self, wait: Duration) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + wait);
+    }
+
+    /// Whether the budget is known spent now.
+    pub(crate) fn is_spent(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|until| Instant::now() < until)
+    }
 }
 
 impl Dispatcher {

@@ -71,6 +71,25 @@ impl OrderQueries {
             .collect())
     }
 
+    /// The view of `row` with its voucher rows already read (in position
+    /// order), without another query.
+    pub fn view_with(&self, order: Order, vouchers: &[VoucherRow]) -> Result<OrderView, ViewError> {
+        let vouchers = if order.xoxoday_order_id.is_some() {
+            vouchers
+                .iter()
+                .map(|v| {
+                    self.open_voucher(v).map_err(|source| ViewError::Crypto {
+                        order: order.id,
+                        source,
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(OrderView { order, vouchers })
+    }
+
     /// One view.
     pub async fn view(&self, order: Order) -> Result<OrderView, ViewError> {
         let mut views = self.views(vec![order]).await?;

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use super::{Store, StoreResult};
+use super::{Store, StoreResult, rate_limit::SlotAsk, vouchers::VoucherRow};
 use crate::domain::{
     Amount, Caller, CallerId, IdempotencyKey, NewOrder, Order, OrderFilter, OrderId, OrderStatus,
     PoNumber,
@@ -63,6 +63,63 @@ pub(super) struct OrderRow {
     settled_at: Option<DateTime<Utc>>,
 }
 
+/// What the idempotency gate ([`Store::insert_order`]) found.
+#[derive(Debug)]
+pub enum Gate {
+    /// This request stored the order.
+    Created(Order),
+    /// The key was taken before: the order it names, with its vouchers
+    /// (read in the same statement, in position order).
+    Existing(Order, Vec<VoucherRow>),
+    /// Nothing visible: the key was revoked, or a concurrent request
+    /// committed the order after this statement began.
+    Neither,
+}
+
+/// A voucher's columns next to its order's (null for none).
+const VOUCHER_COLUMNS: &str = "v.position as v_position, v.code_encrypted as v_code,
+    v.pin_encrypted as v_pin, v.key_id as v_key_id, v.validity as v_validity,
+    v.voucher_type as v_type, v.amount as v_amount, v.currency as v_currency,
+    v.country as v_country";
+const NO_VOUCHER: &str = "null::integer as v_position, null::bytea as v_code,
+    null::bytea as v_pin, null::text as v_key_id, null::text as v_validity,
+    null::text as v_type, null::numeric as v_amount, null::text as v_currency,
+    null::text as v_country";
+
+/// One row of the gate: the order, and one of its vouchers or none.
+#[derive(sqlx::FromRow)]
+struct GateRow {
+    created: bool,
+    #[sqlx(flatten)]
+    row: OrderRow,
+    v_position: Option<i32>,
+    v_code: Option<Vec<u8>>,
+    v_pin: Option<Vec<u8>>,
+    v_key_id: Option<String>,
+    v_validity: Option<String>,
+    v_type: Option<String>,
+    v_amount: Option<Decimal>,
+    v_currency: Option<String>,
+    v_country: Option<String>,
+}
+
+impl GateRow {
+    fn voucher(&self) -> Option<VoucherRow> {
+        Some(VoucherRow {
+            order_id: self.row.order_id,
+            position: self.v_position?,
+            code_encrypted: self.v_code.clone()?,
+            pin_encrypted: self.v_pin.clone(),
+            key_id: self.v_key_id.clone()?,
+            validity: self.v_validity.clone(),
+            voucher_type: self.v_type.clone(),
+            amount: self.v_amount,
+            currency: self.v_currency.clone(),
+            country: self.v_country.clone(),
+        })
+    }
+}
+
 impl OrderRow {
     /// The domain order of the row.
     pub(super) fn into_order(self) -> Order {
@@ -102,9 +159,13 @@ impl OrderRow {
 }
 
 impl Store {
-    /// The idempotency gate, one round trip: inserts the order for the live
-    /// key `caller.key_hash`, or returns `None` when (caller, key) exists or
-    /// the key was revoked. Committed on return.
+    /// The idempotency gate, one round trip and one transaction: inserts
+    /// the order for the live key `caller.key_hash`, or, when (caller, key)
+    /// exists, returns that order as the statement's snapshot shows it (a
+    /// replay: one read, nothing written). [`Gate::Neither`] when the key
+    /// was revoked, or the existing order was committed by a concurrent
+    /// request after this statement's snapshot (read it again). Committed
+    /// on return.
     pub async fn insert_order(
         &self,
         caller: &Caller,
@@ -112,19 +173,27 @@ impl Store {
         id: OrderId,
         po: &PoNumber,
         new: &NewOrder,
-    ) -> StoreResult<Option<Order>> {
+    ) -> StoreResult<Gate> {
         let sql = format!(
-            "with o as (
+            "with k as (
+               select k.caller_id from api_keys k where k.key_hash = $1 and k.revoked_at is null),
+             ins as (
                insert into orders (order_id, caller_id, idempotency_key, request_fingerprint,
                  po_number, product_id, denomination, quantity, email, contact, tag,
                  notify_receiver_email, notify_admin_email, user_meta, perform_operator_validation)
                select $2, k.caller_id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
-               from api_keys k where k.key_hash = $1 and k.revoked_at is null
+               from k
                on conflict (caller_id, idempotency_key) do nothing
                returning *)
-             select {ORDER_COLUMNS} from o"
+             select true as created, {ORDER_COLUMNS}, {NO_VOUCHER} from ins o
+             union all
+             select false, {ORDER_COLUMNS}, {VOUCHER_COLUMNS}
+             from orders o join k on k.caller_id = o.caller_id
+               left join vouchers v on v.order_id = o.order_id
+             where o.idempotency_key = $3 and not exists (select 1 from ins)
+             order by v_position"
         );
-        let row = sqlx::query_as::<_, OrderRow>(&sql)
+        let rows = sqlx::query_as::<_, GateRow>(&sql)
             .bind(&caller.key_hash[..])
             .bind(id.as_uuid())
             .bind(key.as_str())
@@ -140,9 +209,16 @@ impl Store {
             .bind(new.notify_admin_email)
             .bind(new.user_meta.clone().map(serde_json::Value::Object))
             .bind(new.perform_operator_validation)
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
-        Ok(row.map(OrderRow::into_order))
+        let vouchers: Vec<VoucherRow> = rows.iter().filter_map(GateRow::voucher).collect();
+        Ok(match rows.into_iter().next() {
+            Some(GateRow {
+                created: true, row, ..
+            }) => Gate::Created(row.into_order()),
+            Some(GateRow { row, .. }) => Gate::Existing(row.into_order(), vouchers),
+            None => Gate::Neither,
+        })
     }
 
     /// The caller's order under an idempotency key (live key only).
@@ -187,25 +263,47 @@ impl Store {
             .map(OrderRow::into_order))
     }
 
-    /// A page of the caller's orders, newest first (live key only).
+    /// A page of the caller's orders, newest first (live key only). The
+    /// statement names only the filters given, so every combination gets a
+    /// plan of its own that uses its index (a `($n is null or col = $n)`
+    /// form ignores them all once Postgres switches to a generic plan).
     pub async fn list_orders(&self, caller: &Caller, f: &OrderFilter) -> StoreResult<Vec<Order>> {
-        let sql = format!(
+        let mut sql = format!(
             "select {ORDER_COLUMNS} from orders o
-             where o.caller_id = {LIVE_CALLER}
-               and ($2::text is null or o.idempotency_key = $2)
-               and ($3::text is null or o.po_number = $3)
-               and ($4::text is null or o.status = $4)
-               and ($5::uuid is null or o.order_id < $5)
-             order by o.order_id desc
-             limit $6"
+             where o.caller_id = {LIVE_CALLER}"
         );
-        Ok(sqlx::query_as::<_, OrderRow>(&sql)
-            .bind(&caller.key_hash[..])
-            .bind(&f.idempotency_key)
-            .bind(&f.po_number)
-            .bind(f.status.map(OrderStatus::as_str))
-            .bind(f.before.map(|b| b.as_uuid()))
-            .bind(f.limit)
+        let mut n = 1;
+        let mut and = |condition: &str| {
+            n += 1;
+            sql.push_str(&format!(" and o.{condition} ${n}"));
+        };
+        if f.idempotency_key.is_some() {
+            and("idempotency_key =");
+        }
+        if f.po_number.is_some() {
+            and("po_number =");
+        }
+        if f.status.is_some() {
+            and("status =");
+        }
+        if f.before.is_some() {
+            and("order_id <");
+        }
+        sql.push_str(&format!(" order by o.order_id desc limit ${}", n + 1));
+        let mut q = sqlx::query_as::<_, OrderRow>(&sql).bind(&caller.key_hash[..]);
+        if let Some(key) = &f.idempotency_key {
+            q = q.bind(key);
+        }
+        if let Some(po) = &f.po_number {
+            q = q.bind(po);
+        }
+        if let Some(status) = f.status {
+            q = q.bind(status.as_str());
+        }
+        if let Some(before) = f.before {
+            q = q.bind(before.as_uuid());
+        }
+        Ok(q.bind(f.limit)
             .fetch_all(&self.pool)
             .await?
             .into_iter()
@@ -231,9 +329,47 @@ impl Store {
             .map(OrderRow::into_order))
     }
 
+    /// [`Store::claim_order`], only while `budget` has a slot free now
+    /// (`upstream_slots_free`, a read-only look, in the same statement): an
+    /// order the budget cannot send is not claimed, so it is never released
+    /// again and its caller never sees `placing` flicker. `None`: no slot,
+    /// or someone else has it. The slot itself is taken when the call begins.
+    pub async fn claim_order_within_budget(
+        &self,
+        id: OrderId,
+        lease: Duration,
+        budget: SlotAsk,
+    ) -> StoreResult<Option<Order>> {
+        let sql = format!(
+            "update orders o set status = {PLACING}, status_reason = null,
+               lease_token = gen_random_uuid(), lease_sent = false,
+               lease_until = now() + make_interval(secs => $2)
+             where o.order_id = $1 and o.status = {ACCEPTED}
+               and (select free from upstream_slots_free($3, $4, $5)) > 0
+             returning {ORDER_COLUMNS}"
+        );
+        Ok(sqlx::query_as::<_, OrderRow>(&sql)
+            .bind(id.as_uuid())
+            .bind(lease.as_secs_f64())
+            .bind(budget.operation)
+            .bind(i32::try_from(budget.per_minute).unwrap_or(i32::MAX))
+            .bind(i32::try_from(budget.window.as_millis()).unwrap_or(i32::MAX))
+            .fetch_optional(&self.pool)
+            .await?
+            .map(OrderRow::into_order))
+    }
+
     /// Claims up to `limit` due `accepted` orders that no one holds
-    /// (`for update skip locked`), each with its own lease token.
-    pub async fn claim_due_orders(&self, limit: i64, lease: Duration) -> StoreResult<Vec<Order>> {
+    /// (`for update skip locked`), each with its own lease token, and never
+    /// more than `budget` has slots free now (`upstream_slots_free`, a
+    /// read-only look): a backlog the budget cannot send stays untouched.
+    /// The slots themselves are taken when each call begins.
+    pub async fn claim_due_orders(
+        &self,
+        limit: i64,
+        lease: Duration,
+        budget: SlotAsk,
+    ) -> StoreResult<Vec<Order>> {
         let sql = format!(
             "update orders o set status = {PLACING}, status_reason = null,
                lease_token = gen_random_uuid(), lease_sent = false,
@@ -241,7 +377,7 @@ impl Store {
              from (select order_id from orders
                    where status = {ACCEPTED} and next_attempt_at <= now()
                    order by next_attempt_at
-                   limit $1
+                   limit least($1, (select free from upstream_slots_free($3, $4, $5)))
                    for update skip locked) due
              where o.order_id = due.order_id
              returning {ORDER_COLUMNS}"
@@ -249,6 +385,9 @@ impl Store {
         Ok(sqlx::query_as::<_, OrderRow>(&sql)
             .bind(limit)
             .bind(lease.as_secs_f64())
+            .bind(budget.operation)
+            .bind(i32::try_from(budget.per_minute).unwrap_or(i32::MAX))
+            .bind(i32::try_from(budget.window.as_millis()).unwrap_or(i32::MAX))
             .fetch_all(&self.pool)
             .await?
             .into_iter()

@@ -113,6 +113,25 @@ pub async fn active_pauses(pool: &PgPool) -> sqlx::Result<Vec<ActivePause>> {
 }
 
 impl Store {
+    /// A read-only look at `ask`'s budget (`upstream_slots_free`: no lock,
+    /// no write): [`Slot::Granted`] when a slot is free now, else how long
+    /// until one frees or a pause ends. Only a hint for not claiming work
+    /// that cannot be sent: a call still takes its slot with [`try_take_slot`].
+    pub async fn slots_free(&self, ask: SlotAsk) -> StoreResult<Slot> {
+        let (free, wait_ms): (i32, i64) =
+            sqlx::query_as("select free, wait_ms from upstream_slots_free($1, $2, $3)")
+                .bind(ask.operation)
+                .bind(i32::try_from(ask.per_minute).unwrap_or(i32::MAX))
+                .bind(i32::try_from(ask.window.as_millis()).unwrap_or(i32::MAX))
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(if free > 0 {
+            Slot::Granted
+        } else {
+            Slot::Wait(Duration::from_millis(wait_ms.unsigned_abs().max(1)))
+        })
+    }
+
     /// [`pause`] on this store's pool.
     pub async fn pause_operation(
         &self,

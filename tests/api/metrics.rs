@@ -36,3 +36,106 @@ async fn metrics_count_orders_by_status_and_upstream_calls_by_outcome() {
     );
     assert!(!text.contains(&app.api_key), "no secrets in metrics");
 }
+
+/// Stores `n` orders straight in the table (a long history), a third of
+/// them `failed`, the rest `completed`.
+async fn store_history(app: &crate::helpers::TestApp, n: i64) {
+    sqlx::query(
+        "insert into orders (order_id, caller_id, idempotency_key, request_fingerprint,
+           po_number, status, product_id, denomination, quantity)
+         select gen_random_uuid(), (select caller_id from callers limit 1), 'bulk-' || i,
+                '\\x00'::bytea, 'BULK' || i,
+                case when i % 3 = 0 then 'failed' else 'completed' end, 1001, 50, 1
+           from generate_series(1, $1) i",
+    )
+    .bind(n)
+    .execute(&app.db)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn order_counts_stay_exact_through_every_status_change() {
+    // Arrange: a history, then orders leaving and entering the statuses
+    // that are only counted, not scanned.
+    let app = spawn_app().await;
+    assert_eq!(
+        app.post_order(&new_key(), &order_body()).await.status(),
+        201
+    );
+    store_history(&app, 300).await;
+    for sql in [
+        "update orders set status = 'needs_review' where idempotency_key in ('bulk-3', 'bulk-6')",
+        "update orders set status = 'canceled' where idempotency_key = 'bulk-1'",
+        "update orders set status = 'completed' where idempotency_key = 'bulk-9'",
+        "update orders set status = 'accepted', next_attempt_at = now() + interval '1 hour'
+          where idempotency_key = 'bulk-2'",
+        "update orders set status_reason = 'unchanged status' where idempotency_key = 'bulk-4'",
+        "delete from orders where idempotency_key = 'bulk-5'",
+    ] {
+        sqlx::query(sql).execute(&app.db).await.unwrap();
+    }
+
+    // Act
+    let text = app.get("/metrics").await.text().await.unwrap();
+
+    // Assert: every status as counted by a full scan.
+    let truth: Vec<(String, i64)> =
+        sqlx::query_as("select status, count(*) from orders group by status")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    for status in order_gateway::domain::OrderStatus::ALL {
+        let n = truth
+            .iter()
+            .find(|(s, _)| s == status.as_str())
+            .map_or(0, |(_, n)| *n);
+        let line = format!("order_gateway_orders{{status=\"{}\"}} {n}", status.as_str());
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_scrape_reads_only_the_orders_in_flight() {
+    // Arrange: 3,000 settled orders and one in flight, statistics current.
+    let app = spawn_app().await;
+    store_history(&app, 3000).await;
+    sqlx::query("update orders set status = 'accepted' where idempotency_key = 'bulk-1'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("analyze orders")
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    // Act: the scrape's statement, executed and measured.
+    let sql = format!(
+        "explain (analyze, format json) {}",
+        order_gateway::store::stats::STATUS_COUNTS
+    );
+    let plan: serde_json::Value = sqlx::query_scalar(&sql).fetch_one(&app.db).await.unwrap();
+
+    // Assert: rows of `orders` read (returned or filtered out), all nodes.
+    fn orders_rows(node: &serde_json::Value) -> f64 {
+        let own = if node["Relation Name"] == "orders" {
+            let loops = node["Actual Loops"].as_f64().unwrap_or(1.0);
+            let read = node["Actual Rows"].as_f64().unwrap_or(0.0)
+                + node["Rows Removed by Filter"].as_f64().unwrap_or(0.0)
+                + node["Rows Removed by Index Recheck"]
+                    .as_f64()
+                    .unwrap_or(0.0);
+            read * loops
+        } else {
+            0.0
+        };
+        own + node["Plans"]
+            .as_array()
+            .map_or(0.0, |plans| plans.iter().map(orders_rows).sum())
+    }
+    let read = orders_rows(&plan[0]["Plan"]);
+    assert!(
+        read < 100.0,
+        "a scrape read {read} order rows for one in flight:\n{plan:#}"
+    );
+}

@@ -512,3 +512,59 @@ async fn order_exchanges(app: &crate::helpers::TestApp) -> i64 {
     app.count("upstream_exchanges where operation <> 'get_balance'")
         .await
 }
+
+#[tokio::test]
+async fn a_lease_heartbeat_is_a_hot_update() {
+    use order_gateway::{domain::OrderId, store::Store};
+    // One connection, so the statistics read are this backend's own.
+    let app = spawn_app().await;
+    let conn = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(app.db_url())
+        .await
+        .unwrap();
+    let store = Store::from_pool(conn.clone());
+    let id = uuid::Uuid::now_v7();
+    sqlx::query(
+        "insert into orders (order_id, caller_id, idempotency_key, request_fingerprint, po_number,
+           product_id, denomination, quantity, next_attempt_at)
+         select $1, caller_id, 'heartbeat', '\\x00', 'OGW-heartbeat', 1001, 25, 1,
+           now() + interval '1 hour' from callers",
+    )
+    .bind(id)
+    .execute(&conn)
+    .await
+    .unwrap();
+    let (oid, lease) = (OrderId::from_uuid(id), Duration::from_secs(60));
+    let row = store
+        .claim_order(oid, lease)
+        .await
+        .unwrap()
+        .expect("claimed");
+    let token = row.lease_token.unwrap();
+    let hot_updates = || async {
+        // Flush this backend's pending counters, then read them.
+        sqlx::query("select pg_stat_force_next_flush()")
+            .execute(&conn)
+            .await
+            .unwrap();
+        let n: i64 = sqlx::query_scalar(
+            "select n_tup_hot_upd from pg_stat_user_tables where relname = 'orders'",
+        )
+        .fetch_one(&conn)
+        .await
+        .unwrap();
+        n
+    };
+    let before = hot_updates().await;
+
+    for _ in 0..3 {
+        assert!(store.renew_lease(oid, token, lease).await.unwrap());
+    }
+
+    assert_eq!(
+        hot_updates().await - before,
+        3,
+        "each renewal must rewrite no indexed column"
+    );
+}

@@ -239,3 +239,49 @@ async fn the_rate_slot_is_stamped_after_the_exchange_row() {
     assert_stamped_after_the_row(&app.db, "get_order_details").await;
     assert_ledger_consistent(&app).await;
 }
+
+#[tokio::test]
+async fn a_backlog_the_budget_cannot_send_is_never_claimed() {
+    // Arrange: three orders spend the budget of the window.
+    let app = spawn_app_with(fast(&[
+        ("XOXODAY_PLACE_ORDER_RATE", "3"),
+        ("XOXODAY_RATE_WINDOW", "12s"),
+        ("XOXODAY_ALLOW_SHORT_RATE_WINDOW", "1"),
+    ]))
+    .await;
+    for _ in 0..3 {
+        let resp = app.post_order(&new_key(), &order_body()).await;
+        assert_eq!(resp.status(), 201);
+    }
+
+    // Act: three more while it is spent, then a few background passes.
+    for _ in 0..3 {
+        let resp = app
+            .post_order_as(&app.api_key, &new_key(), &order_body(), Some(0))
+            .await;
+        assert_eq!(resp.status(), 202);
+    }
+    for _ in 0..3 {
+        app.dispatcher.dispatch_once().await.unwrap();
+    }
+
+    // Assert: the waiting orders were never claimed (no `placing` flicker,
+    // no release): their rows are as intake wrote them.
+    assert_eq!(
+        app.count(
+            "orders where status = 'accepted' and status_reason is null and updated_at = created_at"
+        )
+        .await,
+        3,
+        "an order the budget could not send was claimed"
+    );
+    assert_eq!(app.emulator.orders().len(), 3);
+    // Once the window frees they go, each placed once.
+    wait_all_settled(&app.db, Duration::from_secs(60)).await;
+    assert_eq!(
+        app.count("orders where status = 'completed' and attempts = 1")
+            .await,
+        6
+    );
+    assert_ledger_consistent(&app).await;
+}

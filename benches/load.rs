@@ -1,0 +1,987 @@
+//! `cargo bench --bench load`: the hot path against Postgres' own speed
+//! (issue 11). Not a test and not in CI: it needs a local PostgreSQL with
+//! `pgbench`, takes a few minutes, and its figures depend on the machine.
+//!
+//! It runs a pgbench baseline (one insert per transaction into an
+//! order-like table with two unique indexes), then the release
+//! `order-gateway` (`serve`) against its `emulator`, each on a throwaway
+//! database, and drives every figure of the issue with a small load
+//! generator (closed loop or constant rate, a new idempotency key per
+//! request, every latency kept). Transactions are `xact_commit` of
+//! `pg_stat_database` for the gateway's database; a gateway run ends by
+//! stopping the gateway, so every backend has flushed its counters when they
+//! are read. WAL is `pg_current_wal_lsn()`, which is cluster-wide (other
+//! work on the same server shows in it); rows written are the
+//! `pg_stat_user_tables` counters of the gateway's database.
+//!
+//! Prints a table (figure, value, ratio to the pgbench run just before it,
+//! goal) and one JSON line, and exits 1 when a goal is missed.
+//!
+//! Environment: `BENCH_SERVER_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), `BENCH_SECONDS` (each
+//! phase, default 10), `BENCH_CONCURRENCY` (default 32),
+//! `BENCH_METRICS_ROWS` (stored orders for the `/metrics` figure, default
+//! 1000000; 0 skips it), `PGBENCH` (default: `pgbench` on `PATH`, else
+//! PostgreSQL 15's).
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::{Value, json};
+use sqlx::{Connection as _, PgConnection};
+
+const BIN: &str = env!("CARGO_BIN_EXE_order-gateway");
+const BODY: &str = r#"{"productId": 1001, "denomination": 50, "email": "a@example.com"}"#;
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run()) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("bench failed: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+struct Opts {
+    server: String,
+    seconds: u64,
+    concurrency: usize,
+    metrics_rows: i64,
+    pgbench: String,
+}
+
+impl Opts {
+    fn from_env() -> Result<Self> {
+        let num = |name: &str, default: u64| -> Result<u64> {
+            match std::env::var(name) {
+                Ok(v) => v.parse().with_context(|| format!("{name}: not a number")),
+                Err(_) => Ok(default),
+            }
+        };
+        let pgbench = std::env::var("PGBENCH").unwrap_or_else(|_| {
+            let pg15 = "/usr/lib/postgresql/15/bin/pgbench";
+            let on_path = Command::new("pgbench").arg("--version").output().is_ok();
+            if on_path || !std::path::Path::new(pg15).exists() {
+                "pgbench".into()
+            } else {
+                pg15.into()
+            }
+        });
+        Ok(Self {
+            server: std::env::var("BENCH_SERVER_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+            seconds: num("BENCH_SECONDS", 10)?.max(2),
+            concurrency: num("BENCH_CONCURRENCY", 32)?.max(1) as usize,
+            metrics_rows: num("BENCH_METRICS_ROWS", 1_000_000)? as i64,
+            pgbench,
+        })
+    }
+
+    fn db_url(&self, db: &str) -> String {
+        let base = self.server.rsplit_once('/').map_or("", |(b, _)| b);
+        format!("{base}/{db}")
+    }
+}
+
+/// One row of the result table.
+struct Figure {
+    name: &'static str,
+    value: f64,
+    unit: &'static str,
+    /// Ratio to the pgbench run before it, when that is the measure.
+    ratio: Option<f64>,
+    /// Goal text and whether it is met (`None`: reported only).
+    goal: Option<(String, bool)>,
+}
+
+async fn run() -> Result<bool> {
+    let o = Opts::from_env()?;
+    let tag = std::process::id();
+    let mut admin = PgConnection::connect(&o.server).await?;
+    let dbs = [
+        format!("ogw_bench_pg_{tag}"),
+        format!("ogw_bench_a_{tag}"),
+        format!("ogw_bench_b_{tag}"),
+    ];
+    for db in &dbs {
+        sqlx::query(&format!("drop database if exists {db}"))
+            .execute(&mut admin)
+            .await?;
+        sqlx::query(&format!("create database {db}"))
+            .execute(&mut admin)
+            .await?;
+    }
+    let result = phases(&o, &mut admin, &dbs).await;
+    for db in &dbs {
+        let _ = sqlx::query(&format!("drop database if exists {db} with (force)"))
+            .execute(&mut admin)
+            .await;
+    }
+    let figures = result?;
+    Ok(report(&figures))
+}
+
+async fn phases(o: &Opts, admin: &mut PgConnection, dbs: &[String; 3]) -> Result<Vec<Figure>> {
+    let (pg_db, db_a, db_b) = (&dbs[0], &dbs[1], &dbs[2]);
+    let secs = o.seconds;
+    let mut figs = Vec::new();
+    let emulator = Emulator::start()?;
+    prepare_pgbench(o, pg_db).await?;
+    let mut peak_rss_kb = 0;
+
+    // Intake: new keys, `Prefer: wait=0`, upstream budget 100/min.
+    let base1 = pgbench(o, pg_db, secs / 2)?;
+    eprintln!("pgbench: {base1:.0} inserts/s");
+    let key_a = setup_db(o, db_a)?;
+    let gw = Gateway::start(o, db_a, &emulator, &[])?;
+    let before = Counters::read(admin, db_a).await?;
+    let intake = load(
+        &gw.url,
+        &key_a,
+        Mode::Closed(o.concurrency),
+        secs,
+        Req::New(0),
+    )
+    .await;
+    peak_rss_kb = peak_rss_kb.max(gw.stop()?);
+    let after = Counters::read(admin, db_a).await?;
+    let d = after.minus(&before);
+    let rate = intake.ok as f64 / intake.elapsed;
+    eprintln!("intake: {}", intake.summary());
+    figs.push(Figure {
+        name: "pgbench inserts (baseline, intake)",
+        value: base1,
+        unit: "tx/s",
+        ratio: None,
+        goal: None,
+    });
+    figs.push(Figure {
+        name: "intake, wait=0, new keys",
+        value: rate,
+        unit: "orders/s",
+        ratio: Some(rate / base1),
+        goal: Some(("≥ 0.5× pgbench".into(), rate / base1 >= 0.5)),
+    });
+    let tx = d.xact as f64 / intake.ok.max(1) as f64;
+    figs.push(Figure {
+        name: "intake: transactions per order",
+        value: tx,
+        unit: "tx",
+        ratio: None,
+        goal: Some(("≤ 1.1".into(), tx <= 1.1)),
+    });
+    figs.push(Figure {
+        name: "intake: WAL per order (cluster-wide)",
+        value: d.wal as f64 / intake.ok.max(1) as f64,
+        unit: "bytes",
+        ratio: None,
+        goal: None,
+    });
+    figs.push(Figure {
+        name: "intake: p99 latency (closed loop)",
+        value: intake.p(0.99),
+        unit: "ms",
+        ratio: None,
+        goal: None,
+    });
+    if intake.errors > 0 {
+        bail!(
+            "intake: {} requests failed ({})",
+            intake.errors,
+            intake.first_error()
+        );
+    }
+
+    // A backlog the budget cannot serve: thousands `accepted`, the budget
+    // of the last 65 s spent. Nothing else happens.
+    let gw = Gateway::start(o, db_a, &emulator, &[])?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The slot counts are read outside the window: their connections'
+    // transactions are flushed (at backend exit) before `read_flushed`.
+    let slots0 = place_slots(o, db_a).await?;
+    let before = Counters::read_flushed(admin, db_a).await?;
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let after = Counters::read_flushed(admin, db_a).await?;
+    let idle = t0.elapsed().as_secs_f64();
+    let sent = place_slots(o, db_a).await? - slots0;
+    let backlog = (after.xact - before.xact) as f64 / idle;
+    let backlog_rows = (after.rows - before.rows) as f64 / idle;
+    figs.push(Figure {
+        name: "backlog waiting for the budget: transactions/s",
+        value: backlog,
+        unit: "tx/s",
+        ratio: None,
+        goal: Some(("≤ 5".into(), backlog <= 5.0)),
+    });
+    figs.push(Figure {
+        name: "backlog: rows written/s",
+        value: backlog_rows,
+        unit: "rows/s",
+        ratio: None,
+        goal: None,
+    });
+    figs.push(Figure {
+        name: "backlog: placeOrder calls in the window",
+        value: sent as f64,
+        unit: "calls",
+        ratio: None,
+        goal: None,
+    });
+
+    // p99 of intake at half the closed-loop rate, constant rate.
+    let half = (rate / 2.0).max(1.0);
+    let paced = load(&gw.url, &key_a, Mode::Rate(half), secs, Req::New(1)).await;
+    peak_rss_kb = peak_rss_kb.max(gw.stop()?);
+    eprintln!("intake at {half:.0}/s: {}", paced.summary());
+    let p99 = paced.p(0.99);
+    figs.push(Figure {
+        name: "intake p99 at half the intake rate",
+        value: p99,
+        unit: "ms",
+        ratio: None,
+        goal: Some(("≤ 20 ms".into(), p99 <= 20.0)),
+    });
+
+    // End to end, limits lifted: each request waits for its settled order.
+    let base2 = pgbench(o, pg_db, secs / 2)?;
+    eprintln!("pgbench: {base2:.0} inserts/s");
+    let key_b = setup_db(o, db_b)?;
+    let lifted = [
+        ("XOXODAY_PLACE_ORDER_RATE", "1000000"),
+        ("XOXODAY_ORDER_DETAILS_RATE", "1000000"),
+    ];
+    let gw = Gateway::start(o, db_b, &emulator, &lifted)?;
+    let before = Counters::read(admin, db_b).await?;
+    let e2e = load(
+        &gw.url,
+        &key_b,
+        Mode::Closed(o.concurrency),
+        secs,
+        Req::Wait,
+    )
+    .await;
+    peak_rss_kb = peak_rss_kb.max(gw.stop()?);
+    let after = Counters::read(admin, db_b).await?;
+    let d = after.minus(&before);
+    eprintln!("end to end: {}", e2e.summary());
+    let rate = e2e.ok as f64 / e2e.elapsed;
+    figs.push(Figure {
+        name: "pgbench inserts (baseline, end to end)",
+        value: base2,
+        unit: "tx/s",
+        ratio: None,
+        goal: None,
+    });
+    figs.push(Figure {
+        name: "end to end, limits lifted",
+        value: rate,
+        unit: "orders/s",
+        ratio: Some(rate / base2),
+        goal: Some(("≥ 0.25× pgbench".into(), rate / base2 >= 0.25)),
+    });
+    let tx = d.xact as f64 / e2e.ok.max(1) as f64;
+    figs.push(Figure {
+        name: "end to end: transactions per order",
+        value: tx,
+        unit: "tx",
+        ratio: None,
+        goal: Some(("≤ 2".into(), tx <= 2.0)),
+    });
+    figs.push(Figure {
+        name: "end to end: p99 latency",
+        value: e2e.p(0.99),
+        unit: "ms",
+        ratio: None,
+        goal: None,
+    });
+    if e2e.errors > 0 || e2e.unsettled > 0 {
+        bail!(
+            "end to end: {} failed, {} not settled ({})",
+            e2e.errors,
+            e2e.unsettled,
+            e2e.first_error()
+        );
+    }
+
+    // Replays of one settled order.
+    let base3 = pgbench(o, pg_db, secs / 2)?;
+    eprintln!("pgbench: {base3:.0} inserts/s");
+    let gw = Gateway::start(o, db_b, &emulator, &lifted)?;
+    let first = load(&gw.url, &key_b, Mode::Closed(1), 0, Req::Replay).await;
+    if first.ok != 1 || first.unsettled != 0 {
+        bail!(
+            "replay: the order to replay did not settle ({})",
+            first.first_error()
+        );
+    }
+    let before = Counters::read_flushed(admin, db_b).await?;
+    let replay = load(
+        &gw.url,
+        &key_b,
+        Mode::Closed(o.concurrency),
+        secs,
+        Req::Replay,
+    )
+    .await;
+    peak_rss_kb = peak_rss_kb.max(gw.stop()?);
+    let after = Counters::read(admin, db_b).await?;
+    let d = after.minus(&before);
+    eprintln!("replays: {}", replay.summary());
+    let rate = replay.ok as f64 / replay.elapsed;
+    figs.push(Figure {
+        name: "pgbench inserts (baseline, replays)",
+        value: base3,
+        unit: "tx/s",
+        ratio: None,
+        goal: None,
+    });
+    figs.push(Figure {
+        name: "replays of a settled order",
+        value: rate,
+        unit: "replays/s",
+        ratio: Some(rate / base3),
+        goal: Some(("≥ 2× pgbench".into(), rate / base3 >= 2.0)),
+    });
+    let tx = d.xact as f64 / replay.ok.max(1) as f64;
+    figs.push(Figure {
+        name: "replays: transactions per replay",
+        value: tx,
+        unit: "tx",
+        ratio: None,
+        goal: Some(("≤ 1.05".into(), tx <= 1.05)),
+    });
+    let rows = d.rows as f64 / replay.ok.max(1) as f64;
+    figs.push(Figure {
+        name: "replays: rows written per replay",
+        value: rows,
+        unit: "rows",
+        ratio: None,
+        goal: Some(("0 (no write)".into(), rows < 0.001)),
+    });
+    figs.push(Figure {
+        name: "replays: WAL per replay (cluster-wide)",
+        value: d.wal as f64 / replay.ok.max(1) as f64,
+        unit: "bytes",
+        ratio: None,
+        goal: None,
+    });
+    if replay.errors > 0 {
+        bail!(
+            "replay: {} failed ({})",
+            replay.errors,
+            replay.first_error()
+        );
+    }
+
+    // /metrics with many stored (settled) orders.
+    if o.metrics_rows > 0 {
+        let t = Instant::now();
+        store_settled_orders(o, db_b, o.metrics_rows).await?;
+        eprintln!(
+            "stored {} settled orders in {:.0} s",
+            o.metrics_rows,
+            t.elapsed().as_secs_f64()
+        );
+        let gw = Gateway::start(o, db_b, &emulator, &lifted)?;
+        let ms = scrape_metrics(&gw.url).await?;
+        peak_rss_kb = peak_rss_kb.max(gw.stop()?);
+        figs.push(Figure {
+            name: "/metrics scrape, median of 5",
+            value: ms,
+            unit: "ms",
+            ratio: None,
+            goal: Some((format!("< 50 ms at {} orders", o.metrics_rows), ms < 50.0)),
+        });
+    }
+    let mb = peak_rss_kb as f64 / 1024.0;
+    figs.push(Figure {
+        name: "gateway peak RSS",
+        value: mb,
+        unit: "MB",
+        ratio: None,
+        goal: Some(("≤ 100 MB".into(), mb <= 100.0)),
+    });
+    Ok(figs)
+}
+
+fn report(figs: &[Figure]) -> bool {
+    println!();
+    println!(
+        "| {:<48} | {:>12} | {:<9} | {:>6} | {:<24} |",
+        "figure", "value", "unit", "ratio", "goal"
+    );
+    println!(
+        "|{:-<50}|{:->14}|{:-<11}|{:->8}|{:-<26}|",
+        "", "", "", "", ""
+    );
+    let mut ok = true;
+    let mut json = serde_json::Map::new();
+    for f in figs {
+        let ratio = f.ratio.map_or(String::new(), |r| format!("{r:.2}×"));
+        let goal = match &f.goal {
+            None => String::new(),
+            Some((text, met)) => {
+                ok &= met;
+                format!("{} {text}", if *met { "ok" } else { "MISSED" })
+            }
+        };
+        println!(
+            "| {:<48} | {:>12.2} | {:<9} | {:>6} | {:<24} |",
+            f.name, f.value, f.unit, ratio, goal
+        );
+        json.insert(
+            f.name.into(),
+            json!({"value": f.value, "unit": f.unit, "ratio": f.ratio,
+                   "met": f.goal.as_ref().map(|g| g.1)}),
+        );
+    }
+    println!();
+    println!(
+        "{}",
+        json!({"bench": "load", "all_goals_met": ok, "figures": json})
+    );
+    ok
+}
+
+// ---- the gateway's database -------------------------------------------------
+
+/// Migrates `db` with the binary and creates a caller key.
+fn setup_db(o: &Opts, db: &str) -> Result<String> {
+    let url = o.db_url(db);
+    let out = Command::new(BIN)
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .output()?;
+    if !out.status.success() {
+        bail!("migrate: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = Command::new(BIN)
+        .args(["api-key", "create", "--caller", "bench"])
+        .env("DATABASE_URL", &url)
+        .output()?;
+    if !out.status.success() {
+        bail!("api-key create: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8(out.stdout)?;
+    Ok(text.lines().last().unwrap_or_default().trim().to_owned())
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counters {
+    xact: i64,
+    rows: i64,
+    wal: i64,
+}
+
+impl Counters {
+    async fn read(admin: &mut PgConnection, db: &str) -> Result<Self> {
+        let (xact, rows, wal): (i64, i64, i64) = sqlx::query_as(
+            "select xact_commit, tup_inserted + tup_updated + tup_deleted,
+                    pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint
+               from pg_stat_database where datname = $1",
+        )
+        .bind(db)
+        .fetch_one(&mut *admin)
+        .await?;
+        Ok(Self { xact, rows, wal })
+    }
+
+    /// Reads while the gateway runs: waits until a backend idle since its
+    /// last transaction has flushed its counters (PostgreSQL 15 flushes
+    /// them at most once a second, and an idle backend within 10 s).
+    async fn read_flushed(admin: &mut PgConnection, db: &str) -> Result<Self> {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        Self::read(admin, db).await
+    }
+
+    fn minus(&self, before: &Self) -> Self {
+        Self {
+            xact: self.xact - before.xact,
+            rows: self.rows - before.rows,
+            wal: self.wal - before.wal,
+        }
+    }
+}
+
+/// placeOrder slots ever taken (slots older than two windows are deleted,
+/// so this is read close together).
+async fn place_slots(o: &Opts, db: &str) -> Result<i64> {
+    let mut c = PgConnection::connect(&o.db_url(db)).await?;
+    let n = sqlx::query_scalar(
+        "select coalesce(max(slot_id), 0) from upstream_call_slots where operation = 'place_order'",
+    )
+    .fetch_one(&mut c)
+    .await?;
+    c.close().await?;
+    Ok(n)
+}
+
+/// `n` completed orders of the bench caller, written directly (the
+/// `/metrics` figure is about stored history, not how it got there).
+async fn store_settled_orders(o: &Opts, db: &str, n: i64) -> Result<()> {
+    let mut c = PgConnection::connect(&o.db_url(db)).await?;
+    // A bulk load, not a million settles: the status triggers are off for
+    // it and the counted totals (migration 0041) are added once after.
+    sqlx::query("set session_replication_role = replica")
+        .execute(&mut c)
+        .await?;
+    sqlx::query(
+        "insert into orders (order_id, caller_id, idempotency_key, request_fingerprint,
+           po_number, status, product_id, denomination, quantity, attempts, settled_at,
+           created_at)
+         select gen_random_uuid(), (select caller_id from callers limit 1),
+                'bulk-' || i, '\\x00'::bytea, 'BULK' || i, 'completed', 1001, 50, 1, 1,
+                now() - interval '1 day', now() - interval '1 day'
+           from generate_series(1, $1) i",
+    )
+    .bind(n)
+    .execute(&mut c)
+    .await?;
+    sqlx::query("set session_replication_role = origin")
+        .execute(&mut c)
+        .await?;
+    let counted: Option<String> =
+        sqlx::query_scalar("select to_regclass('order_status_totals')::text")
+            .fetch_one(&mut c)
+            .await?;
+    if counted.is_some() {
+        sqlx::query(
+            "insert into order_status_totals (status, shard, orders) values ('completed', 99, $1)",
+        )
+        .bind(n)
+        .execute(&mut c)
+        .await?;
+    }
+    sqlx::query("vacuum analyze orders").execute(&mut c).await?;
+    c.close().await?;
+    Ok(())
+}
+
+async fn scrape_metrics(url: &str) -> Result<f64> {
+    let client = reqwest::Client::new();
+    let mut ms = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let r = client.get(format!("{url}/metrics")).send().await?;
+        if !r.status().is_success() {
+            bail!("/metrics: {}", r.status());
+        }
+        r.bytes().await?;
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok(ms[ms.len() / 2])
+}
+
+// ---- pgbench ----------------------------------------------------------------
+
+async fn prepare_pgbench(o: &Opts, db: &str) -> Result<()> {
+    let mut c = PgConnection::connect(&o.db_url(db)).await?;
+    sqlx::query(
+        "create table bench_orders (
+           order_id uuid primary key,
+           caller_id uuid not null,
+           idempotency_key text not null,
+           po_number text not null unique,
+           status text not null default 'accepted',
+           denomination numeric not null,
+           created_at timestamptz not null default now(),
+           unique (caller_id, idempotency_key))",
+    )
+    .execute(&mut c)
+    .await?;
+    c.close().await?;
+    Ok(())
+}
+
+/// Inserts per second over `secs`, `concurrency` clients, one insert per
+/// transaction.
+fn pgbench(o: &Opts, db: &str, secs: u64) -> Result<f64> {
+    let script = std::env::temp_dir().join(format!("ogw-bench-{}.sql", std::process::id()));
+    std::fs::write(
+        &script,
+        "insert into bench_orders (order_id, caller_id, idempotency_key, po_number, denomination)\n\
+         values (gen_random_uuid(), '00000000-0000-0000-0000-000000000001',\n\
+                 md5(random()::text || clock_timestamp()::text),\n\
+                 md5(random()::text || clock_timestamp()::text), 50);\n",
+    )?;
+    let out = Command::new(&o.pgbench)
+        .args(["-n", "-M", "prepared", "-j", "2", "-c"])
+        .arg(o.concurrency.to_string())
+        .arg("-T")
+        .arg(secs.max(1).to_string())
+        .arg("-f")
+        .arg(&script)
+        .arg(o.db_url(db))
+        .output()
+        .with_context(|| format!("running {}", o.pgbench))?;
+    let _ = std::fs::remove_file(&script);
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("pgbench: {}{}", text, String::from_utf8_lossy(&out.stderr));
+    }
+    text.lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("tps = ")?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .with_context(|| format!("no tps in pgbench output: {text}"))
+}
+
+// ---- processes ----------------------------------------------------------------
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn log_file(name: &str) -> Result<(std::fs::File, PathBuf)> {
+    let path = std::env::temp_dir().join(format!("ogw-bench-{}-{name}.log", std::process::id()));
+    Ok((std::fs::File::create(&path)?, path))
+}
+
+struct Emulator {
+    child: Child,
+    addr: String,
+}
+
+impl Emulator {
+    fn start() -> Result<Self> {
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let (log, _) = log_file("emulator")?;
+        let mut cmd = Command::new(BIN);
+        cmd.arg("emulator")
+            .env("EMULATOR_ADDR", &addr)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log);
+        // The gateway's budgets are what the bench measures; the
+        // emulator's own limits must not answer first.
+        for var in [
+            "EMULATOR_RATE_PLACE_ORDER",
+            "EMULATOR_RATE_ORDER_DETAILS",
+            "EMULATOR_RATE_VOUCHERS",
+            "EMULATOR_RATE_BALANCE",
+            "EMULATOR_RATE_ORDER_HISTORY",
+        ] {
+            cmd.env(var, "1000000");
+        }
+        let child = cmd.spawn()?;
+        wait_for_port(&addr)?;
+        Ok(Self { child, addr })
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Gateway {
+    child: Option<Child>,
+    url: String,
+    log: PathBuf,
+}
+
+impl Gateway {
+    fn start(o: &Opts, db: &str, emu: &Emulator, extra: &[(&str, &str)]) -> Result<Self> {
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let (log_out, log) = log_file("gateway")?;
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .env("DATABASE_URL", o.db_url(db))
+            .env("DATABASE_MAX_CONNECTIONS", o.concurrency.to_string())
+            .env("LISTEN_ADDR", &addr)
+            .env("XOXODAY_BASE_URL", format!("http://{}/chef", emu.addr))
+            .env("XOXODAY_CLIENT_ID", "emulator-client")
+            .env("XOXODAY_CLIENT_SECRET", "emulator-secret")
+            .env("XOXODAY_ACCESS_TOKEN", "emulator-access-token")
+            .env("XOXODAY_REFRESH_TOKEN", "emulator-refresh-token")
+            .env(
+                "ENCRYPTION_KEY",
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            )
+            .env("WEBHOOK_API_KEY", "bench-webhook-key")
+            .env("RUST_LOG", "warn")
+            .stdout(log_out.try_clone()?)
+            .stderr(log_out);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn()?;
+        let gw = Self {
+            child: Some(child),
+            url: format!("http://{addr}"),
+            log,
+        };
+        let ready = Instant::now();
+        loop {
+            let up = std::process::Command::new("curl")
+                .args(["-fsS", "-o", "/dev/null"])
+                .stderr(Stdio::null())
+                .arg(format!("{}/readyz", gw.url))
+                .status()
+                .is_ok_and(|s| s.success());
+            if up {
+                break;
+            }
+            if ready.elapsed() > Duration::from_secs(30) {
+                bail!("gateway not ready; log: {}", gw.log.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(gw)
+    }
+
+    /// Stops the gateway (SIGTERM, graceful) and returns its peak RSS in kB.
+    fn stop(mut self) -> Result<u64> {
+        let mut child = self.child.take().context("gateway already stopped")?;
+        let hwm = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            })
+            .unwrap_or(0);
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("gateway did not stop; log: {}", self.log.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(hwm)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait_for_port(addr: &str) -> Result<()> {
+    let t = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        if t.elapsed() > Duration::from_secs(10) {
+            bail!("nothing listens on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+// ---- the load generator ---------------------------------------------------------
+
+#[derive(Clone, Copy)]
+enum Mode {
+    /// `n` workers, each sending its next request when the last answered.
+    Closed(usize),
+    /// Requests started at a fixed rate, latency counted from the planned
+    /// start (no coordinated omission).
+    Rate(f64),
+}
+
+#[derive(Clone, Copy)]
+enum Req {
+    /// New key, `Prefer: wait=0`; the tag keeps keys unique across runs.
+    New(u8),
+    /// New key, `Prefer: wait=60`: the answer must be a settled order.
+    Wait,
+    /// The same key and body every time (key `replay-1`).
+    Replay,
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: u64,
+    errors: u64,
+    unsettled: u64,
+    elapsed: f64,
+    latencies_us: Vec<u64>,
+    errors_seen: Vec<String>,
+}
+
+impl Tally {
+    fn p(&self, q: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() as f64 * q).ceil() as usize).saturating_sub(1);
+        self.latencies_us[i.min(self.latencies_us.len() - 1)] as f64 / 1000.0
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "{} ok, {} errors, {} unsettled in {:.1} s ({:.0}/s); p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.ok,
+            self.errors,
+            self.unsettled,
+            self.elapsed,
+            self.ok as f64 / self.elapsed,
+            self.p(0.5),
+            self.p(0.99),
+            self.p(1.0)
+        )
+    }
+
+    fn first_error(&self) -> String {
+        self.errors_seen.first().cloned().unwrap_or_default()
+    }
+}
+
+struct Shared {
+    client: reqwest::Client,
+    url: String,
+    auth: String,
+    req: Req,
+    next: AtomicU64,
+}
+
+/// Drives `secs` seconds of load (`0`: one request).
+async fn load(url: &str, key: &str, mode: Mode, secs: u64, req: Req) -> Tally {
+    let shared = Arc::new(Shared {
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .build()
+            .expect("http client"),
+        url: format!("{url}/v1/orders"),
+        auth: format!("Bearer {key}"),
+        req,
+        next: AtomicU64::new(0),
+    });
+    let start = Instant::now();
+    if secs == 0 {
+        let mut t = Tally::default();
+        record(&mut t, one(&shared).await, start.elapsed());
+        t.elapsed = start.elapsed().as_secs_f64();
+        return t;
+    }
+    let end = start + Duration::from_secs(secs);
+    let mut tally = Tally::default();
+    match mode {
+        Mode::Closed(n) => {
+            let workers: Vec<_> = (0..n)
+                .map(|_| {
+                    let s = shared.clone();
+                    tokio::spawn(async move {
+                        let mut t = Tally::default();
+                        while Instant::now() < end {
+                            let t0 = Instant::now();
+                            let r = one(&s).await;
+                            record(&mut t, r, t0.elapsed());
+                        }
+                        t
+                    })
+                })
+                .collect();
+            for w in workers {
+                merge(&mut tally, w.await.expect("load worker"));
+            }
+        }
+        Mode::Rate(per_s) => {
+            let gap = Duration::from_secs_f64(1.0 / per_s);
+            let mut tasks = Vec::new();
+            let mut planned = start;
+            while planned < end {
+                tokio::time::sleep_until(planned.into()).await;
+                let s = shared.clone();
+                let at = planned;
+                tasks.push(tokio::spawn(async move {
+                    let r = one(&s).await;
+                    (r, at.elapsed())
+                }));
+                planned += gap;
+            }
+            for task in tasks {
+                let (r, took) = task.await.expect("load task");
+                record(&mut tally, r, took);
+            }
+        }
+    }
+    tally.elapsed = start.elapsed().as_secs_f64();
+    tally.latencies_us.sort_unstable();
+    tally
+}
+
+/// `Ok(true)`: a settled order where one was asked for.
+async fn one(s: &Shared) -> Result<bool, String> {
+    let n = s.next.fetch_add(1, Ordering::Relaxed);
+    let (key, wait) = match s.req {
+        Req::New(tag) => (format!("new-{tag}-{n}"), 0),
+        Req::Wait => (format!("e2e-{n}"), 60),
+        Req::Replay => ("replay-1".to_owned(), 60),
+    };
+    let r = s
+        .client
+        .post(&s.url)
+        .header("authorization", &s.auth)
+        .header("idempotency-key", key)
+        .header("prefer", format!("wait={wait}"))
+        .header("content-type", "application/json")
+        .body(BODY)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.map_err(|e| e.to_string())?;
+    if !(200..300).contains(&status) {
+        return Err(format!("HTTP {status}: {body}"));
+    }
+    if wait == 0 {
+        return Ok(true);
+    }
+    let settled = !matches!(body["status"].as_str(), Some("accepted" | "placing"));
+    Ok(settled)
+}
+
+fn record(t: &mut Tally, r: Result<bool, String>, took: Duration) {
+    match r {
+        Ok(settled) => {
+            t.ok += 1;
+            if !settled {
+                t.unsettled += 1;
+            }
+            t.latencies_us.push(took.as_micros() as u64);
+        }
+        Err(e) => {
+            t.errors += 1;
+            if t.errors_seen.len() < 3 {
+                t.errors_seen.push(e);
+            }
+        }
+    }
+}
+
+fn merge(into: &mut Tally, from: Tally) {
+    into.ok += from.ok;
+    into.errors += from.errors;
+    into.unsettled += from.unsettled;
+    into.latencies_us.extend(from.latencies_us);
+    into.errors_seen.extend(from.errors_seen);
+}
