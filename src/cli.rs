@@ -43,6 +43,9 @@ pub enum Command {
     /// Manages caller API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
+    /// Manages callers' notification endpoints (contract §9).
+    #[command(subcommand)]
+    Callers(crate::notify::cli::CallersCommand),
     /// Manages the stored Xoxoday token pair.
     #[command(subcommand)]
     Tokens(TokensCommand),
@@ -63,7 +66,7 @@ pub enum Command {
     },
 }
 
-const MIRRORS: &str = "Each flag mirrors the environment variable shown with it and wins over it. \
+pub(crate) const MIRRORS: &str = "Each flag mirrors the environment variable shown with it and wins over it. \
      Durations are written like `150s`, `15m` or `72h`.";
 
 /// A list of variables that a subcommand reads, as `--help` shows them:
@@ -73,7 +76,7 @@ pub trait VarSet {
     fn vars() -> Vec<(&'static str, Option<String>, &'static str)>;
 }
 
-fn listed(vars: &[Var]) -> Vec<(&'static str, Option<String>, &'static str)> {
+pub(crate) fn listed(vars: &[Var]) -> Vec<(&'static str, Option<String>, &'static str)> {
     vars.iter()
         .map(|v| (v.name, v.default.map(String::from), v.help))
         .collect()
@@ -295,6 +298,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::ApiKey(cmd) => api_key(cmd).await,
+        Command::Callers(cmd) => crate::notify::cli::run(cmd).await,
         Command::Tokens(TokensCommand::Reset(vars)) => tokens_reset(&vars.env()).await,
         Command::Dev => {
             crate::dev::run::run().await?;
@@ -312,7 +316,7 @@ async fn serve(env: &Env) -> anyhow::Result<ExitCode> {
 }
 
 /// A store on `DATABASE_URL` with every migration applied.
-async fn migrated_store(env: &Env) -> anyhow::Result<Store> {
+pub(crate) async fn migrated_store(env: &Env) -> anyhow::Result<Store> {
     let url = crate::config::database_url(env)?;
     let store = Store::connect_lazy(&url, 2)?;
     store.migrate().await?;

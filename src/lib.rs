@@ -20,6 +20,8 @@ pub mod env;
 pub mod http;
 /// Prometheus metrics: hooks for counters, the `/metrics` text.
 pub mod metrics;
+/// Signed, durable notifications to callers (Standard Webhooks).
+pub mod notify;
 /// Use cases: intake, dispatch, views.
 pub mod orders;
 /// The gateway's variables: names, defaults and meanings, written once.

@@ -28,6 +28,8 @@ pub struct Application {
     orders: OrderService,
     webhook_key: Option<Arc<secrecy::SecretString>>,
     tokens: Arc<RotatingTokens>,
+    notify: crate::notify::sender::Sender,
+    notify_metrics: crate::notify::metrics::NotifyMetrics,
 }
 
 impl Application {
@@ -56,6 +58,13 @@ impl Application {
             settle_window: cfg.xoxoday.settle_window,
             place_timeout: cfg.xoxoday.place_order_timeout,
         };
+        let notify = crate::notify::sender::Sender::new(
+            store.clone(),
+            Arc::new(cipher()),
+            cfg.notify.clone(),
+        )
+        .context("building the notification client")?;
+        let notify_metrics = crate::notify::metrics::NotifyMetrics::new(store.clone());
         let orders = OrderService::new(
             store,
             client,
@@ -73,6 +82,8 @@ impl Application {
             orders,
             webhook_key,
             tokens,
+            notify,
+            notify_metrics,
         })
     }
 
@@ -105,9 +116,11 @@ impl Application {
         let reconciler = tokio::spawn(orders.clone().run_reconciler(shutdown.clone()));
         tokio::spawn(orders.clone().run_prober(shutdown.clone()));
         tokio::spawn(self.tokens.run(shutdown.clone()));
+        tokio::spawn(self.notify.run(shutdown.clone()));
         let app = http::router(AppState {
             orders: orders.clone(),
             webhook_key: self.webhook_key,
+            notify_metrics: self.notify_metrics,
         });
         tracing::info!(addr = %self.listener.local_addr()?, "order-gateway listening");
         let served = axum::serve(self.listener, app)

@@ -47,7 +47,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        state.orders.metrics_text().await,
+        state.orders.metrics_text().await + &state.notify_metrics.text().await,
     )
 }
 

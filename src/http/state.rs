@@ -13,4 +13,6 @@ pub struct AppState {
     pub orders: OrderService,
     /// `WEBHOOK_API_KEY`; webhooks are refused when unset.
     pub webhook_key: Option<Arc<SecretString>>,
+    /// The caller-notification part of `/metrics`.
+    pub notify_metrics: crate::notify::metrics::NotifyMetrics,
 }

@@ -15,6 +15,7 @@ mod hostile_upstream_text;
 mod ledger;
 mod load;
 mod metrics;
+mod notify;
 mod openapi;
 mod openapi_conformance;
 mod ops;
