@@ -260,41 +260,48 @@ impl Sender {
             Ok(Ok(resp)) => resp,
         };
         let status = resp.status();
-        let response = tokio::time::timeout_at(deadline, read_capped(resp))
-            .await
-            .ok();
-        let (outcome, error) = if status.is_success() {
-            ("delivered", None)
-        } else {
-            ("http_error", Some(format!("answered {status}")))
+        let (response, cut) = match tokio::time::timeout_at(deadline, read_capped(resp)).await {
+            Ok((text, finished)) => (Some(text), !finished),
+            Err(_) => (None, true),
         };
+        let mut error = (!status.is_success()).then(|| format!("answered {status}"));
+        if cut {
+            let note = "body not finished within 5s";
+            error = Some(error.map_or_else(|| note.to_owned(), |e| format!("{e}; {note}")));
+        }
         Attempt {
-            outcome,
-            status: Some(status.as_u16()),
-            error: match (error, &response) {
-                (e, Some(_)) => e,
-                (Some(e), None) => Some(format!("{e}; body not finished within 5s")),
-                (None, None) => Some("body not finished within 5s".into()),
+            outcome: if status.is_success() {
+                "delivered"
+            } else {
+                "http_error"
             },
+            status: Some(status.as_u16()),
+            error,
             response,
         }
     }
 }
 
-/// At most [`MAX_RESPONSE_BYTES`] of the body, as lossy UTF-8; the rest is
-/// never read (the connection is dropped).
-async fn read_capped(mut resp: reqwest::Response) -> String {
+/// At most [`MAX_RESPONSE_BYTES`] of the body, as lossy UTF-8, and whether
+/// the body ended (or the cap was reached) rather than failing or being cut
+/// by the timeout; the rest is never read (the connection is dropped).
+async fn read_capped(mut resp: reqwest::Response) -> (String, bool) {
     let mut buf = Vec::with_capacity(256);
+    let mut finished = true;
     while buf.len() < MAX_RESPONSE_BYTES {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
                 let room = MAX_RESPONSE_BYTES - buf.len();
                 buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
             }
-            Ok(None) | Err(_) => break,
+            Ok(None) => break,
+            Err(_) => {
+                finished = false;
+                break;
+            }
         }
     }
-    String::from_utf8_lossy(&buf).into_owned()
+    (String::from_utf8_lossy(&buf).into_owned(), finished)
 }
 
 /// A send error as an outcome; the URL is left out (it may carry a token).

@@ -770,3 +770,134 @@ async fn webhook_set_refuses_bad_urls_and_unknown_callers_in_one_line() {
     assert!(!out.status.success(), "nothing left to remove");
     s.emulator.shutdown();
 }
+
+/// caller, outcome, status, error, response
+type AttemptRow = (String, String, Option<i32>, Option<String>, Option<String>);
+
+/// A receiver on 127.0.0.1 answering every POST with `answer`.
+async fn hostile_receiver(answer: fn() -> Response) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().route("/hook", post(move || async move { answer() }));
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (format!("http://{addr}/hook"), task)
+}
+
+fn endless_body() -> Response {
+    let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+    let stream = futures::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+    (StatusCode::OK, axum::body::Body::from_stream(stream)).into_response()
+}
+
+fn stalled_body() -> Response {
+    let first =
+        futures::stream::once(async { Ok::<_, std::io::Error>(bytes::Bytes::from("half")) });
+    let stream = futures::StreamExt::chain(first, futures::stream::pending());
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+#[tokio::test]
+async fn hostile_receivers_and_forbidden_addresses_hold_no_worker_and_old_events_fail_for_good() {
+    let s = Stack::new().await;
+    let callers = [
+        "notify-endless",
+        "notify-stalled",
+        "notify-metadata",
+        "notify-gone",
+    ];
+    let mut keys = Vec::new();
+    for c in callers {
+        keys.push(create_key(&s.pool, c).await);
+    }
+    let (endless, _t1) = hostile_receiver(endless_body).await;
+    let (stalled, _t2) = hostile_receiver(stalled_body).await;
+    let gone = format!("http://{}/hook", free_addr());
+    for (caller, url) in callers.iter().zip([&endless, &stalled, &gone, &gone]) {
+        s.set_webhook(caller, url).await;
+    }
+    // as if the URL had been stored by other means: the send-time check still holds
+    sqlx::query(
+        "update notify_endpoints set url = 'http://169.254.169.254/latest/meta-data'
+         where caller_id = (select caller_id from callers where name = 'notify-metadata')",
+    )
+    .execute(&s.pool)
+    .await
+    .unwrap();
+    let (_gw, gw) = s.gateway(&[("NOTIFY_RETRY_FOR", "3s")]).await;
+    for key in &keys {
+        s.order(gw, key).await;
+    }
+    // every event ends: delivered (endless 200) or failed after the window
+    wait_count(
+        &s.pool,
+        "select count(*) from notify_events where state <> 'pending'",
+        4,
+    )
+    .await;
+    let states: HashMap<String, String> = sqlx::query_as(
+        "select c.name, e.state from notify_events e join callers c using (caller_id)",
+    )
+    .fetch_all(&s.pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert_eq!(states["notify-endless"], "delivered", "{states:?}");
+    for c in ["notify-stalled", "notify-metadata", "notify-gone"] {
+        assert_eq!(states[c], "failed", "{c}: {states:?}");
+    }
+    let attempts: Vec<AttemptRow> = sqlx::query_as(
+        "select c.name, a.outcome, a.status_code, a.error, a.response
+             from notify_attempts a join notify_events e on e.seq = a.event_seq
+             join callers c using (caller_id)",
+    )
+    .fetch_all(&s.pool)
+    .await
+    .unwrap();
+    for (caller, outcome, status, error, response) in &attempts {
+        assert!(
+            response.as_deref().unwrap_or_default().len() <= 4096,
+            "{caller}: at most 4 KiB of an answer is kept"
+        );
+        match caller.as_str() {
+            "notify-endless" => assert_eq!((outcome.as_str(), *status), ("delivered", Some(200))),
+            "notify-stalled" => {
+                assert_eq!((outcome.as_str(), *status), ("http_error", Some(500)));
+                assert!(
+                    error.as_deref().unwrap().contains("not finished"),
+                    "{error:?}"
+                );
+            }
+            "notify-metadata" => {
+                assert_eq!(outcome, "refused_address", "{error:?}");
+                assert_eq!(*status, None, "never contacted");
+            }
+            _ => assert_eq!(outcome, "connect_error", "{error:?}"),
+        }
+    }
+    let metrics = s
+        .http
+        .get(format!("http://{gw}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("order_gateway_notify_events_failed 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("order_gateway_notify_events_failed_total 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("order_gateway_notify_attempts_total{outcome=\"refused_address\"}"));
+    s.emulator.shutdown();
+}
