@@ -718,6 +718,69 @@ async fn three_replicas_deliver_each_event_at_least_once_and_at_most_a_few_times
         pct(0.99),
         delays.last().unwrap()
     );
+
+    // one order at a time: the delay without a burst
+    let mut single = Vec::new();
+    for i in 0..10 {
+        let id = s.order(gws[i % 3].1, &key).await;
+        let got = rx
+            .wait_for("the event", |g| !of_order(g, &id).is_empty())
+            .await;
+        let g = of_order(&got, &id)[0].clone();
+        let changed = DateTime::parse_from_rfc3339(g.json()["data"]["updatedAt"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&Utc);
+        single.push((g.at - changed).num_microseconds().unwrap() as f64 / 1000.0);
+    }
+    single.sort_by(f64::total_cmp);
+    eprintln!(
+        "notify figures, one order at a time: status change to receipt p50 {:.1} ms, max {:.1} ms",
+        single[single.len() / 2],
+        single[single.len() - 1]
+    );
+
+    // a backlog: 4 status changes of each of the 50 orders at once (200 events,
+    // each order's in sequence), drained by the 3 replicas
+    let before = rx.delivered().len();
+    let start = Instant::now();
+    for status in ["needs_review", "pending_delivery", "failed", "canceled"] {
+        sqlx::query("update orders set status = $1")
+            .bind(status)
+            .execute(&s.pool)
+            .await
+            .unwrap();
+    }
+    let expected: i64 = sqlx::query_scalar("select count(*) from notify_events")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    let want: HashSet<String> =
+        sqlx::query_scalar::<_, String>("select event_id from notify_events")
+            .fetch_all(&s.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    let got = rx
+        .wait_for("the backlog", |g| {
+            want.is_subset(&g.iter().map(|x| x.id.clone()).collect())
+        })
+        .await;
+    let drained = start.elapsed().as_secs_f64();
+    let mut per_id: HashMap<&str, usize> = HashMap::new();
+    for g in &got {
+        *per_id.entry(g.id.as_str()).or_default() += 1;
+    }
+    assert!(
+        per_id.values().all(|n| *n <= 3),
+        "a handful at most, backlog included"
+    );
+    let new_events = expected - 50;
+    eprintln!(
+        "notify figures, backlog: {new_events} events ({} deliveries) in {drained:.2}s, {:.1} events/s",
+        got.len() - before,
+        new_events as f64 / drained
+    );
     s.emulator.shutdown();
 }
 
