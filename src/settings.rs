@@ -45,7 +45,7 @@ pub const LISTEN_ADDR: Var = var("LISTEN_ADDR", "0.0.0.0:8080", "HTTP listen add
 /// The key that encrypts at rest.
 pub const ENCRYPTION_KEY: Var = no_default(
     "ENCRYPTION_KEY",
-    "Base64 of 32 random bytes; encrypts vouchers, tokens and raw bodies (required)",
+    "Base64 of 32 random bytes; encrypts vouchers, tokens, raw bodies and webhook secrets (required)",
 );
 /// The key being rotated out.
 pub const ENCRYPTION_KEY_PREVIOUS: Var = no_default(
