@@ -130,7 +130,7 @@ impl Store {
     }
 
     /// Makes the caller's stored events created at or after `since` due
-    /// again (same `webhook-id`, a fresh retry window); `None` when the
+    /// again (same `webhook-id`, a fresh retry window and schedule); `None` when the
     /// caller has no active endpoint.
     pub async fn replay_notify_events(
         &self,
@@ -150,7 +150,7 @@ impl Store {
         }
         let done = sqlx::query(
             "update notify_events set state = 'pending', next_attempt_at = now(),
-                 window_from = now(), finished_at = null
+                 window_from = now(), finished_at = null, attempts = 0
              where caller_id = $1 and created_at >= $2 and state <> 'pending'",
         )
         .bind(caller_id)

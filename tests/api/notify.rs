@@ -462,6 +462,24 @@ async fn every_event_type_arrives_signed_in_order_with_the_order_as_get_shows_it
         .map(|g| g.id.clone())
         .collect();
     assert_eq!(again, ids, "replay re-sends the stored events in order");
+    wait_count(
+        &s.pool,
+        &format!(
+            "select count(*) from notify_events where order_id = '{id}' and state = 'delivered'"
+        ),
+        5,
+    )
+    .await;
+    let attempts: Vec<i32> =
+        sqlx::query_scalar("select attempts from notify_events where order_id = $1::uuid")
+            .bind(&id)
+            .fetch_all(&s.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        attempts, [1; 5],
+        "a replay starts the retry schedule afresh"
+    );
     assert!(of_order(&got, &id).iter().all(|g| verify(&secret, g)));
 
     let metrics = s
