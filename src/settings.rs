@@ -2,7 +2,8 @@
 //! its variable, holds its default (the ONLY place that default is written)
 //! and says what it means. [`crate::env::Env`] reads values over these
 //! defaults, and `--help` of `serve` and `migrate` lists the same table, with
-//! a flag mirroring each variable (`--order-lease` for `ORDER_LEASE`). A leaf:
+//! a flag mirroring each variable (`--order-lease` for `ORDER_LEASE`). The
+//! few worker constants that are not variables are in [`fixed`]. A leaf:
 //! it knows nothing else of the crate.
 
 /// One environment variable, its default and its meaning.
@@ -249,6 +250,20 @@ pub const NOTIFY_RETRY_FOR: Var = var(
 pub const RUST_LOG: Var = var("RUST_LOG", "info", "Log filter");
 /// Log line format.
 pub const LOG_FORMAT: Var = var("LOG_FORMAT", "json", "Log format: json or pretty");
+
+/// Worker constants that are not variables: each written here once.
+pub mod fixed {
+    use std::time::Duration;
+
+    /// Most orders the background dispatcher claims per pass.
+    pub const DISPATCH_BATCH: i64 = 32;
+    /// Most placeOrder calls in flight in one process.
+    pub const DISPATCH_MAX_IN_FLIGHT: usize = 64;
+    /// Background dispatcher pass interval when idle.
+    pub const DISPATCH_POLL_INTERVAL: Duration = Duration::from_secs(1);
+    /// Most reconciliation checks claimed per pass.
+    pub const RECONCILE_BATCH: i64 = 32;
+}
 
 /// Everything `serve` reads, in the README's order.
 pub const SERVE: &[Var] = &[

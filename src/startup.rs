@@ -1,7 +1,8 @@
 //! The one start-up path, shared by `serve`, `dev` and the tests:
 //! [`Application::build`] connects, migrates and binds; [`Application::run`]
 //! serves HTTP and runs the dispatcher, reconciler, token refresher and hold
-//! prober until the token is cancelled.
+//! prober until the token is cancelled. Each role of [`crate::orders`] is
+//! built here from only what it uses.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -13,7 +14,11 @@ use crate::{
     config::ServeConfig,
     crypto::Cipher,
     http::{self, AppState},
-    orders::{OrderService, RotatingTokens, limits::UpstreamLimits, token_store::TokenError},
+    orders::{
+        AccessTokens, DispatchSettings, Dispatcher, Intake, OrderQueries, Prober,
+        ReconcileSettings, Reconciler, RotatingTokens, UpstreamLimits, Wakes, WebhookIngest,
+        token_store::TokenError,
+    },
     store::{Store, StoreError},
     xoxoday::{XoxodayApi, XoxodayClient},
 };
@@ -25,11 +30,14 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// A built, bound, not yet running service.
 pub struct Application {
     listener: TcpListener,
-    orders: OrderService,
-    webhook_key: Option<Arc<secrecy::SecretString>>,
+    /// What the handlers call.
+    state: AppState,
+    /// The background roles.
+    dispatcher: Dispatcher,
+    reconciler: Reconciler,
+    prober: Prober,
     tokens: Arc<RotatingTokens>,
     notify: crate::notify::sender::Sender,
-    notify_metrics: crate::notify::metrics::NotifyMetrics,
 }
 
 impl Application {
@@ -52,12 +60,6 @@ impl Application {
                 .with_timing(cfg.xoxoday.request_timeout, cfg.tuning.probe_interval),
         );
         seed_tokens(&tokens, &cfg).await?;
-        let upstream = UpstreamLimits {
-            place_order_rate: cfg.xoxoday.place_order_rate,
-            order_details_rate: cfg.xoxoday.order_details_rate,
-            settle_window: cfg.xoxoday.settle_window,
-            place_timeout: cfg.xoxoday.place_order_timeout,
-        };
         let notify = crate::notify::sender::Sender::new(
             store.clone(),
             Arc::new(cipher()),
@@ -65,25 +67,20 @@ impl Application {
         )
         .context("building the notification client")?;
         let notify_metrics = crate::notify::metrics::NotifyMetrics::new(store.clone());
-        let orders = OrderService::new(
-            store,
-            client,
-            tokens.clone(),
-            cipher(),
-            cfg.tuning.clone(),
-            upstream,
-        );
+        let roles = Roles::build(&cfg, store, client, Arc::new(cipher()), tokens.clone());
+        let webhook_key = cfg.webhook_api_key.clone().map(Arc::new);
         let listener = TcpListener::bind(cfg.listen_addr)
             .await
             .with_context(|| format!("binding LISTEN_ADDR {}", cfg.listen_addr))?;
-        let webhook_key = cfg.webhook_api_key.clone().map(Arc::new);
         Ok(Self {
             listener,
-            orders,
-            webhook_key,
+            state: AppState::new(roles.intake, roles.queries, roles.webhooks, webhook_key)
+                .with_notify_metrics(notify_metrics),
+            dispatcher: roles.dispatcher,
+            reconciler: roles.reconciler,
+            prober: roles.prober,
             tokens,
             notify,
-            notify_metrics,
         })
     }
 
@@ -99,9 +96,24 @@ impl Application {
         self.local_addr().port()
     }
 
-    /// The use cases (tests drive the dispatcher through it).
-    pub fn orders(&self) -> &OrderService {
-        &self.orders
+    /// The place path (tests drive dispatch passes through it).
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// The reconciler (tests drive reconciliation passes through it).
+    pub fn reconciler(&self) -> &Reconciler {
+        &self.reconciler
+    }
+
+    /// The hold prober (tests drive probes through it).
+    pub fn prober(&self) -> &Prober {
+        &self.prober
+    }
+
+    /// Caller-scoped reads and API keys (`dev` creates its key through it).
+    pub fn queries(&self) -> &OrderQueries {
+        self.state.queries()
     }
 
     /// The Xoxoday token pair (tests drive refreshes through it).
@@ -111,17 +123,13 @@ impl Application {
 
     /// Serves until `shutdown` is cancelled, then drains.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let orders = self.orders;
-        let dispatcher = tokio::spawn(orders.clone().run_dispatcher(shutdown.clone()));
-        let reconciler = tokio::spawn(orders.clone().run_reconciler(shutdown.clone()));
-        tokio::spawn(orders.clone().run_prober(shutdown.clone()));
+        let places = self.dispatcher.clone();
+        let dispatcher = tokio::spawn(self.dispatcher.run_dispatcher(shutdown.clone()));
+        let reconciler = tokio::spawn(self.reconciler.run_reconciler(shutdown.clone()));
+        tokio::spawn(self.prober.run_prober(shutdown.clone()));
         tokio::spawn(self.tokens.run(shutdown.clone()));
         tokio::spawn(self.notify.run(shutdown.clone()));
-        let app = http::router(AppState {
-            orders: orders.clone(),
-            webhook_key: self.webhook_key,
-            notify_metrics: self.notify_metrics,
-        });
+        let app = http::router(self.state);
         tracing::info!(addr = %self.listener.local_addr()?, "order-gateway listening");
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -130,14 +138,75 @@ impl Application {
         shutdown.cancel();
         dispatcher.await.context("dispatcher task panicked")?;
         reconciler.await.context("reconciler task panicked")?;
-        orders.tasks.close();
-        if tokio::time::timeout(DRAIN_TIMEOUT, orders.tasks.wait())
-            .await
-            .is_err()
-        {
+        if !places.drain(DRAIN_TIMEOUT).await {
             tracing::warn!("placeOrder calls still in flight at exit; they will be reconciled");
         }
         served
+    }
+}
+
+/// The roles of [`crate::orders`], each built from only what it uses.
+struct Roles {
+    intake: Intake,
+    queries: OrderQueries,
+    webhooks: WebhookIngest,
+    dispatcher: Dispatcher,
+    reconciler: Reconciler,
+    prober: Prober,
+}
+
+impl Roles {
+    fn build(
+        cfg: &ServeConfig,
+        store: Store,
+        client: Arc<dyn XoxodayApi>,
+        cipher: Arc<Cipher>,
+        access: Arc<dyn AccessTokens>,
+    ) -> Self {
+        let wakes = Wakes::default();
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            client.clone(),
+            access.clone(),
+            cipher.clone(),
+            DispatchSettings::from_tuning(&cfg.tuning),
+            upstream_limits(cfg),
+            wakes.clone(),
+        );
+        let reconcile = ReconcileSettings::new(&cfg.tuning, cfg.xoxoday.settle_window);
+        let reconciler = Reconciler::new(dispatcher.clone(), reconcile);
+        let prober = Prober::new(
+            store.clone(),
+            client,
+            access.clone(),
+            cipher.clone(),
+            cfg.tuning.probe_interval,
+            wakes.clone(),
+        );
+        let queries = OrderQueries::new(store.clone(), cipher, access);
+        let intake = Intake::new(store.clone(), dispatcher.clone(), queries.clone());
+        let webhooks = WebhookIngest::new(store, wakes);
+        Self {
+            intake,
+            queries,
+            webhooks,
+            dispatcher,
+            reconciler,
+            prober,
+        }
+    }
+}
+
+/// The place path's budgets and pauses, from the `XOXODAY_*` settings and
+/// the worker tunables.
+fn upstream_limits(cfg: &ServeConfig) -> UpstreamLimits {
+    UpstreamLimits {
+        place_order_rate: cfg.xoxoday.place_order_rate,
+        order_details_rate: cfg.xoxoday.order_details_rate,
+        rate_window: cfg.tuning.rate_window,
+        place_timeout: cfg.xoxoday.place_order_timeout,
+        systemic_pause: cfg.tuning.systemic_pause,
+        probe_interval: cfg.tuning.probe_interval,
     }
 }
 

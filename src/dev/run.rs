@@ -14,6 +14,7 @@ use crate::{
     config::{Env, ServeConfig},
     emulator::{self, EmulatorConfig, EmulatorHandle},
     orders::callers::generate_key,
+    settings,
     startup::Application,
 };
 
@@ -65,13 +66,19 @@ impl Database {
     }
 }
 
+/// `dev`'s own defaults over those of [`crate::settings`]: readable logs,
+/// and the gateway on loopback only.
+const DEV_DEFAULTS: [(&str, &str); 2] = [
+    (settings::LOG_FORMAT.name, "pretty"),
+    (settings::LISTEN_ADDR.name, "127.0.0.1:8080"),
+];
+
 /// Runs the local stack until SIGINT or SIGTERM.
 pub async fn run() -> anyhow::Result<()> {
     let mut vars: HashMap<String, String> = std::env::vars().collect();
-    vars.entry("LOG_FORMAT".into())
-        .or_insert_with(|| "pretty".into());
-    vars.entry("LISTEN_ADDR".into())
-        .or_insert_with(|| "127.0.0.1:8080".into());
+    for (name, value) in DEV_DEFAULTS {
+        vars.entry(name.into()).or_insert_with(|| value.into());
+    }
     let env = Env::from_map(vars.clone());
     crate::telemetry::init(&env)?;
     let shutdown = crate::shutdown::on_signal();
@@ -141,7 +148,7 @@ async fn start_gateway(
     let webhook_url = format!("{}/v1/webhooks/xoxoday", http_base(app.local_addr()));
     emulator.set_webhook(Some(webhook_url), Some(webhook_key));
     let key = generate_key();
-    app.orders()
+    app.queries()
         .add_api_key(DEV_CALLER, &key)
         .await
         .context("creating the dev caller key")?;

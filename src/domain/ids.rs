@@ -103,6 +103,11 @@ impl IdempotencyKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Wraps a key read back from the store (validated when it was stored).
+    pub fn from_stored(key: String) -> Self {
+        Self(key)
+    }
 }
 
 #[cfg(test)]

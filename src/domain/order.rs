@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use secrecy::SecretString;
 
-use super::{Amount, CallerId, OrderId, PoNumber};
+use super::{Amount, CallerId, IdempotencyKey, OrderId, PoNumber};
 
 /// Lifecycle of an order; the strings are the database and API values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,8 +43,9 @@ impl OrderStatus {
         Self::NeedsReview,
     ];
 
-    /// The stored and serialised name.
-    pub fn as_str(self) -> &'static str {
+    /// The stored and serialised name (`const`: the store builds its SQL
+    /// literals from it at compile time, `store::status`).
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Accepted => "accepted",
             Self::Placing => "placing",
@@ -120,7 +121,7 @@ pub struct Order {
     /// Owner.
     pub caller_id: CallerId,
     /// The caller's key.
-    pub idempotency_key: String,
+    pub idempotency_key: IdempotencyKey,
     /// SHA-256 of the canonical request.
     pub fingerprint: Vec<u8>,
     /// Our upstream reference.
@@ -141,6 +142,16 @@ pub struct Order {
     pub contact: Option<String>,
     /// Free text.
     pub tag: Option<String>,
+    /// Send-time flag: Xoxoday emails the recipient.
+    pub notify_receiver_email: bool,
+    /// Send-time flag: Xoxoday emails the account admin.
+    pub notify_admin_email: bool,
+    /// Category extras, passed through to placeOrder.
+    pub user_meta: Option<serde_json::Value>,
+    /// Top-up operator validation, passed through to placeOrder.
+    pub perform_operator_validation: Option<bool>,
+    /// The current claim's lease token, while a worker holds the order.
+    pub lease_token: Option<uuid::Uuid>,
     /// Xoxoday's order id, once known.
     pub xoxoday_order_id: Option<i64>,
     /// Currency of the upstream amounts.

@@ -29,7 +29,7 @@ impl FromRequestParts<AppState> for AuthCaller {
             })
             .filter(|k| !k.is_empty())
             .ok_or(ApiError::Unauthorized)?;
-        let caller = state.orders.authenticate(key).await?;
+        let caller = state.queries().authenticate(key).await?;
         let caller = caller.ok_or(ApiError::Unauthorized)?;
         let span = tracing::Span::current();
         span.record("caller", caller.name.as_str());

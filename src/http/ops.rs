@@ -26,7 +26,7 @@ pub async fn healthz() -> impl IntoResponse {
 /// pauses sending; else 503 with the reason.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let unavailable = StatusCode::SERVICE_UNAVAILABLE;
-    let (status, body) = match state.orders.readiness().await {
+    let (status, body) = match state.queries().readiness().await {
         Readiness::Ready => (StatusCode::OK, json!({"status": "ready"})),
         Readiness::MigrationsPending => (unavailable, json!({"status": "migrations pending"})),
         Readiness::DatabaseUnavailable => (unavailable, json!({"status": "database unavailable"})),
@@ -47,7 +47,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        state.orders.metrics_text().await + &state.notify_metrics.text().await,
+        state.queries().metrics_text().await + &state.notify_metrics_text().await,
     )
 }
 

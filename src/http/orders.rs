@@ -38,7 +38,7 @@ pub async fn create_order(
 ) -> Result<Response, ApiError> {
     let new = NewOrder::parse(&body).map_err(ApiError::Validation)?;
     let outcome = state
-        .orders
+        .intake()
         .create_order(&caller, &key, &new, wait)
         .await
         .map_err(|e| match e {
@@ -76,7 +76,7 @@ pub async fn get_order(
 ) -> Result<Json<OrderOut>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
     let found = state
-        .orders
+        .queries()
         .find_order_view(&caller, OrderId::from_uuid(id))
         .await?;
     match found {
@@ -92,8 +92,8 @@ pub async fn list_orders(
     RawQuery(query): RawQuery,
 ) -> Result<Json<OrderListOut>, ApiError> {
     let filter = parse_list_query(query.as_deref().unwrap_or(""))?;
-    let page = state.orders.list_order_views(&caller, &filter).await?;
-    if page.orders.is_empty() && !state.orders.caller_still_live(&caller).await? {
+    let page = state.queries().list_order_views(&caller, &filter).await?;
+    if page.orders.is_empty() && !state.queries().caller_still_live(&caller).await? {
         return Err(ApiError::Unauthorized);
     }
     let next_cursor = page
@@ -108,7 +108,7 @@ pub async fn list_orders(
 
 /// Nothing found: 404, unless the key was revoked meanwhile (401).
 async fn not_found_or_revoked(state: &AppState, caller: &Caller) -> ApiError {
-    match state.orders.caller_still_live(caller).await {
+    match state.queries().caller_still_live(caller).await {
         Ok(true) => ApiError::NotFound,
         Ok(false) => ApiError::Unauthorized,
         Err(e) => e.into(),
@@ -231,7 +231,7 @@ impl From<&OrderView> for OrderOut {
         Self {
             id: o.id.to_string(),
             po_number: o.po_number.to_string(),
-            idempotency_key: o.idempotency_key.clone(),
+            idempotency_key: o.idempotency_key.as_str().to_owned(),
             status: o.status.as_str(),
             status_reason: o.status_reason.clone(),
             product_id: o.product_id,

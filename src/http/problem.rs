@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::{
     domain::FieldError,
-    orders::{StoreError, view::ViewError},
+    orders::{ServiceError, view::ViewError},
 };
 
 /// Base of every problem `type` URI.
@@ -58,11 +58,12 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(_) => Self::Unavailable(e.into()),
-            StoreError::Other(_) => Self::Internal(e.into()),
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        if e.is_unavailable() {
+            Self::Unavailable(e.into())
+        } else {
+            Self::Internal(e.into())
         }
     }
 }
@@ -70,7 +71,7 @@ impl From<StoreError> for ApiError {
 impl From<ViewError> for ApiError {
     fn from(e: ViewError) -> Self {
         match e {
-            ViewError::Store(s) => s.into(),
+            ViewError::Service(s) => s.into(),
             other => Self::Internal(other.into()),
         }
     }

@@ -37,7 +37,7 @@ pub async fn receive_xoxoday_webhook(
     let payload: Value = serde_json::from_str(&safe_text::repair_json(&body))
         .map_err(|e| invalid("body", e.to_string()))?;
     let stored = state
-        .orders
+        .webhooks()
         .receive_webhook(&payload, &body)
         .await
         .map_err(|e| invalid("id", e.to_string()))??;
@@ -48,7 +48,7 @@ pub async fn receive_xoxoday_webhook(
 }
 
 fn key_matches(state: &AppState, headers: &HeaderMap) -> bool {
-    let (Some(expected), Some(got)) = (&state.webhook_key, headers.get("x-api-key")) else {
+    let (Some(expected), Some(got)) = (state.webhook_key(), headers.get("x-api-key")) else {
         return false;
     };
     let expected = expected.expose_secret().as_bytes();

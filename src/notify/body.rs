@@ -5,12 +5,12 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::{http::orders::OrderOut, orders::OrderView, store::orders::OrderRow};
+use crate::{domain::Order, http::orders::OrderOut, orders::OrderView};
 
 /// Renders the body of an event of `event_type` written at `at`.
-pub fn render(event_type: &str, at: DateTime<Utc>, row: &OrderRow) -> String {
+pub fn render(event_type: &str, at: DateTime<Utc>, order: Order) -> String {
     let view = OrderView {
-        order: row.to_order(),
+        order,
         vouchers: Vec::new(),
     };
     let mut data = serde_json::to_value(OrderOut::from(&view)).unwrap_or(Value::Null);

@@ -202,12 +202,12 @@ impl Sender {
         let body = match &event.body {
             Some(b) => b.clone(),
             None => {
-                let row = self
+                let order = self
                     .store
                     .notify_event_snapshot(event.seq)
                     .await
                     .map_err(|e| format!("reading the event snapshot: {e}"))?;
-                let rendered = body::render(&event.event_type, event.created_at, &row);
+                let rendered = body::render(&event.event_type, event.created_at, order);
                 self.store
                     .store_notify_body(event.seq, &rendered)
                     .await

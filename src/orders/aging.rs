@@ -10,11 +10,11 @@
 
 use tracing::warn;
 
-use super::OrderService;
+use super::ReconcileSettings;
 use crate::{
     domain::OrderStatus,
     store::{
-        StoreResult,
+        Store, StoreResult,
         reconcile::{CheckEnd, CheckRow},
     },
     xoxoday::LookupOutcome,
@@ -23,61 +23,55 @@ use crate::{
 /// `status_reason` of a delivery pending for longer than the limit.
 pub const DELIVERY_OVERDUE: &str = "delivery_overdue";
 
-impl OrderService {
-    /// Fails `accepted` orders that were never sent and are too old.
-    pub(crate) async fn expire_unsent(&self) -> StoreResult<()> {
-        let expired = self
-            .store
-            .expire_unsent_orders(self.tuning.accepted_max_age)
-            .await?;
-        if expired > 0 {
-            warn!(
-                expired,
-                "accepted orders never sent expired as failed (expired_unsent)"
-            );
-        }
-        Ok(())
+/// Fails `accepted` orders that were never sent and are too old.
+pub(crate) async fn expire_unsent(store: &Store, s: &ReconcileSettings) -> StoreResult<()> {
+    let expired = store.expire_unsent_orders(s.accepted_max_age).await?;
+    if expired > 0 {
+        warn!(
+            expired,
+            "accepted orders never sent expired as failed (expired_unsent)"
+        );
     }
+    Ok(())
+}
 
-    /// Why the claimed order is past its age limit, if it is.
-    pub(crate) fn aged(&self, c: &CheckRow) -> Option<String> {
-        let order = c.row.to_order();
-        let since = c.first_sent_at.unwrap_or(order.created_at);
-        let age = (c.claimed_at - since).to_std().unwrap_or_default();
-        match order.status {
-            OrderStatus::Reconciling if age > self.tuning.max_age => Some(format!(
-                "outcome still unknown {}s after the first placeOrder; \
+/// Why the claimed order is past its age limit, if it is.
+pub(crate) fn aged(s: &ReconcileSettings, c: &CheckRow) -> Option<String> {
+    let order = &c.order;
+    let since = c.first_sent_at.unwrap_or(order.created_at);
+    let age = (c.claimed_at - since).to_std().unwrap_or_default();
+    match order.status {
+        OrderStatus::Reconciling if age > s.max_age => Some(format!(
+            "outcome still unknown {}s after the first placeOrder; \
                  automatic resolution exhausted",
-                age.as_secs()
-            )),
-            OrderStatus::PendingDelivery if age > self.tuning.pending_delivery_max_age => {
-                Some(DELIVERY_OVERDUE.to_owned())
-            }
-            _ => None,
+            age.as_secs()
+        )),
+        OrderStatus::PendingDelivery if age > s.pending_delivery_max_age => {
+            Some(DELIVERY_OVERDUE.to_owned())
         }
+        _ => None,
     }
+}
 
-    /// The end of the final lookup of an aged order: Found adopts (unless
-    /// the delivery is still pending), an answer without the order goes to
-    /// review; no answer at all (throttle, token, pause) is retried.
-    pub(crate) fn age_out(
-        &self,
-        c: &CheckRow,
-        reason: String,
-        outcome: &LookupOutcome,
-        end: CheckEnd,
-    ) -> CheckEnd {
-        let still_pending = matches!(&end, CheckEnd::Adopt(f, _)
+/// The end of the final lookup of an aged order: Found adopts (unless
+/// the delivery is still pending), an answer without the order goes to
+/// review; no answer at all (throttle, token, pause) is retried.
+pub(crate) fn age_out(
+    c: &CheckRow,
+    reason: String,
+    outcome: &LookupOutcome,
+    end: CheckEnd,
+) -> CheckEnd {
+    let still_pending = matches!(&end, CheckEnd::Adopt(f, _)
             if f.status == Some(OrderStatus::PendingDelivery));
-        match outcome {
-            LookupOutcome::Found(_) if still_pending && is_pending(c) => CheckEnd::Review(reason),
-            LookupOutcome::Found(_) => end,
-            LookupOutcome::NotFound(_) | LookupOutcome::Failed { .. } => CheckEnd::Review(reason),
-            _ => end,
-        }
+    match outcome {
+        LookupOutcome::Found(_) if still_pending && is_pending(c) => CheckEnd::Review(reason),
+        LookupOutcome::Found(_) => end,
+        LookupOutcome::NotFound(_) | LookupOutcome::Failed { .. } => CheckEnd::Review(reason),
+        _ => end,
     }
 }
 
 fn is_pending(c: &CheckRow) -> bool {
-    c.row.to_order().status == OrderStatus::PendingDelivery
+    c.order.status == OrderStatus::PendingDelivery
 }

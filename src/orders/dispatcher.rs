@@ -8,24 +8,113 @@
 //! dispatched (restart, crash, burst) and moves expired `placing` leases to
 //! `reconciling`.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio::{sync::Semaphore, task::JoinHandle};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{Instrument as _, info, info_span, warn};
 use uuid::Uuid;
 
 use super::{
-    OrderService, audit, outcome,
-    worker::{Pace, run_worker},
+    AccessTokens, DispatchSettings, UpstreamLimits, audit, holds, outcome,
+    worker::{Pace, Wakes, run_worker},
 };
 use crate::{
-    domain::{OrderId, OrderStatus, PoNumber},
-    store::{StoreError, StoreResult, exchanges::Begin, orders::OrderRow, outcomes::PlaceResult},
-    xoxoday::{Operation, PlaceOrderRequest, PlaceOutcome},
+    crypto::Cipher,
+    domain::{Order, OrderId, OrderStatus, PoNumber},
+    store::{Store, StoreError, StoreResult, exchanges::Begin, outcomes::PlaceResult},
+    xoxoday::{Operation, PlaceOrderRequest, PlaceOutcome, XoxodayApi},
 };
 
-impl OrderService {
+/// The place path: claims `accepted` orders under a lease and sends them,
+/// at most `max_in_flight` at a time; cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: Store,
+    xoxoday: Arc<dyn XoxodayApi>,
+    tokens: Arc<dyn AccessTokens>,
+    cipher: Arc<Cipher>,
+    settings: Arc<DispatchSettings>,
+    upstream: Arc<UpstreamLimits>,
+    /// Bounds placeOrder calls in flight.
+    in_flight: Arc<Semaphore>,
+    /// Wakes this loop, and the reconciler (a placement made a check due).
+    wakes: Wakes,
+    /// Spawned placements and checks, awaited at shutdown.
+    tasks: TaskTracker,
+}
+
+impl Dispatcher {
+    /// The place path; `wakes` are shared with the roles that make work due.
+    pub fn new(
+        store: Store,
+        xoxoday: Arc<dyn XoxodayApi>,
+        tokens: Arc<dyn AccessTokens>,
+        cipher: Arc<Cipher>,
+        settings: DispatchSettings,
+        upstream: UpstreamLimits,
+        wakes: Wakes,
+    ) -> Self {
+        Self {
+            in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
+            store,
+            xoxoday,
+            tokens,
+            cipher,
+            settings: Arc::new(settings),
+            upstream: Arc::new(upstream),
+            wakes,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Persistence, for the reconciler that shares this path.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Upstream, for the reconciler's lookups.
+    pub(crate) fn xoxoday(&self) -> &Arc<dyn XoxodayApi> {
+        &self.xoxoday
+    }
+
+    /// Upstream credentials, for the reconciler's lookups.
+    pub(crate) fn tokens(&self) -> &Arc<dyn AccessTokens> {
+        &self.tokens
+    }
+
+    /// Encryption at rest, for the reconciler's audit rows.
+    pub(crate) fn cipher(&self) -> &Cipher {
+        &self.cipher
+    }
+
+    /// Dispatch tunables (lease, first check-ins).
+    pub(crate) fn settings(&self) -> &DispatchSettings {
+        &self.settings
+    }
+
+    /// Rate budgets, pauses, the placeOrder timeout.
+    pub(crate) fn upstream(&self) -> &UpstreamLimits {
+        &self.upstream
+    }
+
+    /// The loops' wake-ups.
+    pub(crate) fn wakes(&self) -> &Wakes {
+        &self.wakes
+    }
+
+    /// Spawned placements and checks.
+    pub(crate) fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    /// Stops taking placements and waits up to `limit` for those in flight;
+    /// false when some were still running.
+    pub async fn drain(&self, limit: Duration) -> bool {
+        self.tasks.close();
+        tokio::time::timeout(limit, self.tasks.wait()).await.is_ok()
+    }
+
     /// Places one claimed order; returns the row after the write-back, or
     /// `None` when the lease was lost (another worker owns the order now).
     ///
@@ -34,18 +123,16 @@ impl OrderService {
     /// the send; without a slot the order goes back to `accepted`, due when
     /// a slot frees, and no attempt is counted. The lease is renewed while
     /// the call runs.
-    pub async fn place_claimed(&self, row: OrderRow) -> StoreResult<Option<OrderRow>> {
-        let order = row.to_order();
-        let Some(lease) = row.lease_token else {
+    pub async fn place_claimed(&self, order: Order) -> StoreResult<Option<Order>> {
+        let Some(lease) = order.lease_token else {
             return Ok(None);
         };
-        self.with_heartbeat(order.id, lease, self.place_leased(row, lease))
+        self.with_heartbeat(order.id, lease, self.place_leased(&order, lease))
             .await
     }
 
-    async fn place_leased(&self, row: OrderRow, lease: Uuid) -> StoreResult<Option<OrderRow>> {
-        let order = row.to_order();
-        let call = self.xoxoday.prepare_place_order(&place_request(&row));
+    async fn place_leased(&self, order: &Order, lease: Uuid) -> StoreResult<Option<Order>> {
+        let call = self.xoxoday.prepare_place_order(&place_request(order));
         let exchange_id = Uuid::now_v7();
         let start = audit::start_of(exchange_id, &call);
         let token = self.tokens.access_token().await;
@@ -70,7 +157,7 @@ impl OrderService {
             }
             Begin::Hooked => {
                 warn!("a stored delivery webhook proves the order exists; not placing again");
-                self.recon_wake.notify_one();
+                self.wakes.reconciler().notify_one();
                 return Ok(None);
             }
         };
@@ -88,7 +175,10 @@ impl OrderService {
                 self.pause_throttled(Operation::PlaceOrder, *penalty).await;
             }
             PlaceOutcome::Systemic(e) => self.pause_systemic(e).await,
-            PlaceOutcome::InsufficientBalance(e) => self.hold_for_balance(&row, e).await,
+            PlaceOutcome::InsufficientBalance(e) => {
+                let pause = holds::pause_for(self.upstream.probe_interval);
+                holds::hold_for_balance(&self.store, order, e, pause).await;
+            }
             _ => {}
         }
         let end = audit::end_of(&self.cipher, exchange_id, &result.exchange, label);
@@ -118,8 +208,8 @@ impl OrderService {
                 "lease lost during placeOrder; result kept only in the audit"
             ),
             // A webhook stored while placing may have made it due now.
-            Some(row) if awaits_check(row) => self.recon_wake.notify_one(),
-            Some(_) if retry_now => self.wake.notify_one(),
+            Some(row) if awaits_check(row) => self.wakes.reconciler().notify_one(),
+            Some(_) if retry_now => self.wakes.dispatcher().notify_one(),
             Some(_) => {}
         }
         Ok(written)
@@ -128,9 +218,9 @@ impl OrderService {
     /// Spawns the placement of one freshly stored order, if a slot is free.
     /// The task claims the order itself, so it races safely with the
     /// background dispatcher. `None`: no slot; the background loop will do it.
-    pub fn dispatch_now(&self, id: OrderId, po: &PoNumber) -> Option<JoinHandle<Option<OrderRow>>> {
+    pub fn dispatch_now(&self, id: OrderId, po: &PoNumber) -> Option<JoinHandle<Option<Order>>> {
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-            self.wake.notify_one();
+            self.wakes.dispatcher().notify_one();
             return None;
         };
         let svc = self.clone();
@@ -184,9 +274,7 @@ impl OrderService {
         let mut handles = Vec::with_capacity(rows.len());
         for (row, permit) in rows.into_iter().zip(permits) {
             let svc = self.clone();
-            let order = row.to_order();
-            let span =
-                info_span!("order.dispatch", order.id = %order.id, po_number = %order.po_number);
+            let span = info_span!("order.dispatch", order.id = %row.id, po_number = %row.po_number);
             handles.push(self.tasks.spawn(
                 async move {
                     let _permit = permit;
@@ -214,7 +302,7 @@ impl OrderService {
             name: "dispatcher",
             batch: self.settings.batch,
             poll_interval: self.settings.poll_interval,
-            wake: &self.wake,
+            wake: self.wakes.dispatcher(),
         };
         run_worker(pace, shutdown, || self.dispatch_due()).await;
     }
@@ -241,26 +329,25 @@ impl OrderService {
     }
 }
 
-fn awaits_check(row: &OrderRow) -> bool {
+fn awaits_check(order: &Order) -> bool {
     matches!(
-        row.to_order().status,
+        order.status,
         OrderStatus::PendingDelivery | OrderStatus::Reconciling
     )
 }
 
-fn place_request(row: &OrderRow) -> PlaceOrderRequest {
-    let o = row.to_order();
+fn place_request(o: &Order) -> PlaceOrderRequest {
     PlaceOrderRequest {
         po_number: o.po_number.clone(),
         product_id: o.product_id,
         quantity: u32::try_from(o.quantity).unwrap_or(1),
         denomination: o.denomination.value(),
-        email: o.email,
-        contact: o.contact,
-        tag: o.tag,
-        notify_receiver_email: row.notify_receiver_email,
-        notify_admin_email: row.notify_admin_email,
-        user_meta: row.user_meta.clone(),
-        perform_operator_validation: row.perform_operator_validation,
+        email: o.email.clone(),
+        contact: o.contact.clone(),
+        tag: o.tag.clone(),
+        notify_receiver_email: o.notify_receiver_email,
+        notify_admin_email: o.notify_admin_email,
+        user_meta: o.user_meta.clone(),
+        perform_operator_validation: o.perform_operator_validation,
     }
 }

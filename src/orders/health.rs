@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use super::{OPERATOR_ACTION, OrderService};
-use crate::store::{StoreError, tokens::TokenRow};
+use super::{OPERATOR_ACTION, OrderQueries};
+use crate::store::{StoreError, StoreResult, rate_limit::ALL_OPERATIONS, tokens::TokenRow};
 
 /// The answer of a readiness check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,10 +23,10 @@ pub enum Readiness {
     Paused(String),
 }
 
-impl OrderService {
+impl OrderQueries {
     /// Readiness as `/readyz` reports it (the store is given 3 s).
     pub async fn readiness(&self) -> Readiness {
-        let store = &self.store;
+        let store = self.store();
         let check = tokio::time::timeout(Duration::from_secs(3), async {
             Ok::<_, StoreError>((store.is_ready().await?, store.load_tokens().await?))
         })
@@ -48,14 +48,15 @@ impl OrderService {
     /// and holds when the database answered within 2 s.
     pub async fn metrics_text(&self) -> String {
         let token = self
-            .tokens
+            .tokens()
             .health()
             .map(|h| (h.state, h.refreshes, h.refresh_failures));
-        let counts = tokio::time::timeout(Duration::from_secs(2), self.store.order_status_counts())
-            .await
-            .ok()
-            .and_then(Result::ok);
-        let holds = tokio::time::timeout(Duration::from_secs(2), self.store.active_holds())
+        let counts =
+            tokio::time::timeout(Duration::from_secs(2), self.store().order_status_counts())
+                .await
+                .ok()
+                .and_then(Result::ok);
+        let holds = tokio::time::timeout(Duration::from_secs(2), self.store().active_holds())
             .await
             .ok()
             .and_then(Result::ok);
@@ -64,6 +65,19 @@ impl OrderService {
             .map(|h| h.iter().map(|h| h.kind.as_str()).collect());
         crate::metrics::set_holds(reasons.as_deref());
         crate::metrics::render(counts.as_deref(), token)
+    }
+
+    /// The account-wide pause in force, if any (for `/readyz`): a hold (a
+    /// refused token, an insufficient balance) first, then a systemic pause.
+    pub async fn account_pause(&self) -> StoreResult<Option<String>> {
+        if let Some(hold) = self.store().active_holds().await?.into_iter().next() {
+            return Ok(Some(hold.reason));
+        }
+        let pauses = self.store().active_pauses().await?;
+        Ok(pauses
+            .into_iter()
+            .find(|p| p.operation == ALL_OPERATIONS)
+            .map(|p| format!("{} (until {})", p.reason, p.paused_until.to_rfc3339())))
     }
 }
 

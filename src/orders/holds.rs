@@ -9,21 +9,22 @@
 //! lifts the balance hold, and the orders the pause deferred are due at
 //! once. No operator action; only a refused refresh needs `tokens reset`.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use rust_decimal::Decimal;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-use super::{OrderService, audit};
+use super::{AccessTokens, Wakes, audit};
 use crate::{
+    crypto::Cipher,
+    domain::Order,
     store::{
         Store, StoreResult,
         holds::{Hold, HoldKind},
-        orders::OrderRow,
     },
-    xoxoday::{Balance, Call, ReadError, UpstreamError},
+    xoxoday::{Balance, Call, ReadError, UpstreamError, XoxodayApi},
 };
 
 /// How long a hold pauses calls before the next probe must extend it: one
@@ -51,27 +52,63 @@ pub(crate) async fn start_hold(
     }
 }
 
-impl OrderService {
-    /// placeOrder was refused for insufficient balance: hold sending until
-    /// the balance exceeds this order's amount.
-    pub(crate) async fn hold_for_balance(&self, row: &OrderRow, e: &UpstreamError) {
-        let order = row.to_order();
-        let needed = order.denomination.value() * Decimal::from(order.quantity);
-        let id = e.error_id.as_deref().unwrap_or("no errorId");
-        let reason = format!(
-            "Xoxoday refused an order for insufficient balance ({id}): sending is paused and \
+/// placeOrder was refused for insufficient balance: hold sending (for
+/// `pause`) until the balance exceeds this order's amount.
+pub(crate) async fn hold_for_balance(
+    store: &Store,
+    order: &Order,
+    e: &UpstreamError,
+    pause: Duration,
+) {
+    let needed = order.denomination.value() * Decimal::from(order.quantity);
+    let id = e.error_id.as_deref().unwrap_or("no errorId");
+    let reason = format!(
+        "Xoxoday refused an order for insufficient balance ({id}): sending is paused and \
              orders wait in accepted until getBalance shows more than {needed}; top up the \
              Xoxoday wallet (sending resumes by itself)"
-        );
-        let pause = pause_for(self.tuning.probe_interval);
-        let kind = HoldKind::InsufficientBalance;
-        start_hold(&self.store, kind, &reason, Some(needed), pause).await;
+    );
+    let kind = HoldKind::InsufficientBalance;
+    start_hold(store, kind, &reason, Some(needed), pause).await;
+}
+
+/// Probes Xoxoday while a hold is in force and lifts it when the account
+/// accepts calls again. Cheap to clone.
+#[derive(Clone)]
+pub struct Prober {
+    store: Store,
+    xoxoday: Arc<dyn XoxodayApi>,
+    tokens: Arc<dyn AccessTokens>,
+    cipher: Arc<Cipher>,
+    /// `XOXODAY_PROBE_INTERVAL`.
+    probe_interval: Duration,
+    /// Both loops are woken when a hold is lifted.
+    wakes: Wakes,
+}
+
+impl Prober {
+    /// The prober; `wakes` are woken when a hold is lifted.
+    pub fn new(
+        store: Store,
+        xoxoday: Arc<dyn XoxodayApi>,
+        tokens: Arc<dyn AccessTokens>,
+        cipher: Arc<Cipher>,
+        probe_interval: Duration,
+        wakes: Wakes,
+    ) -> Self {
+        Self {
+            store,
+            xoxoday,
+            tokens,
+            cipher,
+            probe_interval,
+            wakes,
+        }
     }
 
     /// One probe when a hold exists and none ran within the probe interval
     /// on any replica. True when this call probed.
     pub async fn probe_once(&self) -> StoreResult<bool> {
-        let holds = self.store.claim_probe(self.tuning.probe_interval).await?;
+        let holds = self.store.claim_probe(self.probe_interval).await?;
         if holds.is_empty() {
             return Ok(false);
         }
@@ -117,14 +154,14 @@ impl OrderService {
                 hold = hold.kind.as_str(),
                 "Xoxoday accepts calls again (getBalance probe); the hold is lifted and sending resumes"
             );
-            self.wake.notify_one();
-            self.recon_wake.notify_one();
+            self.wakes.dispatcher().notify_one();
+            self.wakes.reconciler().notify_one();
         }
         Ok(())
     }
 
     async fn extend_all(&self, holds: &[Hold]) -> StoreResult<()> {
-        let pause = pause_for(self.tuning.probe_interval);
+        let pause = pause_for(self.probe_interval);
         for hold in holds {
             self.store.extend_hold(hold, pause).await?;
         }
@@ -148,8 +185,8 @@ impl OrderService {
     /// The probe loop, until `shutdown`: looks four times per interval, so a
     /// hold is probed about once per interval by some replica.
     pub async fn run_prober(self, shutdown: CancellationToken) {
-        let tick = (self.tuning.probe_interval / 4)
-            .clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let tick =
+            (self.probe_interval / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
         while !shutdown.is_cancelled() {
             if let Err(e) = self.probe_once().await {
                 warn!(error = %e, "upstream hold probe failed; retrying");

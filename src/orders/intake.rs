@@ -11,11 +11,22 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep, timeout_at};
 use tracing::{info, instrument};
 
-use super::{OrderService, OrderView, view::ViewError};
+use super::{Dispatcher, OrderQueries, OrderView, view::ViewError};
 use crate::{
-    domain::{Caller, IdempotencyKey, NewOrder, OrderId, PoNumber},
-    store::{StoreError, orders::OrderRow},
+    domain::{Caller, IdempotencyKey, NewOrder, Order, OrderId, PoNumber},
+    store::{Store, StoreError},
 };
+
+/// The POST path: a validated request → one idempotent insert → placement
+/// now when a slot is free. Cheap to clone.
+#[derive(Clone)]
+pub struct Intake {
+    store: Store,
+    /// Starts the placement of a fresh order.
+    dispatcher: Dispatcher,
+    /// Builds the answer's view (and forgets a revoked caller).
+    queries: OrderQueries,
+}
 
 /// What intake did.
 #[derive(Debug)]
@@ -42,11 +53,21 @@ pub enum IntakeError {
 
 impl From<StoreError> for IntakeError {
     fn from(e: StoreError) -> Self {
-        Self::View(ViewError::Store(e))
+        Self::View(e.into())
     }
 }
 
-impl OrderService {
+impl Intake {
+    /// Intake over `store`, placing through `dispatcher`, answering through
+    /// `queries`.
+    pub fn new(store: Store, dispatcher: Dispatcher, queries: OrderQueries) -> Self {
+        Self {
+            store,
+            dispatcher,
+            queries,
+        }
+    }
+
     /// Stores the order once per (caller, key) and waits up to `wait` for
     /// its outcome.
     #[instrument(skip_all, fields(caller = %caller.name, idempotency_key = key.as_str()))]
@@ -62,26 +83,21 @@ impl OrderService {
         if let Some(row) = self.store.insert_order(caller, key, id, &po, new).await? {
             info!(order.id = %id, po_number = %po, "order stored");
             let row = self.dispatch_and_wait(row, deadline).await?;
-            return Ok(IntakeOutcome::Created(self.view(row).await?));
+            return Ok(IntakeOutcome::Created(self.queries.view(row).await?));
         }
-        let Some(row) = self.store.find_order_by_key(caller, key.as_str()).await? else {
-            self.callers.forget(&caller.key_hash);
+        let Some(row) = self.store.find_order_by_key(caller, key).await? else {
+            self.queries.forget_caller(caller);
             return Err(IntakeError::Revoked);
         };
-        if row.to_order().fingerprint != new.fingerprint() {
+        if row.fingerprint != new.fingerprint() {
             return Err(IntakeError::Mismatch);
         }
         let row = self.wait_while_in_flight(row, deadline).await?;
-        Ok(IntakeOutcome::Replayed(self.view(row).await?))
+        Ok(IntakeOutcome::Replayed(self.queries.view(row).await?))
     }
 
-    async fn dispatch_and_wait(
-        &self,
-        row: OrderRow,
-        deadline: Instant,
-    ) -> Result<OrderRow, StoreError> {
-        let order = row.to_order();
-        let Some(handle) = self.dispatch_now(order.id, &order.po_number) else {
+    async fn dispatch_and_wait(&self, row: Order, deadline: Instant) -> Result<Order, StoreError> {
+        let Some(handle) = self.dispatcher.dispatch_now(row.id, &row.po_number) else {
             return self.wait_while_in_flight(row, deadline).await;
         };
         if deadline <= Instant::now() {
@@ -99,9 +115,9 @@ impl OrderService {
     /// Polls the order while it is accepted/placing, until `deadline`.
     async fn wait_while_in_flight(
         &self,
-        mut row: OrderRow,
+        mut row: Order,
         deadline: Instant,
-    ) -> Result<OrderRow, StoreError> {
+    ) -> Result<Order, StoreError> {
         let mut pause = Duration::from_millis(50);
         while is_moving(&row) && Instant::now() + pause < deadline {
             sleep(pause).await;
@@ -111,15 +127,14 @@ impl OrderService {
         Ok(row)
     }
 
-    async fn reload(&self, row: OrderRow) -> Result<OrderRow, StoreError> {
-        let id = row.to_order().id;
-        Ok(self.store.load_order(id).await?.unwrap_or(row))
+    async fn reload(&self, row: Order) -> Result<Order, StoreError> {
+        Ok(self.store.load_order(row.id).await?.unwrap_or(row))
     }
 }
 
 /// Accepted or placing: an answer may come soon. `reconciling` waits on the
 /// reconciler and is answered at once.
-fn is_moving(row: &OrderRow) -> bool {
+fn is_moving(row: &Order) -> bool {
     use crate::domain::OrderStatus::{Accepted, Placing};
-    matches!(row.to_order().status, Accepted | Placing)
+    matches!(row.status, Accepted | Placing)
 }

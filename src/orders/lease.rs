@@ -8,15 +8,15 @@ use std::future::Future;
 use tracing::warn;
 use uuid::Uuid;
 
-use super::OrderService;
+use super::Dispatcher;
 use crate::{domain::OrderId, store::StoreResult};
 
-impl OrderService {
+impl Dispatcher {
     /// Moves `placing` orders whose lease ran out on (see
     /// [`crate::store::Store::expire_placing_leases`]).
     pub(crate) async fn expire_placing_leases(&self) -> StoreResult<u64> {
-        self.store
-            .expire_placing_leases(self.upstream.place_timeout)
+        self.store()
+            .expire_placing_leases(self.upstream().place_timeout)
             .await
     }
 
@@ -27,11 +27,11 @@ impl OrderService {
         token: Uuid,
         work: impl Future<Output = T>,
     ) -> T {
-        let lease = self.settings.lease;
+        let lease = self.settings().lease;
         let beat = async {
             loop {
                 tokio::time::sleep(lease / 3).await;
-                match self.store.renew_lease(order, token, lease).await {
+                match self.store().renew_lease(order, token, lease).await {
                     Ok(true) => {}
                     Ok(false) => {
                         warn!("lease lost while working; the write-back will be fenced");

@@ -8,43 +8,45 @@ use std::time::Duration;
 
 use tracing::{error, warn};
 
-use super::OrderService;
+use super::Dispatcher;
 use crate::{
-    store::{
-        StoreResult,
-        rate_limit::{ALL_OPERATIONS, SlotAsk},
-    },
+    store::rate_limit::{ALL_OPERATIONS, SlotAsk},
     xoxoday::{Operation, UpstreamError},
 };
 
-/// Per-minute budgets and the settle window (from `XoxodayConfig`; their
-/// defaults are in [`crate::settings`]).
+/// Per-minute budgets, pauses and the placeOrder timeout, as the place path
+/// uses them (from `XoxodayConfig` and `Tuning`; their defaults are in
+/// [`crate::settings`]).
 #[derive(Debug, Clone)]
 pub struct UpstreamLimits {
     /// placeOrder calls per minute, all replicas together.
     pub place_order_rate: u32,
     /// getOrderDetails calls per minute, all replicas together.
     pub order_details_rate: u32,
-    /// How long after a placeOrder ENDED a "not found" is not trusted.
-    pub settle_window: Duration,
+    /// `XOXODAY_RATE_WINDOW`: the window both budgets are counted over.
+    pub rate_window: Duration,
     /// The placeOrder client timeout: the latest end of a call whose worker
     /// vanished mid-call.
     pub place_timeout: Duration,
+    /// `SYSTEMIC_PAUSE`: how long an account-wide refusal pauses every call.
+    pub systemic_pause: Duration,
+    /// `XOXODAY_PROBE_INTERVAL`: paces the balance hold a refusal starts.
+    pub probe_interval: Duration,
 }
 
-impl OrderService {
+impl Dispatcher {
     /// `op`'s shared budget, for the store to take one slot of it in the
     /// same transaction as the exchange row (`begin_place_attempt`,
     /// `begin_lookup`).
     pub(crate) fn slot_ask(&self, op: Operation) -> SlotAsk {
         let per_minute = match op {
-            Operation::PlaceOrder => self.upstream.place_order_rate,
-            _ => self.upstream.order_details_rate,
+            Operation::PlaceOrder => self.upstream().place_order_rate,
+            _ => self.upstream().order_details_rate,
         };
         SlotAsk {
             operation: op.as_str(),
             per_minute,
-            window: self.tuning.rate_window,
+            window: self.upstream().rate_window,
         }
     }
 
@@ -65,7 +67,7 @@ impl OrderService {
             penalty.as_secs()
         );
         if let Err(e) = self
-            .store
+            .store()
             .pause_operation(op.as_str(), penalty, &reason)
             .await
         {
@@ -85,26 +87,13 @@ impl OrderService {
              allow-listed IP and that the user and company are enabled in the Xoxoday dashboard"
         );
         error!(xoxoday.error_id = %id, "{reason}; dispatch paused, orders stay queued");
-        let pause = self.tuning.systemic_pause;
+        let pause = self.upstream().systemic_pause;
         if let Err(e) = self
-            .store
+            .store()
             .pause_operation(ALL_OPERATIONS, pause, &reason)
             .await
         {
             warn!(error = %e, "could not record the account-wide pause");
         }
-    }
-
-    /// The account-wide pause in force, if any (for `/readyz`): a hold (a
-    /// refused token, an insufficient balance) first, then a systemic pause.
-    pub async fn account_pause(&self) -> StoreResult<Option<String>> {
-        if let Some(hold) = self.store.active_holds().await?.into_iter().next() {
-            return Ok(Some(hold.reason));
-        }
-        let pauses = self.store.active_pauses().await?;
-        Ok(pauses
-            .into_iter()
-            .find(|p| p.operation == ALL_OPERATIONS)
-            .map(|p| format!("{} (until {})", p.reason, p.paused_until.to_rfc3339())))
     }
 }

@@ -1,12 +1,14 @@
-//! Use cases of the order path, combining the store and the Xoxoday client:
-//! idempotent intake, dispatch under leases, and order views.
+//! Use cases of the order path, combining the store and the Xoxoday client,
+//! as one type per role, each built in `startup.rs` from only what it uses:
+//! [`Intake`] (the POST path), [`Dispatcher`] (the place path),
+//! [`Reconciler`] (unknown outcomes, pending deliveries, age limits; holds a
+//! `Dispatcher`), [`Prober`] (lifts account-wide holds), [`WebhookIngest`]
+//! (delivery webhooks), [`OrderQueries`] (caller-scoped reads, views,
+//! health) and [`RotatingTokens`] (the Xoxoday token pair).
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
-use tokio_util::task::TaskTracker;
-
-use crate::{crypto::Cipher, store::Store, tuning::Tuning, xoxoday::XoxodayApi};
+use crate::{settings::fixed, store::StoreError, tuning::Tuning};
 
 /// Age limits of accepted, reconciling and pending orders.
 pub mod aging;
@@ -46,13 +48,19 @@ pub mod webhooks;
 mod worker;
 
 pub use crate::domain::TokenState;
-/// Persistence failures, as the use cases report them (503 versus 500).
-pub use crate::store::{StoreError, StoreResult};
 pub use callers::CallerCache;
+pub use dispatcher::Dispatcher;
+pub use holds::Prober;
+pub use intake::Intake;
+pub use limits::UpstreamLimits;
+pub use queries::OrderQueries;
+pub use reconciler::{ReconcileSettings, Reconciler};
 pub use token_refresh::{OPERATOR_ACTION, REJECTION_REFRESH_COOLDOWN, TOKEN_HOLD_REASON};
 pub use token_store::{RotatingTokens, TokenHealth};
 pub use tokens::{AccessTokens, StaticAccessToken};
 pub use view::OrderView;
+pub use webhooks::WebhookIngest;
+pub use worker::Wakes;
 
 /// Tunables of dispatch.
 #[derive(Debug, Clone)]
@@ -77,13 +85,14 @@ pub struct DispatchSettings {
 }
 
 impl DispatchSettings {
-    /// Settings from the worker tunables; the rest are fixed here.
+    /// Settings from the worker tunables and the fixed constants of
+    /// [`crate::settings::fixed`].
     pub fn from_tuning(t: &Tuning) -> Self {
         Self {
             lease: t.order_lease,
-            batch: 32,
-            max_in_flight: 64,
-            poll_interval: Duration::from_secs(1),
+            batch: fixed::DISPATCH_BATCH,
+            max_in_flight: fixed::DISPATCH_MAX_IN_FLIGHT,
+            poll_interval: fixed::DISPATCH_POLL_INTERVAL,
             unknown_check_in: t.retry_base,
             pending_check_in: t.pending_poll,
             defer_floor: t.retry_floor,
@@ -91,62 +100,19 @@ impl DispatchSettings {
     }
 }
 
-/// Everything the use cases need; cheap to clone.
-#[derive(Clone)]
-pub struct OrderService {
-    /// Persistence; reached only through the use-case methods.
-    store: Store,
-    /// Upstream.
-    pub xoxoday: Arc<dyn XoxodayApi>,
-    /// Upstream credentials.
-    pub tokens: Arc<dyn AccessTokens>,
-    /// Encryption at rest.
-    pub cipher: Arc<Cipher>,
-    /// Caller-key cache.
-    pub callers: Arc<CallerCache>,
-    /// Tunables.
-    pub settings: Arc<DispatchSettings>,
-    /// Bounds placeOrder calls in flight.
-    pub(crate) in_flight: Arc<Semaphore>,
-    /// Wakes the background dispatcher.
-    pub(crate) wake: Arc<Notify>,
-    /// Spawned placements, awaited at shutdown.
-    pub tasks: TaskTracker,
-    /// Reconciler, rate-limit and review tunables.
-    pub tuning: Arc<Tuning>,
-    /// Wakes the reconciler (a webhook made an order due).
-    pub(crate) recon_wake: Arc<Notify>,
-    /// Upstream rate budgets and the settle window.
-    pub upstream: Arc<limits::UpstreamLimits>,
-}
+/// A use case failed in its own machinery (the database), not because of
+/// the request. Callers ask only whether retrying later may help (503
+/// versus 500); the store's error stays its source.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ServiceError(#[from] StoreError);
 
-impl OrderService {
-    /// Wires the service. Every setting comes from `tuning` (the worker
-    /// variables) and `upstream` (the `XOXODAY_*` budgets and timeouts),
-    /// both read once from the environment over the defaults of
-    /// [`crate::settings`].
-    pub fn new(
-        store: Store,
-        xoxoday: Arc<dyn XoxodayApi>,
-        tokens: Arc<dyn AccessTokens>,
-        cipher: Cipher,
-        tuning: Tuning,
-        upstream: limits::UpstreamLimits,
-    ) -> Self {
-        let settings = DispatchSettings::from_tuning(&tuning);
-        Self {
-            store,
-            xoxoday,
-            tokens,
-            cipher: Arc::new(cipher),
-            callers: Arc::new(CallerCache::default()),
-            in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
-            settings: Arc::new(settings),
-            wake: Arc::new(Notify::new()),
-            tasks: TaskTracker::new(),
-            tuning: Arc::new(tuning),
-            recon_wake: Arc::new(Notify::new()),
-            upstream: Arc::new(upstream),
-        }
+impl ServiceError {
+    /// The database is unavailable now; the same request may succeed later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self.0, StoreError::Unavailable(_))
     }
 }
+
+/// The result of a use case the HTTP layer calls.
+pub type ServiceResult<T> = Result<T, ServiceError>;

@@ -4,15 +4,31 @@
 //! view only ever reaches the order's owner; an empty read by a revoked key
 //! is told apart from "nothing there" by asking the database, not the cache.
 
+use std::sync::Arc;
+
 use super::{
-    OrderService,
+    AccessTokens, CallerCache, ServiceResult,
     callers::hash_key,
     view::{OrderView, ViewError},
 };
 use crate::{
+    crypto::Cipher,
     domain::{Caller, CallerId, OrderFilter, OrderId},
-    store::StoreResult,
+    store::{Store, StoreResult},
 };
+
+/// Caller-scoped reads, order views with decrypted vouchers, and what
+/// `/readyz` and `/metrics` report. Cheap to clone.
+#[derive(Clone)]
+pub struct OrderQueries {
+    store: Store,
+    /// Caller-key cache.
+    callers: Arc<CallerCache>,
+    /// Opens vouchers.
+    cipher: Arc<Cipher>,
+    /// The token pair's health, for `/metrics`.
+    tokens: Arc<dyn AccessTokens>,
+}
 
 /// A page of a caller's orders, newest first.
 #[derive(Debug)]
@@ -23,15 +39,45 @@ pub struct OrderPage {
     pub more: bool,
 }
 
-impl OrderService {
+impl OrderQueries {
+    /// Reads over `store`; `cipher` opens vouchers.
+    pub fn new(store: Store, cipher: Arc<Cipher>, tokens: Arc<dyn AccessTokens>) -> Self {
+        Self {
+            store,
+            callers: Arc::new(CallerCache::default()),
+            cipher,
+            tokens,
+        }
+    }
+
+    /// Persistence, for the view and health reads of this role.
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Encryption at rest, for opening vouchers.
+    pub(super) fn cipher(&self) -> &Cipher {
+        &self.cipher
+    }
+
+    /// The token pair, for `/metrics`.
+    pub(super) fn tokens(&self) -> &Arc<dyn AccessTokens> {
+        &self.tokens
+    }
+
+    /// Drops a cached caller whose key turned out revoked.
+    pub(super) fn forget_caller(&self, caller: &Caller) {
+        self.callers.forget(&caller.key_hash);
+    }
+
     /// The caller owning the presented API key, if it is live.
-    pub async fn authenticate(&self, presented: &str) -> StoreResult<Option<Caller>> {
-        self.callers.authenticate(&self.store, presented).await
+    pub async fn authenticate(&self, presented: &str) -> ServiceResult<Option<Caller>> {
+        Ok(self.callers.authenticate(&self.store, presented).await?)
     }
 
     /// Whether `caller`'s key is still live, asked of the database.
-    pub async fn caller_still_live(&self, caller: &Caller) -> StoreResult<bool> {
-        self.callers.still_live(&self.store, caller).await
+    pub async fn caller_still_live(&self, caller: &Caller) -> ServiceResult<bool> {
+        Ok(self.callers.still_live(&self.store, caller).await?)
     }
 
     /// Stores a new API key (plain text `key`, stored hashed) for `caller`.

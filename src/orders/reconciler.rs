@@ -17,7 +17,7 @@
 //! An error in the reconciler itself reschedules the order; a lost lease or
 //! a crash only delays it until the lease expires.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -25,45 +25,115 @@ use tracing::{Instrument as _, info, info_span, warn};
 use uuid::Uuid;
 
 use super::{
-    OrderService, audit, outcome,
+    Dispatcher, aging, audit, outcome,
     worker::{Pace, jitter, run_worker},
 };
 use crate::{
     domain::OrderStatus,
+    settings::fixed,
     store::{
         StoreResult,
         exchanges::Begin,
         reconcile::{CheckEnd, CheckRow},
     },
+    tuning::Tuning,
     xoxoday::{LookupOutcome, Operation},
 };
 
-/// Most checks claimed per pass.
-const BATCH: i64 = 32;
+/// The reconciler's schedule and budgets.
+#[derive(Debug, Clone)]
+pub struct ReconcileSettings {
+    /// Most checks claimed per pass.
+    pub batch: i64,
+    /// `RECONCILE_POLL_INTERVAL`: idle pause of the loop.
+    pub poll_interval: Duration,
+    /// `RECONCILE_MAX_ATTEMPTS`: placeOrder attempts (or lookups despite a
+    /// webhook) before `needs_review`.
+    pub max_attempts: u32,
+    /// `RECONCILE_MAX_AGE`: from the first send, then review.
+    pub max_age: Duration,
+    /// `ACCEPTED_MAX_AGE`: an order never sent fails after this.
+    pub accepted_max_age: Duration,
+    /// `PENDING_DELIVERY_MAX_AGE`: a pending delivery is reviewed after this.
+    pub pending_delivery_max_age: Duration,
+    /// `RECONCILE_RETRY_BASE`: first retry delay of a failed check.
+    pub retry_base: Duration,
+    /// `RECONCILE_RETRY_MAX`: cap of the backoff.
+    pub retry_max: Duration,
+    /// `RECONCILE_RETRY_FLOOR`: least delay after a timeout or rate limit.
+    pub retry_floor: Duration,
+    /// `PENDING_POLL_INTERVAL`: safety poll of a pending delivery.
+    pub pending_poll: Duration,
+    /// `SYSTEMIC_PAUSE`: retry delay after an account-wide refusal.
+    pub systemic_pause: Duration,
+    /// `XOXODAY_SETTLE_WINDOW`: a "not found" is trusted only this long
+    /// after the last placeOrder ENDED.
+    pub settle_window: Duration,
+}
 
-impl OrderService {
+impl ReconcileSettings {
+    /// The reconciler's part of the worker tunables, with the settle window.
+    pub fn new(t: &Tuning, settle_window: Duration) -> Self {
+        Self {
+            batch: fixed::RECONCILE_BATCH,
+            poll_interval: t.poll_interval,
+            max_attempts: t.max_attempts,
+            max_age: t.max_age,
+            accepted_max_age: t.accepted_max_age,
+            pending_delivery_max_age: t.pending_delivery_max_age,
+            retry_base: t.retry_base,
+            retry_max: t.retry_max,
+            retry_floor: t.retry_floor,
+            pending_poll: t.pending_poll,
+            systemic_pause: t.systemic_pause,
+            settle_window,
+        }
+    }
+}
+
+/// Settles unknown outcomes and pending deliveries; places again through
+/// the [`Dispatcher`] it holds. Cheap to clone.
+#[derive(Clone)]
+pub struct Reconciler {
+    dispatcher: Dispatcher,
+    settings: Arc<ReconcileSettings>,
+}
+
+impl Reconciler {
+    /// The reconciler over the place path it re-places through (and whose
+    /// wake-ups it shares).
+    pub fn new(dispatcher: Dispatcher, settings: ReconcileSettings) -> Self {
+        Self {
+            dispatcher,
+            settings: Arc::new(settings),
+        }
+    }
+
     /// One pass: expire dead `placing` leases, claim due checks, run them
     /// concurrently. Returns the handles so tests can wait for them.
     pub async fn reconcile_due(&self) -> StoreResult<Vec<JoinHandle<()>>> {
-        let expired = self.expire_placing_leases().await?;
+        let expired = self.dispatcher.expire_placing_leases().await?;
         if expired > 0 {
             warn!(
                 expired,
                 "placeOrder leases expired; orders moved to reconciling"
             );
         }
-        self.expire_unsent().await?;
+        aging::expire_unsent(self.dispatcher.store(), &self.settings).await?;
+        let lease = self.dispatcher.settings().lease;
         let claimed = self
-            .store
-            .claim_due_checks(BATCH, self.settings.lease)
+            .dispatcher
+            .store()
+            .claim_due_checks(self.settings.batch, lease)
             .await?;
         let mut handles = Vec::with_capacity(claimed.len());
         for c in claimed {
             let svc = self.clone();
-            let o = c.row.to_order();
+            let o = &c.order;
             let span = info_span!("order.reconcile", order.id = %o.id, po_number = %o.po_number);
             handles.push(
-                self.tasks
+                self.dispatcher
+                    .tasks()
                     .spawn(async move { svc.reconcile_claimed(c).await }.instrument(span)),
             );
         }
@@ -82,47 +152,55 @@ impl OrderService {
     pub async fn run_reconciler(self, shutdown: CancellationToken) {
         let pace = Pace {
             name: "reconciler",
-            batch: BATCH,
-            poll_interval: self.tuning.poll_interval,
-            wake: &self.recon_wake,
+            batch: self.settings.batch,
+            poll_interval: self.settings.poll_interval,
+            wake: self.dispatcher.wakes().reconciler(),
         };
         run_worker(pace, shutdown, || self.reconcile_due()).await;
     }
 
     /// Runs one check under its lease; an error reschedules, never drops.
     async fn reconcile_claimed(&self, c: CheckRow) {
-        let Some(token) = c.row.lease_token else {
+        let Some(token) = c.order.lease_token else {
             return;
         };
-        let id = c.row.to_order().id;
-        if let Err(e) = self.with_heartbeat(id, token, self.check(&c, token)).await {
+        let id = c.order.id;
+        if let Err(e) = self
+            .dispatcher
+            .with_heartbeat(id, token, self.check(&c, token))
+            .await
+        {
             warn!(error = %e, "reconciliation check failed; rescheduled");
             let end = CheckEnd::Retry {
                 delay: self.backoff(&c),
                 reason: format!("reconciler error: {e}"),
                 counted: true,
             };
-            if let Err(e) = self.store.finish_check(&c, None, &end).await {
+            if let Err(e) = self.dispatcher.store().finish_check(&c, None, &end).await {
                 warn!(error = %e, "could not reschedule; the lease expiry will");
             }
         }
     }
 
     async fn check(&self, c: &CheckRow, token: Uuid) -> StoreResult<()> {
-        let order = c.row.to_order();
-        let call = self.xoxoday.prepare_order_details(&order.po_number);
+        let order = &c.order;
+        let call = self
+            .dispatcher
+            .xoxoday()
+            .prepare_order_details(&order.po_number);
         let exchange_id = Uuid::now_v7();
-        let tok = self.tokens.access_token().await;
-        let slot = self.slot_ask(Operation::GetOrderDetails);
+        let tok = self.dispatcher.tokens().access_token().await;
+        let slot = self.dispatcher.slot_ask(Operation::GetOrderDetails);
         let start = audit::start_of(exchange_id, &call);
         match self
-            .store
+            .dispatcher
+            .store()
             .begin_lookup(order.id, token, start, slot)
             .await?
         {
             Begin::Send(_) => {}
             Begin::NoSlot(wait) => {
-                Self::note_no_slot(Operation::GetOrderDetails, wait);
+                Dispatcher::note_no_slot(Operation::GetOrderDetails, wait);
                 let reason = "waiting for the shared getOrderDetails rate budget".to_owned();
                 let end = CheckEnd::Retry {
                     delay: wait,
@@ -133,17 +211,26 @@ impl OrderService {
             }
             Begin::LeaseLost | Begin::Hooked => return Ok(()),
         }
-        let result = self.xoxoday.get_order_details(call, &tok).await;
+        let result = self
+            .dispatcher
+            .xoxoday()
+            .get_order_details(call, &tok)
+            .await;
         let label = lookup_label(&result.outcome);
         info!(outcome = label, "getOrderDetails answered");
-        let audit_end = audit::end_of(&self.cipher, exchange_id, &result.exchange, label);
+        let audit_end = audit::end_of(
+            self.dispatcher.cipher(),
+            exchange_id,
+            &result.exchange,
+            label,
+        );
         let mut end = self.decide(c, &result.outcome).await;
-        if let Some(reason) = self.aged(c) {
-            end = self.age_out(c, reason, &result.outcome, end);
+        if let Some(reason) = aging::aged(&self.settings, c) {
+            end = aging::age_out(c, reason, &result.outcome, end);
         }
         // A refused token created nothing: after a good refresh, check again at once.
         if matches!(result.outcome, LookupOutcome::Unauthorized(_))
-            && self.tokens.token_rejected(&tok).await
+            && self.dispatcher.tokens().token_rejected(&tok).await
             && let CheckEnd::Retry { delay, counted, .. } = &mut end
         {
             *delay = Duration::ZERO;
@@ -151,13 +238,15 @@ impl OrderService {
         }
         let replace = matches!(end, CheckEnd::Replace);
         let row = self
+            .dispatcher
             .with_retries(|| {
-                self.store
+                self.dispatcher
+                    .store()
                     .finish_check(c, Some((exchange_id, &audit_end)), &end)
             })
             .await?;
         match row {
-            Some(row) if replace && row.to_order().status == OrderStatus::Placing => {
+            Some(row) if replace && row.status == OrderStatus::Placing => {
                 self.place_leased_after_check(row).await?;
             }
             Some(_) => {}
@@ -170,7 +259,11 @@ impl OrderService {
     }
 
     async fn finish(&self, c: &CheckRow, end: CheckEnd) -> StoreResult<()> {
-        self.store.finish_check(c, None, &end).await.map(|_| ())
+        self.dispatcher
+            .store()
+            .finish_check(c, None, &end)
+            .await
+            .map(|_| ())
     }
 
     /// What a lookup answer means for the claimed order.
@@ -182,21 +275,26 @@ impl OrderService {
         };
         match outcome {
             LookupOutcome::Found(up) => {
-                let facts =
-                    outcome::placed_facts(&self.settings, &self.cipher, c.row.to_order().id, up);
-                CheckEnd::Adopt(facts, self.tuning.pending_poll)
+                let facts = outcome::placed_facts(
+                    self.dispatcher.settings(),
+                    self.dispatcher.cipher(),
+                    c.order.id,
+                    up,
+                );
+                CheckEnd::Adopt(facts, self.settings.pending_poll)
             }
             LookupOutcome::NotFound(_) => self.not_found(c),
             LookupOutcome::RateLimited { penalty } => {
-                self.pause_throttled(Operation::GetOrderDetails, *penalty)
+                self.dispatcher
+                    .pause_throttled(Operation::GetOrderDetails, *penalty)
                     .await;
-                let delay = jitter((*penalty).max(self.tuning.retry_floor));
+                let delay = jitter((*penalty).max(self.settings.retry_floor));
                 retry(delay, "getOrderDetails rate-limited".into())
             }
             LookupOutcome::Systemic(e) => {
-                self.pause_systemic(e).await;
+                self.dispatcher.pause_systemic(e).await;
                 retry(
-                    self.tuning.systemic_pause,
+                    self.settings.systemic_pause,
                     "Xoxoday refuses every call (account-wide)".into(),
                 )
             }
@@ -207,7 +305,7 @@ impl OrderService {
             LookupOutcome::Failed { reason } => {
                 let mut delay = self.backoff(c);
                 if reason.contains("timeout") || reason.contains("timed out") {
-                    delay = delay.max(jitter(self.tuning.retry_floor));
+                    delay = delay.max(jitter(self.settings.retry_floor));
                 }
                 retry(delay, format!("getOrderDetails gave no answer: {reason}"))
             }
@@ -217,7 +315,7 @@ impl OrderService {
     /// PLE10016: trusted only after the settle window, then placed again
     /// (within the attempts budget). A pending delivery is never re-placed.
     fn not_found(&self, c: &CheckRow) -> CheckEnd {
-        let order = c.row.to_order();
+        let order = &c.order;
         if order.status != OrderStatus::Reconciling {
             let reason = "getOrderDetails does not find an order Xoxoday accepted".into();
             return CheckEnd::Retry {
@@ -237,7 +335,7 @@ impl OrderService {
                 counted: false,
             };
         }
-        let settle = chrono::Duration::from_std(self.upstream.settle_window).unwrap_or_default();
+        let settle = chrono::Duration::from_std(self.settings.settle_window).unwrap_or_default();
         if let Some(ended) = c.last_place_ended_at {
             let trusted_at = ended + settle;
             // The lookup began after the claim, so judging by the claim's
@@ -255,7 +353,7 @@ impl OrderService {
                 };
             }
         }
-        if order.attempts >= i32::try_from(self.tuning.max_attempts).unwrap_or(i32::MAX) {
+        if order.attempts >= i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX) {
             return CheckEnd::Review(format!(
                 "Xoxoday has no order for this poNumber after {} placeOrder attempts",
                 order.attempts
@@ -267,7 +365,7 @@ impl OrderService {
     /// A stored webhook proves Xoxoday has the order: look again (counted),
     /// and after the attempts budget of lookups hand it to an operator.
     fn not_found_despite_webhook(&self, c: &CheckRow) -> CheckEnd {
-        let budget = i32::try_from(self.tuning.max_attempts).unwrap_or(i32::MAX);
+        let budget = i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX);
         if c.checks >= budget {
             return CheckEnd::Review(format!(
                 "a stored Xoxoday delivery webhook proves this order exists, but getOrderDetails \
@@ -288,20 +386,17 @@ impl OrderService {
     fn backoff(&self, c: &CheckRow) -> Duration {
         let exp = u32::try_from(c.checks.clamp(0, 20)).unwrap_or(20);
         let base = self
-            .tuning
+            .settings
             .retry_base
             .saturating_mul(2u32.saturating_pow(exp));
-        jitter(base.min(self.tuning.retry_max))
+        jitter(base.min(self.settings.retry_max))
     }
 
     /// The order is `placing` again under the check's lease: place it through
     /// the dispatcher's path (slot first, attempt counted, same poNumber).
-    async fn place_leased_after_check(
-        &self,
-        row: crate::store::orders::OrderRow,
-    ) -> StoreResult<()> {
+    async fn place_leased_after_check(&self, row: crate::domain::Order) -> StoreResult<()> {
         info!("Xoxoday has no order for this poNumber after the settle window; placing again");
-        self.place_claimed(row).await.map(|_| ())
+        self.dispatcher.place_claimed(row).await.map(|_| ())
     }
 }
 

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use secrecy::SecretString;
 
-use super::{OrderService, outcome::voucher_aad};
+use super::{OrderQueries, ServiceError, outcome::voucher_aad};
 use crate::{
     domain::{Order, OrderId, Voucher},
-    store::{StoreError, orders::OrderRow, vouchers::VoucherRow},
+    store::{StoreError, vouchers::VoucherRow},
 };
 
 /// An order with its vouchers.
@@ -25,7 +25,7 @@ pub struct OrderView {
 pub enum ViewError {
     /// Storage failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Service(#[from] ServiceError),
     /// A voucher could not be decrypted (missing key or tampering).
     #[error("voucher of order {order} cannot be decrypted: {source}")]
     Crypto {
@@ -36,11 +36,16 @@ pub enum ViewError {
     },
 }
 
-impl OrderService {
+impl From<StoreError> for ViewError {
+    fn from(e: StoreError) -> Self {
+        Self::Service(e.into())
+    }
+}
+
+impl OrderQueries {
     /// Views for rows, loading vouchers (one query) only for orders that
     /// Xoxoday created.
-    pub async fn views(&self, rows: Vec<OrderRow>) -> Result<Vec<OrderView>, ViewError> {
-        let orders: Vec<Order> = rows.iter().map(OrderRow::to_order).collect();
+    pub async fn views(&self, orders: Vec<Order>) -> Result<Vec<OrderView>, ViewError> {
         let with_upstream: Vec<OrderId> = orders
             .iter()
             .filter(|o| o.xoxoday_order_id.is_some())
@@ -48,7 +53,7 @@ impl OrderService {
             .collect();
         let mut by_order: HashMap<uuid::Uuid, Vec<Voucher>> = HashMap::new();
         if !with_upstream.is_empty() {
-            for row in self.store.vouchers_for(&with_upstream).await? {
+            for row in self.store().vouchers_for(&with_upstream).await? {
                 let order = OrderId::from_uuid(row.order_id);
                 let v = self
                     .open_voucher(&row)
@@ -66,15 +71,15 @@ impl OrderService {
     }
 
     /// One view.
-    pub async fn view(&self, row: OrderRow) -> Result<OrderView, ViewError> {
-        let mut views = self.views(vec![row]).await?;
+    pub async fn view(&self, order: Order) -> Result<OrderView, ViewError> {
+        let mut views = self.views(vec![order]).await?;
         Ok(views.remove(0))
     }
 
     fn open_voucher(&self, row: &VoucherRow) -> Result<Voucher, crate::crypto::CryptoError> {
         let order = OrderId::from_uuid(row.order_id);
         let open = |blob: &[u8], field: &str| {
-            self.cipher
+            self.cipher()
                 .decrypt(
                     &row.key_id,
                     blob,

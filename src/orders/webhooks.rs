@@ -9,10 +9,10 @@
 use serde_json::Value;
 use tracing::{error, info, warn};
 
-use super::OrderService;
+use super::{ServiceResult, Wakes};
 use crate::domain::safe_text;
 use crate::store::{
-    StoreResult,
+    Store,
     webhooks::{WebhookIn, WebhookStored},
 };
 
@@ -21,13 +21,26 @@ use crate::store::{
 #[error("webhook payload has no usable `id`")]
 pub struct MissingWebhookId;
 
-impl OrderService {
+/// Stores and applies delivery webhooks, and wakes the reconciler.
+#[derive(Clone)]
+pub struct WebhookIngest {
+    store: Store,
+    /// The reconciler's is woken on a match.
+    wakes: Wakes,
+}
+
+impl WebhookIngest {
+    /// Webhook intake over `store`, waking the reconciler on a match.
+    pub fn new(store: Store, wakes: Wakes) -> Self {
+        Self { store, wakes }
+    }
+
     /// Stores and applies one webhook payload (`raw`: the bytes as received).
     pub async fn receive_webhook(
         &self,
         payload: &Value,
         raw: &[u8],
-    ) -> Result<StoreResult<WebhookStored>, MissingWebhookId> {
+    ) -> Result<ServiceResult<WebhookStored>, MissingWebhookId> {
         let id = match &payload["id"] {
             Value::Number(n) => n.to_string(),
             Value::String(s) if !s.trim().is_empty() => safe_text::pg_key(s.trim()),
@@ -50,7 +63,7 @@ impl OrderService {
         match &stored {
             Ok(WebhookStored::Applied) => {
                 info!(webhook.id = %id, po_number = ?event.po_number, delivery_status = ?event.delivery_status, "Xoxoday webhook applied");
-                self.recon_wake.notify_one();
+                self.wakes.reconciler().notify_one();
             }
             Ok(WebhookStored::Unmatched) => {
                 warn!(webhook.id = %id, po_number = ?event.po_number, "Xoxoday webhook for an unknown poNumber; stored for review");
@@ -70,6 +83,6 @@ impl OrderService {
             }
             Err(_) => {}
         }
-        Ok(stored)
+        Ok(stored.map_err(Into::into))
     }
 }

@@ -4,13 +4,33 @@
 //! sleep, never fatal: work stays claimable in the store. Also the one
 //! retry jitter, so replicas do not retry in step.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::{sync::Notify, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::store::StoreResult;
+
+/// The wake-ups of the two background loops, shared by every role that
+/// makes work due. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Wakes {
+    dispatcher: Arc<Notify>,
+    reconciler: Arc<Notify>,
+}
+
+impl Wakes {
+    /// New orders to place are due.
+    pub(crate) fn dispatcher(&self) -> &Notify {
+        &self.dispatcher
+    }
+
+    /// Orders to check are due.
+    pub(crate) fn reconciler(&self) -> &Notify {
+        &self.reconciler
+    }
+}
 
 /// How one worker is paced.
 pub(crate) struct Pace<'a> {

@@ -5,6 +5,8 @@
 //! same statement that fails the order, and a claim (`placing`) or any
 //! attempt excludes it, so a sent order can never be failed this way.
 
+use super::status::{ACCEPTED, FAILED};
+use const_format::formatcp;
 use std::time::Duration;
 
 use super::{Store, StoreResult};
@@ -15,17 +17,17 @@ pub const EXPIRED_UNSENT: &str = "expired_unsent";
 impl Store {
     /// Fails every `accepted` order older than `max_age` that was never sent.
     pub async fn expire_unsent_orders(&self, max_age: Duration) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "update orders o set status = 'failed', status_reason = $2,
+        let done = sqlx::query(formatcp!(
+            "update orders o set status = {FAILED}, status_reason = $2,
                settled_at = coalesce(o.settled_at, now())
              where o.order_id in (select order_id from orders
-                                  where status = 'accepted'
+                                  where status = {ACCEPTED}
                                     and created_at < now() - make_interval(secs => $1)
                                   for update skip locked)
-               and o.status = 'accepted'
+               and o.status = {ACCEPTED}
                and not exists (select 1 from upstream_exchanges x
-                               where x.order_id = o.order_id and x.operation = 'place_order')",
-        )
+                               where x.order_id = o.order_id and x.operation = 'place_order')"
+        ))
         .bind(max_age.as_secs_f64())
         .bind(EXPIRED_UNSENT)
         .execute(&self.pool)

@@ -5,6 +5,7 @@
 //! The plaintext copies of the answer pass `domain::safe_text` (a NUL from
 //! Xoxoday must not fail the write-back); the sealed body is the raw bytes.
 
+use super::status::{PLACING, RECONCILING};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -101,7 +102,7 @@ impl Store {
                update orders o set attempts = attempts + 1, last_place_started_at = now(),
                  first_sent_at = coalesce(first_sent_at, now()),
                  last_place_ended_at = null, lease_sent = true, lease_until = now() + make_interval(secs => $8)
-               where order_id = $1 and status = 'placing' and lease_token = $2 and not {HOOKED}
+               where order_id = $1 and status = {PLACING} and lease_token = $2 and not {HOOKED}
                returning attempts)
              insert into upstream_exchanges
                (exchange_id, order_id, operation, attempt, method, url, request_body)
@@ -121,11 +122,11 @@ impl Store {
             .await?;
         let Some(attempt) = attempt else {
             let hooked = sqlx::query(&format!(
-                "update orders o set status = 'reconciling', next_check_at = now(),
+                "update orders o set status = {RECONCILING}, next_check_at = now(),
                    status_reason = 'a stored delivery webhook proves Xoxoday has this order; \
                                     never placed again',
                    lease_token = null, lease_until = null, lease_sent = false
-                 where o.order_id = $1 and o.status = 'placing' and o.lease_token = $2
+                 where o.order_id = $1 and o.status = {PLACING} and o.lease_token = $2
                    and {HOOKED}"
             ))
             .bind(order.as_uuid())

@@ -8,6 +8,8 @@
 //! when the pause still carries the hold's reason) and makes the orders
 //! the pause deferred due at once.
 
+use super::status::ACCEPTED;
+use const_format::formatcp;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
@@ -154,10 +156,10 @@ impl Store {
             .bind(&hold.reason)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
+        sqlx::query(formatcp!(
             "update orders set next_attempt_at = now()
-             where status = 'accepted' and next_attempt_at > now()",
-        )
+             where status = {ACCEPTED} and next_attempt_at > now()"
+        ))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -35,6 +35,8 @@ pub mod rate_limit;
 pub mod reconcile;
 /// Read-only counts for `/metrics`.
 pub mod stats;
+/// The status names as SQL literals, from the domain enum.
+mod status;
 /// The encrypted Xoxoday token pair and its refresh lease.
 pub mod tokens;
 /// Encrypted vouchers.

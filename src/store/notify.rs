@@ -9,6 +9,7 @@ use sqlx::Row as _;
 use uuid::Uuid;
 
 use super::{Store, StoreResult, orders::ORDER_COLUMNS, orders::OrderRow};
+use crate::domain::Order;
 
 /// Serializes claims over all replicas, so the per-endpoint cap is exact.
 const CLAIM_LOCK: i64 = 0x6f67_775f_6e6f_7466;
@@ -237,14 +238,15 @@ impl Store {
         Ok(claimed)
     }
 
-    /// The order row as it was when the event was written.
-    pub async fn notify_event_snapshot(&self, seq: i64) -> StoreResult<OrderRow> {
+    /// The order as it was when the event was written.
+    pub async fn notify_event_snapshot(&self, seq: i64) -> StoreResult<Order> {
         let sql = format!(
             "select {ORDER_COLUMNS} from notify_events e
              cross join lateral jsonb_populate_record(null::orders, e.snapshot) o
              where e.seq = $1"
         );
-        Ok(sqlx::query_as(&sql).bind(seq).fetch_one(&self.pool).await?)
+        let row: OrderRow = sqlx::query_as(&sql).bind(seq).fetch_one(&self.pool).await?;
+        Ok(row.into_order())
     }
 
     /// Stores the rendered body unless one is stored already; returns the

@@ -3,6 +3,8 @@
 //! Every caller-scoped statement re-checks the API key (`live_caller`), so a
 //! revoked key can neither create nor read orders, whatever a cache says.
 
+use super::status::{ACCEPTED, PLACING, RECONCILING};
+use const_format::formatcp;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -27,9 +29,9 @@ pub(crate) const ORDER_COLUMNS: &str = "o.order_id, o.caller_id, o.idempotency_k
 const LIVE_CALLER: &str =
     "(select k.caller_id from api_keys k where k.key_hash = $1 and k.revoked_at is null)";
 
-/// An order row as stored.
+/// An order row as stored; it never leaves `store` (callers get an [`Order`]).
 #[derive(Debug, sqlx::FromRow)]
-pub struct OrderRow {
+pub(super) struct OrderRow {
     order_id: Uuid,
     caller_id: Uuid,
     idempotency_key: String,
@@ -43,14 +45,10 @@ pub struct OrderRow {
     email: Option<String>,
     contact: Option<String>,
     tag: Option<String>,
-    /// Send-time flags, needed to rebuild the placeOrder request.
-    pub notify_receiver_email: bool,
-    /// See `notify_receiver_email`.
-    pub notify_admin_email: bool,
-    /// Category extras, passed through.
-    pub user_meta: Option<serde_json::Value>,
-    /// Top-up operator validation.
-    pub perform_operator_validation: Option<bool>,
+    notify_receiver_email: bool,
+    notify_admin_email: bool,
+    user_meta: Option<serde_json::Value>,
+    perform_operator_validation: Option<bool>,
     xoxoday_order_id: Option<i64>,
     currency_code: Option<String>,
     order_total: Option<Decimal>,
@@ -59,38 +57,42 @@ pub struct OrderRow {
     delivery_status: Option<String>,
     failure: Option<serde_json::Value>,
     attempts: i32,
-    /// The current claim, while `placing`.
-    pub lease_token: Option<Uuid>,
+    lease_token: Option<Uuid>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     settled_at: Option<DateTime<Utc>>,
 }
 
 impl OrderRow {
-    /// The domain view of the row.
-    pub fn to_order(&self) -> Order {
+    /// The domain order of the row.
+    pub(super) fn into_order(self) -> Order {
         Order {
             id: OrderId::from_uuid(self.order_id),
             caller_id: CallerId::from_uuid(self.caller_id),
-            idempotency_key: self.idempotency_key.clone(),
-            fingerprint: self.request_fingerprint.clone(),
-            po_number: PoNumber::from_stored(self.po_number.clone()),
+            idempotency_key: IdempotencyKey::from_stored(self.idempotency_key),
+            fingerprint: self.request_fingerprint,
+            po_number: PoNumber::from_stored(self.po_number),
             // The CHECK constraint admits only known names.
             status: OrderStatus::parse(&self.status).unwrap_or(OrderStatus::NeedsReview),
-            status_reason: self.status_reason.clone(),
+            status_reason: self.status_reason,
             product_id: self.product_id,
             denomination: Amount::from_stored(self.denomination),
             quantity: self.quantity,
-            email: self.email.clone(),
-            contact: self.contact.clone(),
-            tag: self.tag.clone(),
+            email: self.email,
+            contact: self.contact,
+            tag: self.tag,
+            notify_receiver_email: self.notify_receiver_email,
+            notify_admin_email: self.notify_admin_email,
+            user_meta: self.user_meta,
+            perform_operator_validation: self.perform_operator_validation,
+            lease_token: self.lease_token,
             xoxoday_order_id: self.xoxoday_order_id,
-            currency_code: self.currency_code.clone(),
+            currency_code: self.currency_code,
             order_total: self.order_total,
             order_discount: self.order_discount,
             amount_charged: self.amount_charged,
-            delivery_status: self.delivery_status.clone(),
-            failure: self.failure.clone(),
+            delivery_status: self.delivery_status,
+            failure: self.failure,
             attempts: self.attempts,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -110,7 +112,7 @@ impl Store {
         id: OrderId,
         po: &PoNumber,
         new: &NewOrder,
-    ) -> StoreResult<Option<OrderRow>> {
+    ) -> StoreResult<Option<Order>> {
         let sql = format!(
             "with o as (
                insert into orders (order_id, caller_id, idempotency_key, request_fingerprint,
@@ -140,54 +142,53 @@ impl Store {
             .bind(new.perform_operator_validation)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row)
+        Ok(row.map(OrderRow::into_order))
     }
 
     /// The caller's order under an idempotency key (live key only).
     pub async fn find_order_by_key(
         &self,
         caller: &Caller,
-        key: &str,
-    ) -> StoreResult<Option<OrderRow>> {
+        key: &IdempotencyKey,
+    ) -> StoreResult<Option<Order>> {
         let sql = format!(
             "select {ORDER_COLUMNS} from orders o
              where o.caller_id = {LIVE_CALLER} and o.idempotency_key = $2"
         );
-        Ok(sqlx::query_as(&sql)
+        Ok(sqlx::query_as::<_, OrderRow>(&sql)
             .bind(&caller.key_hash[..])
-            .bind(key)
+            .bind(key.as_str())
             .fetch_optional(&self.pool)
-            .await?)
+            .await?
+            .map(OrderRow::into_order))
     }
 
     /// The caller's order by id (live key only).
-    pub async fn find_order(&self, caller: &Caller, id: OrderId) -> StoreResult<Option<OrderRow>> {
+    pub async fn find_order(&self, caller: &Caller, id: OrderId) -> StoreResult<Option<Order>> {
         let sql = format!(
             "select {ORDER_COLUMNS} from orders o
              where o.caller_id = {LIVE_CALLER} and o.order_id = $2"
         );
-        Ok(sqlx::query_as(&sql)
+        Ok(sqlx::query_as::<_, OrderRow>(&sql)
             .bind(&caller.key_hash[..])
             .bind(id.as_uuid())
             .fetch_optional(&self.pool)
-            .await?)
+            .await?
+            .map(OrderRow::into_order))
     }
 
     /// Any order by id, unscoped (workers and tests).
-    pub async fn load_order(&self, id: OrderId) -> StoreResult<Option<OrderRow>> {
+    pub async fn load_order(&self, id: OrderId) -> StoreResult<Option<Order>> {
         let sql = format!("select {ORDER_COLUMNS} from orders o where o.order_id = $1");
-        Ok(sqlx::query_as(&sql)
+        Ok(sqlx::query_as::<_, OrderRow>(&sql)
             .bind(id.as_uuid())
             .fetch_optional(&self.pool)
-            .await?)
+            .await?
+            .map(OrderRow::into_order))
     }
 
     /// A page of the caller's orders, newest first (live key only).
-    pub async fn list_orders(
-        &self,
-        caller: &Caller,
-        f: &OrderFilter,
-    ) -> StoreResult<Vec<OrderRow>> {
+    pub async fn list_orders(&self, caller: &Caller, f: &OrderFilter) -> StoreResult<Vec<Order>> {
         let sql = format!(
             "select {ORDER_COLUMNS} from orders o
              where o.caller_id = {LIVE_CALLER}
@@ -198,7 +199,7 @@ impl Store {
              order by o.order_id desc
              limit $6"
         );
-        Ok(sqlx::query_as(&sql)
+        Ok(sqlx::query_as::<_, OrderRow>(&sql)
             .bind(&caller.key_hash[..])
             .bind(&f.idempotency_key)
             .bind(&f.po_number)
@@ -206,50 +207,53 @@ impl Store {
             .bind(f.before.map(|b| b.as_uuid()))
             .bind(f.limit)
             .fetch_all(&self.pool)
-            .await?)
+            .await?
+            .into_iter()
+            .map(OrderRow::into_order)
+            .collect())
     }
 
     /// Claims one `accepted`, due order for this worker: `placing` with a
     /// fresh lease token, committed. `None` when someone else has it.
-    pub async fn claim_order(&self, id: OrderId, lease: Duration) -> StoreResult<Option<OrderRow>> {
+    pub async fn claim_order(&self, id: OrderId, lease: Duration) -> StoreResult<Option<Order>> {
         let sql = format!(
-            "update orders o set status = 'placing', status_reason = null,
+            "update orders o set status = {PLACING}, status_reason = null,
                lease_token = gen_random_uuid(), lease_sent = false,
                lease_until = now() + make_interval(secs => $2)
-             where o.order_id = $1 and o.status = 'accepted'
+             where o.order_id = $1 and o.status = {ACCEPTED}
              returning {ORDER_COLUMNS}"
         );
-        Ok(sqlx::query_as(&sql)
+        Ok(sqlx::query_as::<_, OrderRow>(&sql)
             .bind(id.as_uuid())
             .bind(lease.as_secs_f64())
             .fetch_optional(&self.pool)
-            .await?)
+            .await?
+            .map(OrderRow::into_order))
     }
 
     /// Claims up to `limit` due `accepted` orders that no one holds
     /// (`for update skip locked`), each with its own lease token.
-    pub async fn claim_due_orders(
-        &self,
-        limit: i64,
-        lease: Duration,
-    ) -> StoreResult<Vec<OrderRow>> {
+    pub async fn claim_due_orders(&self, limit: i64, lease: Duration) -> StoreResult<Vec<Order>> {
         let sql = format!(
-            "update orders o set status = 'placing', status_reason = null,
+            "update orders o set status = {PLACING}, status_reason = null,
                lease_token = gen_random_uuid(), lease_sent = false,
                lease_until = now() + make_interval(secs => $2)
              from (select order_id from orders
-                   where status = 'accepted' and next_attempt_at <= now()
+                   where status = {ACCEPTED} and next_attempt_at <= now()
                    order by next_attempt_at
                    limit $1
                    for update skip locked) due
              where o.order_id = due.order_id
              returning {ORDER_COLUMNS}"
         );
-        Ok(sqlx::query_as(&sql)
+        Ok(sqlx::query_as::<_, OrderRow>(&sql)
             .bind(limit)
             .bind(lease.as_secs_f64())
             .fetch_all(&self.pool)
-            .await?)
+            .await?
+            .into_iter()
+            .map(OrderRow::into_order)
+            .collect())
     }
 
     /// Orders whose `placing` lease ran out (the worker died or stalled).
@@ -260,9 +264,9 @@ impl Store {
     /// `place_timeout` (when the client gives up), so the settle window
     /// never starts before the call could have ended.
     pub async fn expire_placing_leases(&self, place_timeout: Duration) -> StoreResult<u64> {
-        let done = sqlx::query(
+        let done = sqlx::query(formatcp!(
             "update orders set
-               status = case when lease_sent then 'reconciling' else 'accepted' end,
+               status = case when lease_sent then {RECONCILING} else {ACCEPTED} end,
                last_place_ended_at = case when lease_sent
                  then greatest(now(), last_place_started_at + make_interval(secs => $1))
                  else last_place_ended_at end,
@@ -273,9 +277,9 @@ impl Store {
                next_attempt_at = case when lease_sent then next_attempt_at else now() end,
                lease_token = null, lease_until = null, lease_sent = false
              where order_id in (select order_id from orders
-                                where status = 'placing' and lease_until < now()
-                                for update skip locked)",
-        )
+                                where status = {PLACING} and lease_until < now()
+                                for update skip locked)"
+        ))
         .bind(place_timeout.as_secs_f64())
         .execute(&self.pool)
         .await?;

@@ -12,6 +12,8 @@
 //! check now, and an answer given back (deferred) becomes `reconciling`
 //! rather than `accepted`, since the webhook proves the order exists.
 
+use super::status::{ACCEPTED, FAILED, PLACING, RECONCILING};
+use const_format::formatcp;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
@@ -25,7 +27,7 @@ use super::{
     vouchers::{VoucherRow, insert_vouchers},
 };
 use crate::domain::{
-    OrderId, OrderStatus,
+    Order, OrderId, OrderStatus,
     safe_text::{pg_json, pg_opt, pg_text},
 };
 
@@ -85,7 +87,8 @@ pub enum PlaceResult {
     },
 }
 
-const GUARD: &str = "where o.order_id = $1 and o.status = 'placing' and o.lease_token = $2";
+const GUARD: &str =
+    formatcp!("where o.order_id = $1 and o.status = {PLACING} and o.lease_token = $2");
 
 /// The stored history of the order `o` shows that no placeOrder of its
 /// poNumber can have created an order: every exchange (the refusal being
@@ -114,7 +117,7 @@ impl Store {
         exchange_id: Uuid,
         end: &ExchangeEnd,
         result: &PlaceResult,
-    ) -> StoreResult<Option<OrderRow>> {
+    ) -> StoreResult<Option<Order>> {
         let mut tx = self.pool.begin().await?;
         complete_exchange(&mut tx, exchange_id, end).await?;
         let sql = result_sql(result);
@@ -140,7 +143,7 @@ impl Store {
             insert_vouchers(&mut tx, &f.vouchers).await?;
         }
         tx.commit().await?;
-        Ok(row)
+        Ok(row.map(OrderRow::into_order))
     }
 }
 
@@ -175,7 +178,7 @@ fn result_sql(result: &PlaceResult) -> String {
              settled_at = coalesce(o.settled_at, now())"
         ),
         PlaceResult::Failed { .. } => format!(
-            "status = case when {CLEAN} then 'failed' else 'reconciling' end,
+            "status = case when {CLEAN} then {FAILED} else {RECONCILING} end,
              failure = case when {CLEAN} then $3 else null end,
              status_reason = case when {CLEAN} then null
                else 'placeOrder refused (' || coalesce($3->>'errorId', 'HTTP ' || ($3->>'httpStatus'))
@@ -186,12 +189,12 @@ fn result_sql(result: &PlaceResult) -> String {
                                else o.settled_at end"
         ),
         PlaceResult::Reconciling { .. } => format!(
-            "status = 'reconciling', status_reason = $3,
+            "status = {RECONCILING}, status_reason = $3,
              next_check_at = case when {HOOKED} then now()
                                   else now() + make_interval(secs => $4) end"
         ),
         PlaceResult::Deferred { .. } => format!(
-            "status = case when {HOOKED} then 'reconciling' else 'accepted' end,
+            "status = case when {HOOKED} then {RECONCILING} else {ACCEPTED} end,
              status_reason = case when {HOOKED}
                then 'answer gave no order, but a stored delivery webhook proves one exists'
                else $3 end,

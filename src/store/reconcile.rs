@@ -14,6 +14,8 @@
 //! `webhook_events`), so the rule holds however late the webhook lands. A
 //! refused review or re-placement releases the claim and checks again now.
 
+use super::status::{ACCEPTED, NEEDS_REVIEW, PENDING_DELIVERY, PLACING, RECONCILING};
+use const_format::formatcp;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -28,14 +30,13 @@ use super::{
     rate_limit::SlotAsk,
     vouchers::insert_vouchers,
 };
-use crate::domain::{OrderId, safe_text::pg_text};
+use crate::domain::{Order, OrderId, safe_text::pg_text};
 
 /// A claimed order with what the reconciler needs beyond the order itself.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct CheckRow {
     /// The order (its `lease_token` is this claim's).
-    #[sqlx(flatten)]
-    pub row: OrderRow,
+    pub order: Order,
     /// When the first placeOrder attempt began (aging counts from here).
     pub first_sent_at: Option<DateTime<Utc>>,
     /// When the last placeOrder attempt began.
@@ -54,6 +55,35 @@ pub struct CheckRow {
     /// measured on the database clock, like `last_place_ended_at`, never
     /// on a replica's own clock (which may run ahead).
     pub claimed_at: DateTime<Utc>,
+}
+
+/// [`CheckRow`] as read.
+#[derive(sqlx::FromRow)]
+struct CheckRecord {
+    #[sqlx(flatten)]
+    row: OrderRow,
+    first_sent_at: Option<DateTime<Utc>>,
+    last_place_started_at: Option<DateTime<Utc>>,
+    last_place_ended_at: Option<DateTime<Utc>>,
+    next_check_at: Option<DateTime<Utc>>,
+    checks: i32,
+    webhook_seen: bool,
+    claimed_at: DateTime<Utc>,
+}
+
+impl From<CheckRecord> for CheckRow {
+    fn from(r: CheckRecord) -> Self {
+        Self {
+            order: r.row.into_order(),
+            first_sent_at: r.first_sent_at,
+            last_place_started_at: r.last_place_started_at,
+            last_place_ended_at: r.last_place_ended_at,
+            next_check_at: r.next_check_at,
+            checks: r.checks,
+            webhook_seen: r.webhook_seen,
+            claimed_at: r.claimed_at,
+        }
+    }
 }
 
 /// How a check ends.
@@ -89,7 +119,7 @@ impl Store {
             "update orders o set lease_token = gen_random_uuid(),
                lease_until = now() + make_interval(secs => $2)
              from (select order_id from orders
-                   where status in ('reconciling', 'pending_delivery')
+                   where status in ({RECONCILING}, {PENDING_DELIVERY})
                      and next_check_at <= now()
                      and (lease_until is null or lease_until < now())
                    order by next_check_at
@@ -100,11 +130,12 @@ impl Store {
                        o.next_check_at, o.checks, {HOOKED} as webhook_seen,
                        clock_timestamp() as claimed_at"
         );
-        Ok(sqlx::query_as(&sql)
+        let claimed: Vec<CheckRecord> = sqlx::query_as(&sql)
             .bind(limit)
             .bind(lease.as_secs_f64())
             .fetch_all(&self.pool)
-            .await?)
+            .await?;
+        Ok(claimed.into_iter().map(CheckRow::from).collect())
     }
 
     /// Extends a lease still held; false when it was lost.
@@ -167,7 +198,7 @@ impl Store {
         c: &CheckRow,
         exchange: Option<(Uuid, &ExchangeEnd)>,
         end: &CheckEnd,
-    ) -> StoreResult<Option<OrderRow>> {
+    ) -> StoreResult<Option<Order>> {
         let mut tx = self.pool.begin().await?;
         if let Some((id, e)) = exchange {
             complete_exchange(&mut tx, id, e).await?;
@@ -209,7 +240,7 @@ impl Store {
             }
         };
         tx.commit().await?;
-        Ok(row)
+        Ok(row.map(OrderRow::into_order))
     }
 
     /// Puts a claimed `placing` order back in the queue without counting an
@@ -221,11 +252,11 @@ impl Store {
         delay: Duration,
         reason: &str,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "update orders set status = 'accepted', status_reason = $4, lease_token = null,
+        let done = sqlx::query(formatcp!(
+            "update orders set status = {ACCEPTED}, status_reason = $4, lease_token = null,
                lease_until = null, next_attempt_at = now() + make_interval(secs => $3)
-             where order_id = $1 and lease_token = $2 and status = 'placing'",
-        )
+             where order_id = $1 and lease_token = $2 and status = {PLACING}"
+        ))
         .bind(order.as_uuid())
         .bind(token)
         .bind(delay.as_secs_f64())
@@ -246,7 +277,7 @@ fn adopt_sql() -> String {
            order_total = $8, order_discount = $9, amount_charged = $10, delivery_status = $11,
            upstream_order_status = $12, status_reason = null, failure = null,
            lease_token = null, lease_until = null, checks = 0,
-           next_check_at = case when $5 <> 'pending_delivery' then null
+           next_check_at = case when $5 <> {PENDING_DELIVERY} then null
                                 {} else now() + make_interval(secs => $13) end,
            settled_at = coalesce(o.settled_at, now())
          {GUARD} returning {ORDER_COLUMNS}",
@@ -258,7 +289,7 @@ fn retry_sql() -> String {
     format!(
         "update orders o set lease_token = null, lease_until = null,
            next_check_at = {KEEP_MOVED} else now() + make_interval(secs => $5) end,
-           status_reason = case when o.status = 'reconciling' then $6 else o.status_reason end,
+           status_reason = case when o.status = {RECONCILING} then $6 else o.status_reason end,
            checks = o.checks + case when $7 then 1 else 0 end
          {GUARD} returning {ORDER_COLUMNS}"
     )
@@ -269,7 +300,7 @@ const UNMOVED: &str = "o.next_check_at is not distinct from $4::timestamptz";
 
 fn review_sql() -> String {
     format!(
-        "update orders o set status = 'needs_review', status_reason = $5,
+        "update orders o set status = {NEEDS_REVIEW}, status_reason = $5,
            lease_token = null, lease_until = null, next_check_at = null
          {GUARD} and {UNMOVED} returning {ORDER_COLUMNS}"
     )
@@ -278,7 +309,7 @@ fn review_sql() -> String {
 /// Never for an order a stored webhook proves to exist upstream.
 fn replace_sql() -> String {
     format!(
-        "update orders o set status = 'placing', checks = 0
+        "update orders o set status = {PLACING}, checks = 0
          {GUARD} and {UNMOVED} and not {HOOKED} returning {ORDER_COLUMNS}"
     )
 }
@@ -297,21 +328,19 @@ async fn or_check_now(
         "update orders o set lease_token = null, lease_until = null, next_check_at = now()
          {GUARD} returning {ORDER_COLUMNS}"
     );
-    let order = c.row.to_order();
     Ok(sqlx::query_as(&sql)
-        .bind(order.id.as_uuid())
-        .bind(c.row.lease_token)
-        .bind(order.status.as_str())
+        .bind(c.order.id.as_uuid())
+        .bind(c.order.lease_token)
+        .bind(c.order.status.as_str())
         .fetch_optional(&mut *tx)
         .await?)
 }
 
 /// `$1..$4`: order, lease token, status and `next_check_at` as claimed.
 fn guarded<'q>(sql: &'q str, c: &CheckRow) -> OrderQuery<'q> {
-    let order = c.row.to_order();
     sqlx::query_as::<_, OrderRow>(sql)
-        .bind(order.id.as_uuid())
-        .bind(c.row.lease_token)
-        .bind(order.status.as_str())
+        .bind(c.order.id.as_uuid())
+        .bind(c.order.lease_token)
+        .bind(c.order.status.as_str())
         .bind(c.next_check_at)
 }

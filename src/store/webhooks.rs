@@ -17,6 +17,8 @@
 //! Every text and jsonb column gets a sanitised copy (`domain::safe_text`),
 //! `payload_raw` the bytes as received: no content makes the insert fail.
 
+use super::status::{ACCEPTED, CANCELED, NEEDS_REVIEW, PENDING_DELIVERY, RECONCILING};
+use const_format::formatcp;
 use uuid::Uuid;
 
 use super::{Store, StoreResult};
@@ -110,12 +112,12 @@ async fn apply(
             .await?;
     let was = OrderStatus::parse(&ours).unwrap_or(OrderStatus::NeedsReview);
     if let Some(reason) = status.and_then(|s| contradiction(was, s)) {
-        sqlx::query(
-            "update orders set status = 'needs_review',
+        sqlx::query(formatcp!(
+            "update orders set status = {NEEDS_REVIEW},
                status_reason = $2 || coalesce(' (was: ' || status_reason || ')', ''),
                lease_token = null, lease_until = null, next_check_at = null
-             where order_id = $1",
-        )
+             where order_id = $1"
+        ))
         .bind(order)
         .bind(reason)
         .execute(&mut *tx)
@@ -160,12 +162,12 @@ async fn schedule(
     status: Option<&str>,
 ) -> StoreResult<()> {
     if status.is_some_and(is_canceled) {
-        let done = sqlx::query(
-            "update orders set status = 'canceled', delivery_status = 'canceled',
+        let done = sqlx::query(formatcp!(
+            "update orders set status = {CANCELED}, delivery_status = 'canceled',
                lease_token = null, lease_until = null, next_check_at = null,
                settled_at = coalesce(settled_at, now())
-             where order_id = $1 and status = 'pending_delivery'",
-        )
+             where order_id = $1 and status = {PENDING_DELIVERY}"
+        ))
         .bind(order)
         .execute(&mut *tx)
         .await?;
@@ -173,14 +175,14 @@ async fn schedule(
             return Ok(());
         }
     }
-    sqlx::query(
+    sqlx::query(formatcp!(
         "update orders set next_check_at = now(),
-           status_reason = case when status = 'accepted'
+           status_reason = case when status = {ACCEPTED}
              then 'a delivery webhook shows Xoxoday has this order; never placed again'
              else status_reason end,
-           status = case when status = 'accepted' then 'reconciling' else status end
-         where order_id = $1 and status in ('pending_delivery', 'reconciling', 'accepted')",
-    )
+           status = case when status = {ACCEPTED} then {RECONCILING} else status end
+         where order_id = $1 and status in ({PENDING_DELIVERY}, {RECONCILING}, {ACCEPTED})"
+    ))
     .bind(order)
     .execute(&mut *tx)
     .await?;

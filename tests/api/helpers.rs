@@ -9,7 +9,7 @@ use order_gateway::{
     config::{Env, ServeConfig},
     emulator::{EmulatorConfig, EmulatorHandle},
     orders::{
-        OrderService, RotatingTokens,
+        Dispatcher, Prober, Reconciler, RotatingTokens,
         callers::{generate_key, hash_key},
     },
     startup::Application,
@@ -35,8 +35,12 @@ pub struct TestApp {
     pub api_key: String,
     /// URL of the test database.
     pub db_url: String,
-    /// The gateway's use cases (drive the dispatcher directly).
-    pub orders: OrderService,
+    /// The gateway's place path (drive dispatch passes directly).
+    pub dispatcher: Dispatcher,
+    /// The gateway's reconciler (drive reconciliation passes directly).
+    pub reconciler: Reconciler,
+    /// The gateway's hold prober (drive probes directly).
+    pub prober: Prober,
     /// The gateway's token pair (drive refreshes directly).
     pub tokens: Arc<RotatingTokens>,
     shutdown: CancellationToken,
@@ -77,7 +81,9 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         .expect("spawn emulator");
     let cfg = ServeConfig::from_env(&env(&db.url, &emulator.base_url(), &opts)).expect("config");
     let app = Application::build(cfg).await.expect("build app");
-    let (addr, orders) = (app.local_addr(), app.orders().clone());
+    let addr = app.local_addr();
+    let (dispatcher, reconciler) = (app.dispatcher().clone(), app.reconciler().clone());
+    let prober = app.prober().clone();
     let tokens = app.tokens().clone();
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run(shutdown.clone()));
@@ -93,7 +99,9 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         emulator,
         api_key,
         db_url: db.url.clone(),
-        orders,
+        dispatcher,
+        reconciler,
+        prober,
         tokens,
         shutdown,
         _db: db,

@@ -12,6 +12,7 @@ mod finance;
 mod helpers;
 mod hostile_input;
 mod hostile_upstream_text;
+mod layers;
 mod ledger;
 mod load;
 mod metrics;

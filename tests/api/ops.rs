@@ -112,3 +112,29 @@ async fn finance_orders_shows_money_as_numeric_and_no_secrets() {
             .any(|c| c.contains("code") || c.contains("pin") || c.contains("key"))
     );
 }
+
+/// The schema names exactly the statuses of the domain enum: a status added
+/// on one side only fails here, not in production.
+#[tokio::test]
+async fn the_schema_status_check_lists_exactly_the_domain_statuses() {
+    let app = spawn_app().await;
+    let def: String = sqlx::query_scalar(
+        "select pg_get_constraintdef(oid) from pg_constraint where conname = 'orders_status_check'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let mut in_schema: Vec<String> = def
+        .split('\'')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    in_schema.sort();
+    let mut in_code: Vec<String> = order_gateway::domain::OrderStatus::ALL
+        .iter()
+        .map(|s| s.as_str().to_owned())
+        .collect();
+    in_code.sort();
+    assert_eq!(in_schema, in_code, "constraint: {def}");
+}

@@ -140,7 +140,7 @@ async fn assert_unknown_outcome_reconciles(app: &crate::helpers::TestApp, fault:
     assert!(check.is_some(), "reconciling orders have a next check");
     assert_eq!(attempts, 1);
     // The background dispatcher never places it again.
-    app.orders.dispatch_once().await.unwrap();
+    app.dispatcher.dispatch_once().await.unwrap();
     assert_eq!(app.emulator.place_calls(po), 1);
 }
 
@@ -188,7 +188,7 @@ async fn throttling_puts_the_order_back_without_counting_an_attempt() {
     .unwrap();
     assert!(later);
     // Not due yet: nothing happens.
-    assert_eq!(app.orders.dispatch_once().await.unwrap(), 0);
+    assert_eq!(app.dispatcher.dispatch_once().await.unwrap(), 0);
     // The penalty pauses placeOrder on every replica (issue 4).
     assert_eq!(
         app.count("upstream_pauses where operation = 'place_order'")
@@ -197,7 +197,7 @@ async fn throttling_puts_the_order_back_without_counting_an_attempt() {
     );
     // Once due and the penalty over, the dispatcher places it with the same poNumber.
     lift_pauses_and_make_due(&app.db).await;
-    assert_eq!(app.orders.dispatch_once().await.unwrap(), 1);
+    assert_eq!(app.dispatcher.dispatch_once().await.unwrap(), 1);
     assert_eq!(app.db_status(po).await, "completed");
     assert_eq!(app.emulator.place_calls(po), 2);
     assert_eq!(app.emulator.orders().len(), 1);
@@ -372,7 +372,7 @@ async fn a_stale_lease_cannot_write_back_and_expired_leases_reconcile() {
         .execute(&app.db)
         .await
         .unwrap();
-    app.orders.dispatch_once().await.unwrap();
+    app.dispatcher.dispatch_once().await.unwrap();
     assert_eq!(app.db_status("OGW-fenced").await, "reconciling");
     assert_eq!(app.emulator.place_calls("OGW-fenced"), 0);
 }
@@ -498,8 +498,8 @@ async fn a_claim_that_expired_before_sending_goes_back_to_accepted_and_is_placed
     .unwrap();
     // Nothing was sent under that claim, so it is placed again (a
     // `reconciling` order would never complete without the reconciler).
-    app.orders.dispatch_once().await.unwrap();
-    app.orders.dispatch_once().await.unwrap();
+    app.dispatcher.dispatch_once().await.unwrap();
+    app.dispatcher.dispatch_once().await.unwrap();
     assert_eq!(app.db_status("OGW-unsent").await, "completed");
     assert_eq!(app.emulator.place_calls("OGW-unsent"), 1);
 }

@@ -148,7 +148,7 @@ async fn an_exhausted_budget_goes_to_needs_review_with_a_reason() {
         .execute(&app.db)
         .await
         .unwrap();
-    assert_eq!(app.orders.reconcile_once().await.unwrap(), 0);
+    assert_eq!(app.reconciler.reconcile_once().await.unwrap(), 0);
     assert_ledger_consistent(&app).await;
 }
 

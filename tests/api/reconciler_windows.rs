@@ -398,7 +398,7 @@ async fn a_webhook_that_lands_between_the_replace_and_the_send_forbids_the_send(
     assert_eq!(app.db_status(&po).await, "placing");
     let hook = post_webhook(&app, Some(KEY), &event(4545, &po, "delivered")).await;
     assert_eq!(hook.status(), 200);
-    app.orders.place_claimed(row).await.unwrap();
+    app.dispatcher.place_claimed(row).await.unwrap();
     assert_eq!(
         app.emulator.place_calls(&po),
         1,

@@ -132,7 +132,7 @@ async fn sigterm_under_load_drains_in_flight_orders_and_loses_nothing() {
         .collect();
     let cfg = ServeConfig::from_env(&Env::from_map(restart_env)).unwrap();
     let app = Application::build(cfg).await.unwrap();
-    while app.orders().dispatch_once().await.unwrap() > 0 {}
+    while app.dispatcher().dispatch_once().await.unwrap() > 0 {}
 
     for order in &answered {
         let po = order["poNumber"].as_str().unwrap();

@@ -104,8 +104,8 @@ async fn tokens_a_hold_is_probed_at_most_once_per_interval_over_all_replicas() {
     .await
     .unwrap();
 
-    let (a1, b1) = tokio::join!(app.orders.probe_once(), b.orders().probe_once());
-    let (a2, b2) = tokio::join!(app.orders.probe_once(), b.orders().probe_once());
+    let (a1, b1) = tokio::join!(app.prober.probe_once(), b.prober().probe_once());
+    let (a2, b2) = tokio::join!(app.prober.probe_once(), b.prober().probe_once());
 
     // (The app's own background prober may be the one that got it.)
     let probed = [a1.unwrap(), b1.unwrap(), a2.unwrap(), b2.unwrap()];
