@@ -52,6 +52,12 @@ pub enum Command {
     /// Runs the Xoxoday emulator.
     #[command(after_help = MIRRORS)]
     Emulator(VarArgs<EmulatorVars>),
+    /// Operators: show, recheck or resolve one order (contract §8).
+    #[command(subcommand)]
+    Orders(crate::ops::OrdersCommand),
+    /// Finance: the books audit against Xoxoday's order history (contract §8).
+    #[command(subcommand)]
+    Audit(crate::ops::AuditCommand),
     /// One-command local stack: emulator + gateway on a local Postgres.
     Dev,
     /// Exits 0 when the local service's /readyz answers 200.
@@ -76,6 +82,7 @@ pub trait VarSet {
     fn vars() -> Vec<(&'static str, Option<String>, &'static str)>;
 }
 
+/// The `--help` rows of `vars`.
 pub(crate) fn listed(vars: &[Var]) -> Vec<(&'static str, Option<String>, &'static str)> {
     vars.iter()
         .map(|v| (v.name, v.default.map(String::from), v.help))
@@ -300,6 +307,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::ApiKey(cmd) => api_key(cmd).await,
         Command::Callers(cmd) => crate::notify::cli::run(cmd).await,
         Command::Tokens(TokensCommand::Reset(vars)) => tokens_reset(&vars.env()).await,
+        Command::Orders(cmd) => Ok(crate::ops::orders(cmd).await),
+        Command::Audit(cmd) => Ok(crate::ops::audit(cmd).await),
         Command::Dev => {
             crate::dev::run::run().await?;
             Ok(ExitCode::SUCCESS)

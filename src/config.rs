@@ -15,9 +15,9 @@ pub use crate::env::{ConfigError, Env};
 use crate::settings::{
     DATABASE_MAX_CONNECTIONS, DATABASE_URL, ENCRYPTION_KEY, ENCRYPTION_KEY_PREVIOUS, LISTEN_ADDR,
     WEBHOOK_API_KEY, XOXODAY_ACCESS_TOKEN, XOXODAY_BASE_URL, XOXODAY_CLIENT_ID,
-    XOXODAY_CLIENT_SECRET, XOXODAY_ORDER_DETAILS_RATE, XOXODAY_PLACE_ORDER_RATE,
-    XOXODAY_PLACE_ORDER_TIMEOUT, XOXODAY_REFRESH_TOKEN, XOXODAY_REQUEST_TIMEOUT,
-    XOXODAY_SETTLE_WINDOW,
+    XOXODAY_CLIENT_SECRET, XOXODAY_ORDER_DETAILS_RATE, XOXODAY_ORDER_HISTORY_RATE,
+    XOXODAY_PLACE_ORDER_RATE, XOXODAY_PLACE_ORDER_TIMEOUT, XOXODAY_REFRESH_TOKEN,
+    XOXODAY_REQUEST_TIMEOUT, XOXODAY_SETTLE_WINDOW,
 };
 
 /// How log lines are written.
@@ -90,6 +90,8 @@ pub struct XoxodayConfig {
     pub place_order_rate: u32,
     /// getOrderDetails calls per minute, all replicas together.
     pub order_details_rate: u32,
+    /// getOrderHistory calls per minute, all replicas together (books audit).
+    pub order_history_rate: u32,
 }
 
 impl XoxodayConfig {
@@ -99,9 +101,11 @@ impl XoxodayConfig {
         let client_secret = env.required(XOXODAY_CLIENT_SECRET.name)?;
         let place_order_rate = env.parse(&XOXODAY_PLACE_ORDER_RATE)?;
         let order_details_rate = env.parse(&XOXODAY_ORDER_DETAILS_RATE)?;
+        let order_history_rate = env.parse(&XOXODAY_ORDER_HISTORY_RATE)?;
         for (var, rate) in [
             (XOXODAY_PLACE_ORDER_RATE.name, place_order_rate),
             (XOXODAY_ORDER_DETAILS_RATE.name, order_details_rate),
+            (XOXODAY_ORDER_HISTORY_RATE.name, order_history_rate),
         ] {
             if rate == 0u32 {
                 return Err(ConfigError {
@@ -121,6 +125,7 @@ impl XoxodayConfig {
             settle_window: env.duration(&XOXODAY_SETTLE_WINDOW)?,
             place_order_rate,
             order_details_rate,
+            order_history_rate,
         })
     }
 }

@@ -22,6 +22,8 @@ pub mod http;
 pub mod metrics;
 /// Signed, durable notifications to callers (Standard Webhooks).
 pub mod notify;
+/// The operator and finance commands (contract §8).
+pub mod ops;
 /// Use cases: intake, dispatch, views.
 pub mod orders;
 /// The gateway's variables: names, defaults and meanings, written once.

@@ -47,6 +47,72 @@ struct Process {
     holds_started: IntCounterVec,
     holds: GaugeVec,
     balance: GaugeVec,
+    books: BooksGauges,
+}
+
+/// The books audit's and the wallet's gauges (issue 12).
+struct BooksGauges {
+    findings: GaugeVec,
+    last_success: Gauge,
+    balance_low: Gauge,
+}
+
+fn books_gauges(registry: &Registry) -> BooksGauges {
+    let findings = GaugeVec::new(
+        Opts::new(
+            "order_gateway_books_audit_findings",
+            "Findings of the last successful books audit, by kind (all replicas; read on each scrape).",
+        ),
+        &["kind"],
+    )
+    .expect("valid metric");
+    let last_success = Gauge::new(
+        "order_gateway_books_audit_last_success_timestamp_seconds",
+        "When the last books audit that ran to the end finished (Unix seconds; 0: never).",
+    )
+    .expect("valid metric");
+    let balance_low = Gauge::new(
+        "order_gateway_xoxoday_balance_low",
+        "1 while the last wallet balance read is under XOXODAY_LOW_BALANCE (0 otherwise or unset).",
+    )
+    .expect("valid metric");
+    for c in [
+        Box::new(findings.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(last_success.clone()),
+        Box::new(balance_low.clone()),
+    ] {
+        registry.register(c).expect("unique metric names");
+    }
+    BooksGauges {
+        findings,
+        last_success,
+        balance_low,
+    }
+}
+
+/// Sets the books audit gauges from the last successful run: when it
+/// finished and its findings by kind (`None`: unknown, unchanged).
+pub fn set_books_audit(last: Option<crate::store::books::LastAudit>, kinds: &[&str]) {
+    let Some((finished, counts)) = last else {
+        return;
+    };
+    PROCESS.books.last_success.set(finished.timestamp() as f64);
+    for kind in kinds {
+        let n = counts
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map_or(0, |(_, n)| *n);
+        PROCESS
+            .books
+            .findings
+            .with_label_values(&[kind])
+            .set(n as f64);
+    }
+}
+
+/// Sets whether the wallet balance is under `XOXODAY_LOW_BALANCE`.
+pub fn set_balance_low(low: bool) {
+    PROCESS.books.balance_low.set(if low { 1.0 } else { 0.0 });
 }
 
 static PROCESS: LazyLock<Process> = LazyLock::new(|| {
@@ -104,7 +170,9 @@ static PROCESS: LazyLock<Process> = LazyLock::new(|| {
     ] {
         registry.register(c).expect("unique metric names");
     }
+    let books = books_gauges(&registry);
     Process {
+        books,
         registry,
         upstream_calls,
         upstream_seconds,

@@ -131,11 +131,30 @@ pub const XOXODAY_ALLOW_SHORT_RATE_WINDOW: Var = no_default(
     "XOXODAY_ALLOW_SHORT_RATE_WINDOW",
     "`1` or `true` accepts a rate window under 60s (tests only; unset: refused)",
 );
-/// Least time between two getBalance probes of a hold.
+/// Least time between two getBalance reads over all replicas.
 pub const XOXODAY_PROBE_INTERVAL: Var = var(
     "XOXODAY_PROBE_INTERVAL",
     "60s",
-    "Least time between two getBalance probes of an account-wide hold",
+    "Least time between two getBalance reads (balance and holds), all replicas together",
+);
+/// getOrderHistory budget.
+pub const XOXODAY_ORDER_HISTORY_RATE: Var = var(
+    "XOXODAY_ORDER_HISTORY_RATE",
+    "200",
+    "getOrderHistory calls per minute, all replicas together (books audit)",
+);
+/// Wallet balance under which the gateway warns.
+pub const XOXODAY_LOW_BALANCE: Var = no_default(
+    "XOXODAY_LOW_BALANCE",
+    "Wallet balance (account currency) under which the gateway warns: metric, log, /readyz \
+     detail (unset: no warning)",
+);
+/// How often `serve` runs the books audit.
+pub const BOOKS_AUDIT_INTERVAL: Var = var(
+    "BOOKS_AUDIT_INTERVAL",
+    "24h",
+    "How often serve runs the books audit over the last 3 days, first one interval after \
+     start (0 disables)",
 );
 /// Lease of a claimed order.
 pub const ORDER_LEASE: Var = var(
@@ -286,6 +305,9 @@ pub const SERVE: &[Var] = &[
     XOXODAY_RATE_WINDOW,
     XOXODAY_ALLOW_SHORT_RATE_WINDOW,
     XOXODAY_PROBE_INTERVAL,
+    XOXODAY_ORDER_HISTORY_RATE,
+    XOXODAY_LOW_BALANCE,
+    BOOKS_AUDIT_INTERVAL,
     ORDER_LEASE,
     RECONCILE_MAX_ATTEMPTS,
     RECONCILE_MAX_AGE,
@@ -326,6 +348,27 @@ pub const TOKENS_RESET: &[Var] = &[
     ENCRYPTION_KEY,
     XOXODAY_ACCESS_TOKEN,
     XOXODAY_REFRESH_TOKEN,
+];
+
+/// Everything `orders show` reads.
+pub const ORDERS_SHOW: &[Var] = &[DATABASE_URL, ENCRYPTION_KEY, ENCRYPTION_KEY_PREVIOUS];
+
+/// Everything `orders recheck`, `orders resolve` and `audit books` read:
+/// the database, the key, and what reaching Xoxoday within the shared
+/// budget takes.
+pub const OPERATOR: &[Var] = &[
+    DATABASE_URL,
+    ENCRYPTION_KEY,
+    ENCRYPTION_KEY_PREVIOUS,
+    XOXODAY_BASE_URL,
+    XOXODAY_CLIENT_ID,
+    XOXODAY_CLIENT_SECRET,
+    XOXODAY_REQUEST_TIMEOUT,
+    XOXODAY_ORDER_DETAILS_RATE,
+    XOXODAY_ORDER_HISTORY_RATE,
+    XOXODAY_RATE_WINDOW,
+    XOXODAY_ALLOW_SHORT_RATE_WINDOW,
+    PENDING_POLL_INTERVAL,
 ];
 
 /// Everything `healthcheck` reads (it probes loopback when the address is

@@ -1,8 +1,9 @@
 //! The one start-up path, shared by `serve`, `dev` and the tests:
 //! [`Application::build`] connects, migrates and binds; [`Application::run`]
-//! serves HTTP and runs the dispatcher, reconciler, token refresher and hold
-//! prober until the token is cancelled. Each role of [`crate::orders`] is
-//! built here from only what it uses.
+//! serves HTTP and runs the dispatcher, reconciler, token refresher, hold
+//! prober, balance monitor and scheduled books audit until the token is
+//! cancelled. Each role of [`crate::orders`] is built here from only what it
+//! uses.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -17,10 +18,11 @@ use crate::{
     orders::{
         AccessTokens, DispatchSettings, Dispatcher, Intake, OrderQueries, Prober,
         ReconcileSettings, Reconciler, RotatingTokens, UpstreamLimits, Wakes, WebhookIngest,
+        balance::BalanceMonitor, books::BooksAudit, schedule::run_books_audits,
         token_store::TokenError,
     },
-    store::{Store, StoreError},
-    xoxoday::{XoxodayApi, XoxodayClient},
+    store::{Store, StoreError, rate_limit::SlotAsk},
+    xoxoday::{Operation, XoxodayApi, XoxodayClient},
 };
 
 /// How long shutdown waits for placeOrder calls in flight; after that their
@@ -37,6 +39,8 @@ pub struct Application {
     reconciler: Reconciler,
     prober: Prober,
     tokens: Arc<RotatingTokens>,
+    balance: BalanceMonitor,
+    books: BooksSchedule,
     notify: crate::notify::sender::Sender,
 }
 
@@ -60,6 +64,21 @@ impl Application {
                 .with_timing(cfg.xoxoday.request_timeout, cfg.tuning.probe_interval),
         );
         seed_tokens(&tokens, &cfg).await?;
+        let balance = BalanceMonitor::new(
+            store.clone(),
+            client.clone(),
+            tokens.clone(),
+            Arc::new(cipher()),
+            cfg.tuning.probe_interval,
+            cfg.tuning.low_balance,
+        );
+        let books = BooksSchedule::build(
+            &cfg,
+            store.clone(),
+            client.clone(),
+            tokens.clone(),
+            cipher(),
+        );
         let notify = crate::notify::sender::Sender::new(
             store.clone(),
             Arc::new(cipher()),
@@ -80,6 +99,8 @@ impl Application {
             reconciler: roles.reconciler,
             prober: roles.prober,
             tokens,
+            balance,
+            books,
             notify,
         })
     }
@@ -128,6 +149,14 @@ impl Application {
         let reconciler = tokio::spawn(self.reconciler.run_reconciler(shutdown.clone()));
         tokio::spawn(self.prober.run_prober(shutdown.clone()));
         tokio::spawn(self.tokens.run(shutdown.clone()));
+        tokio::spawn(self.balance.run(shutdown.clone()));
+        let books = self.books;
+        tokio::spawn(run_books_audits(
+            books.audit,
+            books.store,
+            books.interval,
+            shutdown.clone(),
+        ));
         tokio::spawn(self.notify.run(shutdown.clone()));
         let app = http::router(self.state);
         tracing::info!(addr = %self.listener.local_addr()?, "order-gateway listening");
@@ -142,6 +171,35 @@ impl Application {
             tracing::warn!("placeOrder calls still in flight at exit; they will be reconciled");
         }
         served
+    }
+}
+
+/// The scheduled books audit: what it runs, where it claims its turn, how often.
+struct BooksSchedule {
+    audit: Arc<BooksAudit>,
+    store: Store,
+    interval: Duration,
+}
+
+impl BooksSchedule {
+    fn build(
+        cfg: &ServeConfig,
+        store: Store,
+        client: Arc<dyn XoxodayApi>,
+        tokens: Arc<RotatingTokens>,
+        cipher: Cipher,
+    ) -> Self {
+        let history = SlotAsk {
+            operation: Operation::GetOrderHistory.as_str(),
+            per_minute: cfg.xoxoday.order_history_rate,
+            window: cfg.tuning.rate_window,
+        };
+        let audit = BooksAudit::new(store.clone(), client, tokens, Arc::new(cipher), history);
+        Self {
+            audit: Arc::new(audit),
+            store,
+            interval: cfg.tuning.books_audit_interval,
+        }
     }
 }
 
@@ -183,7 +241,8 @@ impl Roles {
             cfg.tuning.probe_interval,
             wakes.clone(),
         );
-        let queries = OrderQueries::new(store.clone(), cipher, access);
+        let queries = OrderQueries::new(store.clone(), cipher, access)
+            .with_low_balance(cfg.tuning.low_balance);
         let intake = Intake::new(store.clone(), dispatcher.clone(), queries.clone());
         let webhooks = WebhookIngest::new(store, wakes);
         Self {

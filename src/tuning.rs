@@ -10,10 +10,11 @@ use std::time::Duration;
 use crate::{
     env::{ConfigError, Env},
     settings::{
-        ACCEPTED_MAX_AGE, ORDER_LEASE, PENDING_DELIVERY_MAX_AGE, PENDING_POLL_INTERVAL,
-        RECONCILE_MAX_AGE, RECONCILE_MAX_ATTEMPTS, RECONCILE_POLL_INTERVAL, RECONCILE_RETRY_BASE,
-        RECONCILE_RETRY_FLOOR, RECONCILE_RETRY_MAX, SYSTEMIC_PAUSE,
-        XOXODAY_ALLOW_SHORT_RATE_WINDOW, XOXODAY_PROBE_INTERVAL, XOXODAY_RATE_WINDOW,
+        ACCEPTED_MAX_AGE, BOOKS_AUDIT_INTERVAL, ORDER_LEASE, PENDING_DELIVERY_MAX_AGE,
+        PENDING_POLL_INTERVAL, RECONCILE_MAX_AGE, RECONCILE_MAX_ATTEMPTS, RECONCILE_POLL_INTERVAL,
+        RECONCILE_RETRY_BASE, RECONCILE_RETRY_FLOOR, RECONCILE_RETRY_MAX, SYSTEMIC_PAUSE,
+        XOXODAY_ALLOW_SHORT_RATE_WINDOW, XOXODAY_LOW_BALANCE, XOXODAY_PROBE_INTERVAL,
+        XOXODAY_RATE_WINDOW,
     },
 };
 
@@ -65,6 +66,10 @@ pub struct Tuning {
     /// `XOXODAY_PROBE_INTERVAL`: least time between two getBalance probes of
     /// an account-wide hold, over all replicas (shorter only in tests).
     pub probe_interval: Duration,
+    /// `XOXODAY_LOW_BALANCE`: warn when the wallet is under this (unset: never).
+    pub low_balance: Option<rust_decimal::Decimal>,
+    /// `BOOKS_AUDIT_INTERVAL`: how often `serve` audits the books (zero: never).
+    pub books_audit_interval: Duration,
 }
 
 impl Tuning {
@@ -84,6 +89,11 @@ impl Tuning {
             rate_window: env.duration(&XOXODAY_RATE_WINDOW)?,
             poll_interval: env.duration(&RECONCILE_POLL_INTERVAL)?,
             probe_interval: env.duration(&XOXODAY_PROBE_INTERVAL)?,
+            low_balance: env
+                .get(XOXODAY_LOW_BALANCE.name)
+                .map(|_| env.parse(&XOXODAY_LOW_BALANCE))
+                .transpose()?,
+            books_audit_interval: env.duration(&BOOKS_AUDIT_INTERVAL)?,
         };
         t.validate(allows_short_window(env))
     }

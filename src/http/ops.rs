@@ -23,11 +23,20 @@ pub async fn healthz() -> impl IntoResponse {
 /// `GET /readyz`: 200 when the database answers, migrations are applied,
 /// the Xoxoday token pair is usable, Xoxoday is not refusing every call and
 /// no hold (a token refused even after a refresh, an insufficient balance)
-/// pauses sending; else 503 with the reason.
+/// pauses sending; else 503 with the reason. A low wallet balance is a
+/// `warnings` detail of a 200, never a failure.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let unavailable = StatusCode::SERVICE_UNAVAILABLE;
     let (status, body) = match state.queries().readiness().await {
-        Readiness::Ready => (StatusCode::OK, json!({"status": "ready"})),
+        Readiness::Ready => {
+            let warnings = state.queries().readiness_warnings().await;
+            let body = if warnings.is_empty() {
+                json!({"status": "ready"})
+            } else {
+                json!({"status": "ready", "warnings": warnings})
+            };
+            (StatusCode::OK, body)
+        }
         Readiness::MigrationsPending => (unavailable, json!({"status": "migrations pending"})),
         Readiness::DatabaseUnavailable => (unavailable, json!({"status": "database unavailable"})),
         Readiness::TokensUnusable(reason) => (

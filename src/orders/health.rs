@@ -44,6 +44,20 @@ impl OrderQueries {
         }
     }
 
+    /// What `/readyz` shows without failing: a wallet balance under
+    /// `XOXODAY_LOW_BALANCE` (the last read, whichever replica made it).
+    pub async fn readiness_warnings(&self) -> Vec<String> {
+        let reading = tokio::time::timeout(Duration::from_secs(2), self.store().last_balance())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+        reading
+            .and_then(|r| super::balance::low_balance_warning(&r, self.low_balance()))
+            .into_iter()
+            .collect()
+    }
+
     /// The Prometheus exposition text: process metrics, plus order gauges
     /// and holds when the database answered within 2 s.
     pub async fn metrics_text(&self) -> String {
@@ -64,6 +78,25 @@ impl OrderQueries {
             .as_ref()
             .map(|h| h.iter().map(|h| h.kind.as_str()).collect());
         crate::metrics::set_holds(reasons.as_deref());
+        let audit =
+            tokio::time::timeout(Duration::from_secs(2), self.store().last_successful_audit())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten();
+        let kinds = super::books::FindingKind::ALL.map(super::books::FindingKind::as_str);
+        crate::metrics::set_books_audit(audit, &kinds);
+        let balance = tokio::time::timeout(Duration::from_secs(2), self.store().last_balance())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+        if let Some(reading) = balance {
+            let currency = reading.currency.as_deref().unwrap_or("other");
+            crate::metrics::set_balance(currency, reading.balance);
+            let low = super::balance::low_balance_warning(&reading, self.low_balance());
+            crate::metrics::set_balance_low(low.is_some());
+        }
         crate::metrics::render(counts.as_deref(), token)
     }
 

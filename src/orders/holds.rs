@@ -117,6 +117,10 @@ impl Prober {
         self.record_probe(&call).await;
         match &call.outcome {
             Ok(balance) => {
+                let currency = balance.currency.as_deref();
+                if let Err(e) = self.store.save_balance(balance.value, currency).await {
+                    warn!(error = %e, "could not keep the balance read");
+                }
                 crate::metrics::set_balance(
                     balance.currency.as_deref().unwrap_or("other"),
                     balance.value,

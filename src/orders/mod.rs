@@ -14,6 +14,10 @@ use crate::{settings::fixed, store::StoreError, tuning::Tuning};
 pub mod aging;
 /// Exchange → audit row conversion (encrypt raw, redact copy).
 pub mod audit;
+/// The wallet balance, read once a minute over all replicas.
+pub mod balance;
+/// The books audit against getOrderHistory.
+pub mod books;
 /// API key hashing, generation, and the in-memory caller cache.
 pub mod callers;
 /// Claim accepted orders and place them upstream.
@@ -34,6 +38,10 @@ mod outcome;
 pub mod queries;
 /// Settles unknown outcomes and pending deliveries through getOrderDetails.
 pub mod reconciler;
+/// Operator actions: recheck and resolve one order.
+pub mod review;
+/// The scheduled books audit of `serve`.
+pub mod schedule;
 /// One token refresh across replicas.
 mod token_refresh;
 /// The Postgres-backed, rotating Xoxoday token pair.

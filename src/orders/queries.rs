@@ -28,6 +28,8 @@ pub struct OrderQueries {
     cipher: Arc<Cipher>,
     /// The token pair's health, for `/metrics`.
     tokens: Arc<dyn AccessTokens>,
+    /// `XOXODAY_LOW_BALANCE`: a balance under it is a `/readyz` warning.
+    low_balance: Option<rust_decimal::Decimal>,
 }
 
 /// A page of a caller's orders, newest first.
@@ -47,7 +49,19 @@ impl OrderQueries {
             callers: Arc::new(CallerCache::default()),
             cipher,
             tokens,
+            low_balance: None,
         }
+    }
+
+    /// Warns (in `/readyz` and `/metrics`) under this wallet balance.
+    pub fn with_low_balance(mut self, low: Option<rust_decimal::Decimal>) -> Self {
+        self.low_balance = low;
+        self
+    }
+
+    /// `XOXODAY_LOW_BALANCE`, if set.
+    pub(super) fn low_balance(&self) -> Option<rust_decimal::Decimal> {
+        self.low_balance
     }
 
     /// Persistence, for the view and health reads of this role.

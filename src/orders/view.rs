@@ -7,8 +7,9 @@ use secrecy::SecretString;
 
 use super::{OrderQueries, ServiceError, outcome::voucher_aad};
 use crate::{
+    crypto::Cipher,
     domain::{Order, OrderId, Voucher},
-    store::{StoreError, vouchers::VoucherRow},
+    store::{Store, StoreError, vouchers::VoucherRow},
 };
 
 /// An order with its vouchers.
@@ -77,28 +78,51 @@ impl OrderQueries {
     }
 
     fn open_voucher(&self, row: &VoucherRow) -> Result<Voucher, crate::crypto::CryptoError> {
-        let order = OrderId::from_uuid(row.order_id);
-        let open = |blob: &[u8], field: &str| {
-            self.cipher()
-                .decrypt(
-                    &row.key_id,
-                    blob,
-                    voucher_aad(order, row.position, field).as_bytes(),
-                )
-                .map(|bytes| SecretString::from(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Ok(Voucher {
-            code: open(&row.code_encrypted, "code")?,
-            pin: row
-                .pin_encrypted
-                .as_deref()
-                .map(|p| open(p, "pin"))
-                .transpose()?,
-            validity: row.validity.clone(),
-            voucher_type: row.voucher_type.clone(),
-            amount: row.amount,
-            currency: row.currency.clone(),
-            country: row.country.clone(),
-        })
+        open_voucher(self.cipher(), row)
     }
+}
+
+/// One order's view for an operator (`orders show`), whoever owns it.
+pub async fn operator_view(
+    store: &Store,
+    cipher: &Cipher,
+    order: Order,
+) -> Result<OrderView, ViewError> {
+    let mut vouchers = Vec::new();
+    if order.xoxoday_order_id.is_some() {
+        for v in store.vouchers_for(&[order.id]).await? {
+            let opened = open_voucher(cipher, &v).map_err(|source| ViewError::Crypto {
+                order: order.id,
+                source,
+            })?;
+            vouchers.push(opened);
+        }
+    }
+    Ok(OrderView { order, vouchers })
+}
+
+fn open_voucher(cipher: &Cipher, row: &VoucherRow) -> Result<Voucher, crate::crypto::CryptoError> {
+    let order = OrderId::from_uuid(row.order_id);
+    let open = |blob: &[u8], field: &str| {
+        cipher
+            .decrypt(
+                &row.key_id,
+                blob,
+                voucher_aad(order, row.position, field).as_bytes(),
+            )
+            .map(|bytes| SecretString::from(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    Ok(Voucher {
+        code: open(&row.code_encrypted, "code")?,
+        pin: row
+            .pin_encrypted
+            .as_deref()
+            .map(|p| open(p, "pin"))
+            .transpose()?,
+        validity: row.validity.clone(),
+        voucher_type: row.voucher_type.clone(),
+        amount: row.amount,
+        currency: row.currency.clone(),
+        country: row.country.clone(),
+    })
 }

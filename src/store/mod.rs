@@ -15,6 +15,10 @@ use sqlx::{
 
 /// Aging of orders never sent.
 pub mod aging;
+/// The last wallet balance read, shared by every replica.
+pub mod balance;
+/// Books audit runs, findings and the scheduled audit's lease.
+pub mod books;
 /// Callers and their hashed API keys.
 pub mod callers;
 /// Upstream exchange audit rows.
@@ -33,10 +37,14 @@ mod proof;
 pub mod rate_limit;
 /// Reconciler claims and fenced write-backs.
 pub mod reconcile;
+/// Operator claims and write-backs (orders recheck / resolve).
+pub mod review;
 /// Read-only counts for `/metrics`.
 pub mod stats;
 /// The status names as SQL literals, from the domain enum.
 mod status;
+/// Order timelines: who changed what, when and why.
+pub mod timeline;
 /// The encrypted Xoxoday token pair and its refresh lease.
 pub mod tokens;
 /// Encrypted vouchers.

@@ -28,6 +28,7 @@ use super::{
     outcomes::{OrderQuery, PlacedFacts},
     proof::HOOKED,
     rate_limit::SlotAsk,
+    timeline::{RECONCILER, act_as},
     vouchers::insert_vouchers,
 };
 use crate::domain::{Order, OrderId, safe_text::pg_text};
@@ -59,7 +60,7 @@ pub struct CheckRow {
 
 /// [`CheckRow`] as read.
 #[derive(sqlx::FromRow)]
-struct CheckRecord {
+pub(super) struct CheckRecord {
     #[sqlx(flatten)]
     row: OrderRow,
     first_sent_at: Option<DateTime<Utc>>,
@@ -200,45 +201,11 @@ impl Store {
         end: &CheckEnd,
     ) -> StoreResult<Option<Order>> {
         let mut tx = self.pool.begin().await?;
+        act_as(&mut tx, RECONCILER, None).await?;
         if let Some((id, e)) = exchange {
             complete_exchange(&mut tx, id, e).await?;
         }
-        let row = match end {
-            CheckEnd::Adopt(f, poll) => {
-                let row = f
-                    .bind(guarded(&adopt_sql(), c))
-                    .bind(poll.as_secs_f64())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if row.is_some() {
-                    insert_vouchers(&mut tx, &f.vouchers).await?;
-                }
-                row
-            }
-            CheckEnd::Retry {
-                delay,
-                reason,
-                counted,
-            } => {
-                guarded(&retry_sql(), c)
-                    .bind(delay.as_secs_f64())
-                    .bind(pg_text(reason).into_owned())
-                    .bind(*counted)
-                    .fetch_optional(&mut *tx)
-                    .await?
-            }
-            CheckEnd::Review(reason) => {
-                let row = guarded(&review_sql(), c)
-                    .bind(pg_text(reason).into_owned())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                or_check_now(&mut tx, c, row).await?
-            }
-            CheckEnd::Replace => {
-                let row = guarded(&replace_sql(), c).fetch_optional(&mut *tx).await?;
-                or_check_now(&mut tx, c, row).await?
-            }
-        };
+        let row = apply_check_end(&mut tx, c, end).await?;
         tx.commit().await?;
         Ok(row.map(OrderRow::into_order))
     }
@@ -265,6 +232,53 @@ impl Store {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+}
+
+/// Applies `end` under the claim `c` inside the caller's transaction (the
+/// reconciler's and an operator's lookups share these rules); `None` when
+/// the claim was lost.
+pub(super) async fn apply_check_end(
+    tx: &mut sqlx::PgConnection,
+    c: &CheckRow,
+    end: &CheckEnd,
+) -> StoreResult<Option<OrderRow>> {
+    let row = match end {
+        CheckEnd::Adopt(f, poll) => {
+            let row = f
+                .bind(guarded(&adopt_sql(), c))
+                .bind(poll.as_secs_f64())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if row.is_some() {
+                insert_vouchers(&mut *tx, &f.vouchers).await?;
+            }
+            row
+        }
+        CheckEnd::Retry {
+            delay,
+            reason,
+            counted,
+        } => {
+            guarded(&retry_sql(), c)
+                .bind(delay.as_secs_f64())
+                .bind(pg_text(reason).into_owned())
+                .bind(*counted)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+        CheckEnd::Review(reason) => {
+            let row = guarded(&review_sql(), c)
+                .bind(pg_text(reason).into_owned())
+                .fetch_optional(&mut *tx)
+                .await?;
+            or_check_now(&mut *tx, c, row).await?
+        }
+        CheckEnd::Replace => {
+            let row = guarded(&replace_sql(), c).fetch_optional(&mut *tx).await?;
+            or_check_now(&mut *tx, c, row).await?
+        }
+    };
+    Ok(row)
 }
 
 /// A webhook may have moved `next_check_at` ($4 is the claimed value) while

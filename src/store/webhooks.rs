@@ -63,6 +63,7 @@ impl Store {
     /// Stores the event and applies it, in one transaction.
     pub async fn record_webhook(&self, w: &WebhookIn<'_>) -> StoreResult<WebhookStored> {
         let mut tx = self.pool.begin().await?;
+        super::timeline::act_as(&mut tx, super::timeline::WEBHOOK, None).await?;
         // Our poNumbers are short and clean: a hostile one matches nothing.
         let po_number = w.po_number.map(pg_key);
         let order: Option<Uuid> = match &po_number {

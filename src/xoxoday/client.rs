@@ -14,12 +14,12 @@ use serde_json::json;
 use url::Url;
 
 use super::classify::{self, ReadError};
-use super::decode::{self, Balance, CatalogProduct};
+use super::decode::{self, Balance, CatalogProduct, HistoryOrder};
 use super::transport::{self, mark_undecodable};
 use super::wire::{self, VoucherQuery};
 use super::{
-    Call, LookupOutcome, Operation, PlaceOrderRequest, PlaceOutcome, PreparedCall, RefreshOutcome,
-    XoxodayApi,
+    Call, HistoryPage, LookupOutcome, Operation, PlaceOrderRequest, PlaceOutcome, PreparedCall,
+    RefreshOutcome, XoxodayApi,
 };
 use crate::config::XoxodayConfig;
 use crate::domain::PoNumber;
@@ -226,5 +226,21 @@ impl XoxodayApi for XoxodayClient {
 
     async fn read_balance(&self, token: &SecretString) -> Call<Result<Balance, ReadError>> {
         self.get_balance(token).await
+    }
+
+    fn prepare_order_history(&self, page: &HistoryPage) -> PreparedCall {
+        self.prepare(
+            Operation::GetOrderHistory,
+            decode::history_data(page.from, page.to, page.limit, page.page),
+        )
+    }
+
+    async fn get_order_history(
+        &self,
+        call: PreparedCall,
+        token: &SecretString,
+    ) -> Call<Result<Vec<HistoryOrder>, ReadError>> {
+        debug_assert_eq!(call.operation, Operation::GetOrderHistory);
+        self.read(call, token, decode::history).await
     }
 }

@@ -26,7 +26,7 @@ mod wire;
 
 pub use classify::ReadError;
 pub use client::{CONNECT_TIMEOUT, ClientConfig, XoxodayClient};
-pub use decode::{Balance, CatalogProduct};
+pub use decode::{Balance, CatalogProduct, HistoryOrder};
 pub use redact::redact_json;
 pub use wire::VoucherQuery;
 
@@ -41,6 +41,8 @@ pub enum Operation {
     GetVouchers,
     /// `plumProAPI.query.getBalance`
     GetBalance,
+    /// `plumProAPI.mutation.getOrderHistory`
+    GetOrderHistory,
     /// `POST {base}/v1/oauth/token/user`
     RefreshToken,
 }
@@ -53,6 +55,7 @@ impl Operation {
             Self::GetOrderDetails => "get_order_details",
             Self::GetVouchers => "get_vouchers",
             Self::GetBalance => "get_balance",
+            Self::GetOrderHistory => "get_order_history",
             Self::RefreshToken => "refresh_token",
         }
     }
@@ -300,6 +303,29 @@ pub trait XoxodayApi: Send + Sync + 'static {
     /// Reads the wallet balance (getBalance, 10 calls a minute): the cheap
     /// authenticated probe of account-wide holds.
     async fn read_balance(&self, token: &SecretString) -> Call<Result<Balance, ReadError>>;
+    /// Builds one getOrderHistory page request without sending it.
+    fn prepare_order_history(&self, page: &HistoryPage) -> PreparedCall;
+    /// Sends a prepared getOrderHistory; PLE10027 arrives as
+    /// `ReadError::Upstream` (an empty window, UNCONFIRMED: `[]` is possible too).
+    async fn get_order_history(
+        &self,
+        call: PreparedCall,
+        token: &SecretString,
+    ) -> Call<Result<Vec<HistoryOrder>, ReadError>>;
+}
+
+/// One page of getOrderHistory: `YYYY-MM-DD` days (zone unstated), both
+/// included, `limit` orders per page, pages from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// `startDate`.
+    pub from: chrono::NaiveDate,
+    /// `endDate`.
+    pub to: chrono::NaiveDate,
+    /// Orders per page.
+    pub limit: u32,
+    /// Page number, from 1.
+    pub page: u32,
 }
 
 #[cfg(test)]

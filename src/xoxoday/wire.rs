@@ -25,6 +25,7 @@ pub fn query_name(op: Operation) -> Option<&'static str> {
         Operation::GetOrderDetails => Some("plumProAPI.mutation.getOrderDetails"),
         Operation::GetVouchers => Some("plumProAPI.mutation.getVouchers"),
         Operation::GetBalance => Some("plumProAPI.query.getBalance"),
+        Operation::GetOrderHistory => Some("plumProAPI.mutation.getOrderHistory"),
         Operation::RefreshToken => None,
     }
 }
@@ -36,6 +37,7 @@ pub fn response_key(op: Operation) -> &'static str {
         Operation::GetOrderDetails => "getOrderDetails",
         Operation::GetVouchers => "getVouchers",
         Operation::GetBalance => "getBalance",
+        Operation::GetOrderHistory => "getOrderHistory",
         Operation::RefreshToken => "",
     }
 }

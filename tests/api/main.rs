@@ -1,6 +1,8 @@
 //! One integration-test binary; each module tests one part of the service.
 
 mod balance_pause;
+mod balance_reads;
+mod books_audit;
 mod caller_keys;
 mod campaign;
 mod child;
@@ -19,6 +21,7 @@ mod metrics;
 mod notify;
 mod openapi;
 mod openapi_conformance;
+mod operator;
 mod ops;
 mod orders_dispatch;
 mod orders_idempotency;

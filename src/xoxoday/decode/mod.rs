@@ -181,8 +181,10 @@ pub fn token_pair(body: &str) -> Result<TokenPair, String> {
 }
 
 mod catalog;
+mod history;
 
 pub use catalog::{Balance, CatalogProduct, balance, products};
+pub use history::{HistoryOrder, history, history_data};
 
 #[cfg(test)]
 mod tests;
