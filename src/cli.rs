@@ -43,6 +43,9 @@ pub enum Command {
     /// Manages caller API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
+    /// Manages callers' notification endpoints (contract §9).
+    #[command(subcommand)]
+    Callers(crate::notify::cli::CallersCommand),
     /// Manages the stored Xoxoday token pair.
     #[command(subcommand)]
     Tokens(TokensCommand),
@@ -69,7 +72,7 @@ pub enum Command {
     },
 }
 
-const MIRRORS: &str = "Each flag mirrors the environment variable shown with it and wins over it. \
+pub(crate) const MIRRORS: &str = "Each flag mirrors the environment variable shown with it and wins over it. \
      Durations are written like `150s`, `15m` or `72h`.";
 
 /// A list of variables that a subcommand reads, as `--help` shows them:
@@ -302,6 +305,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::ApiKey(cmd) => api_key(cmd).await,
+        Command::Callers(cmd) => crate::notify::cli::run(cmd).await,
         Command::Tokens(TokensCommand::Reset(vars)) => tokens_reset(&vars.env()).await,
         Command::Orders(cmd) => Ok(crate::ops::orders(cmd).await),
         Command::Audit(cmd) => Ok(crate::ops::audit(cmd).await),
@@ -321,7 +325,7 @@ async fn serve(env: &Env) -> anyhow::Result<ExitCode> {
 }
 
 /// A store on `DATABASE_URL` with every migration applied.
-async fn migrated_store(env: &Env) -> anyhow::Result<Store> {
+pub(crate) async fn migrated_store(env: &Env) -> anyhow::Result<Store> {
     let url = crate::config::database_url(env)?;
     let store = Store::connect_lazy(&url, 2)?;
     store.migrate().await?;

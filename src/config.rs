@@ -149,6 +149,8 @@ pub struct ServeConfig {
     pub database_max_connections: u32,
     /// Worker tunables (leases, reconciliation schedule and budget).
     pub tuning: crate::tuning::Tuning,
+    /// The caller notification sender's tunables.
+    pub notify: crate::notify::NotifyConfig,
 }
 
 impl ServeConfig {
@@ -168,6 +170,7 @@ impl ServeConfig {
             encryption_key,
             encryption_key_previous: encryption_key_previous(env)?,
             database_max_connections: database_max_connections(env)?,
+            notify: crate::notify::NotifyConfig::from_env(env)?,
         })
     }
 }

@@ -20,6 +20,8 @@ pub mod env;
 pub mod http;
 /// Prometheus metrics: hooks for counters, the `/metrics` text.
 pub mod metrics;
+/// Signed, durable notifications to callers (Standard Webhooks).
+pub mod notify;
 /// The operator and finance commands (contract §8).
 pub mod ops;
 /// Use cases: intake, dispatch, views.

@@ -46,7 +46,7 @@ pub const LISTEN_ADDR: Var = var("LISTEN_ADDR", "0.0.0.0:8080", "HTTP listen add
 /// The key that encrypts at rest.
 pub const ENCRYPTION_KEY: Var = no_default(
     "ENCRYPTION_KEY",
-    "Base64 of 32 random bytes; encrypts vouchers, tokens and raw bodies (required)",
+    "Base64 of 32 random bytes; encrypts vouchers, tokens, raw bodies and webhook secrets (required)",
 );
 /// The key being rotated out.
 pub const ENCRYPTION_KEY_PREVIOUS: Var = no_default(
@@ -223,6 +223,48 @@ pub const SYSTEMIC_PAUSE: Var = var(
     "5m",
     "Pause of every call after an account-wide refusal",
 );
+/// Caller notifications: deliveries in flight per replica.
+pub const NOTIFY_CONCURRENCY: Var = var(
+    "NOTIFY_CONCURRENCY",
+    "16",
+    "Caller notifications in flight per replica (1-1000)",
+);
+/// Caller notifications: deliveries in flight per endpoint.
+pub const NOTIFY_ENDPOINT_CONCURRENCY: Var = var(
+    "NOTIFY_ENDPOINT_CONCURRENCY",
+    "4",
+    "Caller notifications in flight to one endpoint, all replicas together (1-100)",
+);
+/// Idle pause of the notification sender.
+pub const NOTIFY_POLL_INTERVAL: Var = var(
+    "NOTIFY_POLL_INTERVAL",
+    "1s",
+    "Idle pause of the notification sender (new events also wake it at once)",
+);
+/// Lease of a claimed notification.
+pub const NOTIFY_LEASE: Var = var(
+    "NOTIFY_LEASE",
+    "15s",
+    "Lease of a claimed notification; a crashed sender's claims return after it (at least 10s)",
+);
+/// First retry delay of a notification.
+pub const NOTIFY_RETRY_FIRST: Var = var(
+    "NOTIFY_RETRY_FIRST",
+    "5s",
+    "First retry delay of a notification (then doubles, +/-20% jitter)",
+);
+/// Cap of the notification backoff.
+pub const NOTIFY_RETRY_MAX: Var = var(
+    "NOTIFY_RETRY_MAX",
+    "10m",
+    "Cap of the notification retry backoff",
+);
+/// How long a notification is retried.
+pub const NOTIFY_RETRY_FOR: Var = var(
+    "NOTIFY_RETRY_FOR",
+    "72h",
+    "How long a notification is retried before it is marked failed",
+);
 /// Log filter.
 pub const RUST_LOG: Var = var("RUST_LOG", "info", "Log filter");
 /// Log line format.
@@ -277,6 +319,13 @@ pub const SERVE: &[Var] = &[
     RECONCILE_POLL_INTERVAL,
     PENDING_POLL_INTERVAL,
     SYSTEMIC_PAUSE,
+    NOTIFY_CONCURRENCY,
+    NOTIFY_ENDPOINT_CONCURRENCY,
+    NOTIFY_POLL_INTERVAL,
+    NOTIFY_LEASE,
+    NOTIFY_RETRY_FIRST,
+    NOTIFY_RETRY_MAX,
+    NOTIFY_RETRY_FOR,
     RUST_LOG,
     LOG_FORMAT,
 ];
@@ -286,6 +335,12 @@ pub const MIGRATE: &[Var] = &[DATABASE_URL, RUST_LOG, LOG_FORMAT];
 
 /// Everything `api-key create` and `api-key revoke` read.
 pub const API_KEY: &[Var] = &[DATABASE_URL];
+
+/// Everything `callers webhook set` reads (the secret is stored encrypted).
+pub const WEBHOOK_SET: &[Var] = &[DATABASE_URL, ENCRYPTION_KEY];
+
+/// Everything `callers webhook remove` and `callers webhook replay` read.
+pub const WEBHOOK_MANAGE: &[Var] = &[DATABASE_URL];
 
 /// Everything `tokens reset` reads.
 pub const TOKENS_RESET: &[Var] = &[

@@ -41,6 +41,7 @@ pub struct Application {
     tokens: Arc<RotatingTokens>,
     balance: BalanceMonitor,
     books: BooksSchedule,
+    notify: crate::notify::sender::Sender,
 }
 
 impl Application {
@@ -78,6 +79,13 @@ impl Application {
             tokens.clone(),
             cipher(),
         );
+        let notify = crate::notify::sender::Sender::new(
+            store.clone(),
+            Arc::new(cipher()),
+            cfg.notify.clone(),
+        )
+        .context("building the notification client")?;
+        let notify_metrics = crate::notify::metrics::NotifyMetrics::new(store.clone());
         let roles = Roles::build(&cfg, store, client, Arc::new(cipher()), tokens.clone());
         let webhook_key = cfg.webhook_api_key.clone().map(Arc::new);
         let listener = TcpListener::bind(cfg.listen_addr)
@@ -85,13 +93,15 @@ impl Application {
             .with_context(|| format!("binding LISTEN_ADDR {}", cfg.listen_addr))?;
         Ok(Self {
             listener,
-            state: AppState::new(roles.intake, roles.queries, roles.webhooks, webhook_key),
+            state: AppState::new(roles.intake, roles.queries, roles.webhooks, webhook_key)
+                .with_notify_metrics(notify_metrics),
             dispatcher: roles.dispatcher,
             reconciler: roles.reconciler,
             prober: roles.prober,
             tokens,
             balance,
             books,
+            notify,
         })
     }
 
@@ -147,6 +157,7 @@ impl Application {
             books.interval,
             shutdown.clone(),
         ));
+        tokio::spawn(self.notify.run(shutdown.clone()));
         let app = http::router(self.state);
         tracing::info!(addr = %self.listener.local_addr()?, "order-gateway listening");
         let served = axum::serve(self.listener, app)

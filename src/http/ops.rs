@@ -56,7 +56,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        state.queries().metrics_text().await,
+        state.queries().metrics_text().await + &state.notify_metrics_text().await,
     )
 }
 

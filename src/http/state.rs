@@ -15,6 +15,7 @@ pub struct AppState {
     webhooks: WebhookIngest,
     /// `WEBHOOK_API_KEY`; webhooks are refused when unset.
     webhook_key: Option<Arc<SecretString>>,
+    notify_metrics: Option<crate::notify::metrics::NotifyMetrics>,
 }
 
 impl AppState {
@@ -30,6 +31,21 @@ impl AppState {
             queries,
             webhooks,
             webhook_key,
+            notify_metrics: None,
+        }
+    }
+
+    /// Adds the caller-notification part of `/metrics`.
+    pub fn with_notify_metrics(mut self, m: crate::notify::metrics::NotifyMetrics) -> Self {
+        self.notify_metrics = Some(m);
+        self
+    }
+
+    /// The caller-notification part of `/metrics` (empty without it).
+    pub async fn notify_metrics_text(&self) -> String {
+        match &self.notify_metrics {
+            Some(m) => m.text().await,
+            None => String::new(),
         }
     }
 

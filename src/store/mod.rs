@@ -25,6 +25,8 @@ pub mod callers;
 pub mod exchanges;
 /// Account-wide holds (refused token, low balance) and their probe.
 pub mod holds;
+/// Caller notifications: endpoints, outbox claims, attempts.
+pub mod notify;
 /// Order rows: intake, reads, claims.
 pub mod orders;
 /// Guarded write-backs after an upstream call.

@@ -18,6 +18,7 @@ mod layers;
 mod ledger;
 mod load;
 mod metrics;
+mod notify;
 mod openapi;
 mod openapi_conformance;
 mod operator;

@@ -98,6 +98,26 @@ fn pg_dump(url: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `callers webhook set` to a closed loopback port; returns the secret.
+async fn set_webhook(db_url: &str, caller: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_order-gateway"))
+        .args(["callers", "webhook", "set", "--caller", caller])
+        .args(["--url", "http://127.0.0.1:9/hook"])
+        .env_clear()
+        .env("DATABASE_URL", db_url)
+        .env("ENCRYPTION_KEY", encryption_key(db_url))
+        .output()
+        .await
+        .expect("run callers webhook set");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout.lines().last().unwrap().to_owned()
+}
+
 /// The ways a secret can show up in text. Pins are 4–6 digits, which occur
 /// by chance in hex and timestamps, so they are looked for as JSON/SQL
 /// string values (`"1234"`) and as `pin=`/`pin: ` fields, where a leak would be.
@@ -121,6 +141,7 @@ async fn no_secret_reaches_the_logs_or_the_database_in_the_clear() {
         .unwrap();
     let pool = db.pool().await;
     let api_key = create_key(&pool, "caller-scan").await;
+    let webhook_secret = set_webhook(&db.url, "caller-scan").await;
     let mut tokens = vec![emulator.current_tokens()];
     let (mut child, addr, log) = spawn_gateway(&db, &emulator).await;
     let http = reqwest::Client::new();
@@ -164,6 +185,8 @@ async fn no_secret_reaches_the_logs_or_the_database_in_the_clear() {
         (api_key.clone(), false),
         ("emulator-secret".into(), false),
         (encryption_key(&db.url), false),
+        (webhook_secret.clone(), false),
+        (webhook_secret["whsec_".len()..].to_owned(), false),
     ];
     for (access, refresh) in &tokens {
         secrets.extend([(access.clone(), false), (refresh.clone(), false)]);
@@ -175,6 +198,11 @@ async fn no_secret_reaches_the_logs_or_the_database_in_the_clear() {
     let dump = pg_dump(&db.url);
     assert!(logs.contains("placeOrder answered") && logs.contains("token pair rotated"));
     assert!(logs.contains("\"level\":\"DEBUG\""), "debug logging is on");
+    let attempts: i64 = sqlx::query_scalar("select count(*) from notify_attempts")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(attempts > 0, "the webhook secret was used to sign");
     assert!(dump.contains(orders[0]["poNumber"].as_str().unwrap()));
     for (secret, is_pin) in &secrets {
         for needle in needles(secret, *is_pin) {
