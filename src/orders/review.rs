@@ -44,9 +44,18 @@ pub enum Action {
 
 impl Action {
     fn statuses(self) -> &'static [OrderStatus] {
-        use OrderStatus::{NeedsReview, PendingDelivery, Reconciling};
+        use OrderStatus::{Canceled, Completed, Failed, NeedsReview, PendingDelivery, Reconciling};
         match self {
-            Self::Recheck => &[Reconciling, PendingDelivery, NeedsReview],
+            // Not `accepted` or `placing`: the dispatcher owns those, and a
+            // "not found" while a call may be in flight proves nothing.
+            Self::Recheck => &[
+                Reconciling,
+                PendingDelivery,
+                NeedsReview,
+                Completed,
+                Failed,
+                Canceled,
+            ],
             Self::ResolveCompleted | Self::ResolveFailed => &[NeedsReview],
         }
     }
@@ -247,6 +256,24 @@ impl Operator {
                     said(&format!("refused: {why}")),
                 )
             }
+            (LookupOutcome::Found(up), Action::Recheck) if is_final(order.status) => {
+                let facts = outcome::placed_facts(&self.settings, &self.cipher, order.id, up);
+                if facts.status.is_none_or(|s| s == order.status) {
+                    let note = said(&format!("Xoxoday agrees (order {})", up.order_id));
+                    return (OperatorEnd::Keep, None, note);
+                }
+                let why = format!(
+                    "recheck: Xoxoday has order {} ({}) for an order we call {}; an operator decides",
+                    up.order_id,
+                    facts.status.map_or("unknown", OrderStatus::as_str),
+                    order.status.as_str()
+                );
+                (
+                    OperatorEnd::Check(CheckEnd::Review(why.clone())),
+                    None,
+                    said(&why),
+                )
+            }
             (LookupOutcome::Found(up), _) => {
                 let facts = outcome::placed_facts(&self.settings, &self.cipher, order.id, up);
                 let end = CheckEnd::Adopt(facts, self.settings.pending_check_in);
@@ -290,6 +317,15 @@ impl Operator {
             }
         }
     }
+}
+
+/// Settled for good: a recheck never adopts into or out of these; a
+/// disagreement goes to an operator.
+fn is_final(status: OrderStatus) -> bool {
+    matches!(
+        status,
+        OrderStatus::Completed | OrderStatus::Failed | OrderStatus::Canceled
+    )
 }
 
 fn label(o: &LookupOutcome) -> &'static str {

@@ -434,3 +434,77 @@ async fn any_status_change_is_in_the_timeline_even_one_made_by_hand_in_sql() {
     assert_eq!(last["actor"], "system", "{last}");
     assert_eq!(last["reason"], "set by hand", "{last}");
 }
+
+#[tokio::test]
+async fn recheck_of_a_settled_order_keeps_an_agreeing_status_and_sends_a_contradiction_to_review() {
+    let app = spawn_app_with(fast(&[("WEBHOOK_API_KEY", KEY)])).await;
+    // A completed order that Xoxoday agrees with: the status stays, and the
+    // recheck is in the timeline.
+    let done: Value = app
+        .post_order(&new_key(), &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    let po = done["poNumber"].as_str().unwrap().to_owned();
+    let out = gateway(&app, &["orders", "recheck", &po, "--actor", "erin"], &[]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("completed"),
+        "{}",
+        text(&out)
+    );
+    let last = show(&app, &po).await["timeline"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            last["from"].as_str(),
+            last["to"].as_str(),
+            last["actor"].as_str()
+        ),
+        (Some("completed"), Some("completed"), Some("erin")),
+        "{last}"
+    );
+
+    // A failed order that Xoxoday turns out to have: never left `failed`
+    // silently, never adopted silently either: an operator decides.
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::Respond {
+            status: 400,
+            body: json!({"code": 400, "errorId": "PLE10001",
+                         "errorInfo": "Validation error in place order", "error": "Bad request"}),
+        },
+    );
+    let failed: Value = app
+        .post_order(&new_key(), &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let po = failed["poNumber"].as_str().unwrap().to_owned();
+    app.emulator
+        .inject_order(&po, rust_decimal::Decimal::from(50), 1001)
+        .unwrap();
+    let out = gateway(&app, &["orders", "recheck", &po, "--actor", "erin"], &[]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(app.db_status(&po).await, "needs_review");
+    let shown = show(&app, &po).await;
+    let last = shown["timeline"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["from"].as_str(), last["to"].as_str()),
+        (Some("failed"), Some("needs_review")),
+        "{last}"
+    );
+}
