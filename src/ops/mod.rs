@@ -318,6 +318,7 @@ async fn act(
         up.cipher.clone(),
         DispatchSettings::from_tuning(&up.tuning),
         details,
+        up.xoxoday.settle_window,
     );
     match operator.act(reference, action, actor, reason).await {
         Ok(Outcome::Done(order)) => {

@@ -99,6 +99,9 @@ pub struct Operator {
     cipher: Arc<Cipher>,
     settings: DispatchSettings,
     details: SlotAsk,
+    /// `XOXODAY_SETTLE_WINDOW`: a "not found" fails an order only this long
+    /// after its last placeOrder attempt ended.
+    settle_window: Duration,
 }
 
 impl Operator {
@@ -111,6 +114,7 @@ impl Operator {
         cipher: Arc<Cipher>,
         settings: DispatchSettings,
         details: SlotAsk,
+        settle_window: Duration,
     ) -> Self {
         Self {
             store,
@@ -119,6 +123,7 @@ impl Operator {
             cipher,
             settings,
             details,
+            settle_window,
         }
     }
 
@@ -180,6 +185,18 @@ impl Operator {
     ) -> Result<Outcome, OperatorError> {
         let order = c.order.clone();
         let token = c.order.lease_token.unwrap_or_default();
+        if action == Action::ResolveFailed
+            && let Some(why) = self
+                .store
+                .fail_refusal(order.id, self.settle_window)
+                .await?
+        {
+            let note = format!("{}: refused: {why}", action.name());
+            self.store
+                .finish_operator_action(c, None, &OperatorEnd::Keep, actor, &note)
+                .await?;
+            return Ok(Outcome::Refused(why));
+        }
         let call = self.xoxoday.prepare_order_details(&order.po_number);
         let exchange_id = Uuid::now_v7();
         let mut waited = Duration::ZERO;
@@ -282,7 +299,11 @@ impl Operator {
             }
             (LookupOutcome::NotFound(_), Action::ResolveFailed) => {
                 let note = said("Xoxoday has no order for this poNumber");
-                (OperatorEnd::Fail(note.clone()), None, note)
+                (
+                    OperatorEnd::Fail(note.clone(), self.settle_window),
+                    None,
+                    note,
+                )
             }
             (LookupOutcome::NotFound(_), Action::ResolveCompleted) => {
                 let why = format!(

@@ -23,7 +23,7 @@ use super::{
     Store, StoreResult,
     exchanges::{ExchangeEnd, complete_exchange},
     orders::{ORDER_COLUMNS, OrderRow},
-    proof::HOOKED,
+    proof::{HOOKED, ONLY_REFUSED},
     vouchers::{VoucherRow, insert_vouchers},
 };
 use crate::domain::{
@@ -91,21 +91,11 @@ const GUARD: &str =
     formatcp!("where o.order_id = $1 and o.status = {PLACING} and o.lease_token = $2");
 
 /// The stored history of the order `o` shows that no placeOrder of its
-/// poNumber can have created an order: every exchange (the refusal being
-/// written included) ended with a 4xx whose body we classified as a refusal,
-/// a throttle or a token error (`orders::outcome::label`), and no delivery
-/// webhook is stored. No response, a 5xx, a timeout, an `unknown` outcome or
-/// a throttle body on another status may have created one; nor may an
-/// attempt whose row was never completed (a kill -9 mid-call leaves NULLs,
-/// hence the `coalesce`). Only then may a
-/// refusal make the order `failed`; this holds by construction, whatever
-/// `attempts` says (deferred answers decrement it).
-const CLEAN: &str = "(not exists (select 1 from upstream_exchanges x
-        where x.order_id = o.order_id and x.operation = 'place_order'
-          and not coalesce(x.response_status between 400 and 499
-                   and x.outcome in ('rejected', 'systemic', 'rate_limited', 'unauthorized',
-                                     'insufficient_balance'), false))
-      and not exists (select 1 from webhook_events w where w.order_id = o.order_id))";
+/// poNumber can have created an order ([`ONLY_REFUSED`]) and no delivery
+/// webhook is stored ([`HOOKED`]). Only then may a refusal make the order
+/// `failed`; this holds by construction, whatever `attempts` says (deferred
+/// answers decrement it).
+const CLEAN: &str = formatcp!("({ONLY_REFUSED} and not {HOOKED})");
 
 impl Store {
     /// Completes the exchange and applies `result` under the lease; `None`

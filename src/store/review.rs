@@ -8,13 +8,15 @@
 
 use std::time::Duration;
 
+use const_format::formatcp;
+
 use uuid::Uuid;
 
 use super::{
     Store, StoreResult,
     exchanges::{ExchangeEnd, complete_exchange},
     orders::{ORDER_COLUMNS, OrderRow},
-    proof::HOOKED,
+    proof::{HOOKED, ONLY_REFUSED},
     reconcile::{CheckEnd, CheckRecord, CheckRow, apply_check_end},
     status::{FAILED, NEEDS_REVIEW},
     timeline::{act_as, note_unchanged},
@@ -32,13 +34,29 @@ pub enum Claim {
     Busy,
 }
 
+/// When the operator's word "no upstream order exists" may be taken
+/// (`resolve --as failed`) for the order `o`, with a settle window of `$5`
+/// seconds: every placeOrder attempt was a clean refusal (none can have
+/// created an order; a stored webhook is then the contradiction under
+/// review), or else no stored delivery webhook proves an order, no attempt
+/// is in flight, and the last one ended at least a settle window ago
+/// (Xoxoday may create an order late).
+const MAY_FAIL: &str = formatcp!(
+    "({ONLY_REFUSED}
+      or (not {HOOKED}
+          and (o.last_place_started_at is null
+               or (o.last_place_ended_at is not null
+                   and o.last_place_ended_at + make_interval(secs => $5) <= now()))))"
+);
+
 /// How an operator action ends.
 #[derive(Debug)]
 pub enum OperatorEnd {
     /// Apply a lookup's conclusion under the reconciler's rules.
     Check(CheckEnd),
-    /// `resolve --as failed`: the operator's word that no upstream order exists.
-    Fail(String),
+    /// `resolve --as failed`: the operator's word that no upstream order
+    /// exists, taken only under [`MAY_FAIL`] with this settle window.
+    Fail(String, Duration),
     /// Nothing changes; the claim is released.
     Keep,
 }
@@ -82,6 +100,40 @@ impl Store {
         })
     }
 
+    /// Why `resolve --as failed` may not be taken now for `order` (see
+    /// [`MAY_FAIL`]), or `None` when it may. Asked before the lookup, so a
+    /// "not found" is only ever trusted after the settle window.
+    pub async fn fail_refusal(
+        &self,
+        order: OrderId,
+        settle: Duration,
+    ) -> StoreResult<Option<String>> {
+        let sql = formatcp!(
+            "select case
+               when {ONLY_REFUSED} then null
+               when {HOOKED}
+                 then 'a stored delivery webhook and a placeOrder attempt that may have \
+                       created the order prove Xoxoday has it; use --as completed once a \
+                       lookup finds it'
+               when o.last_place_started_at is not null and o.last_place_ended_at is null
+                 then 'a placeOrder attempt may still be in flight'
+               when o.last_place_ended_at + make_interval(secs => $2) > now()
+                 then 'the last placeOrder attempt ended at '
+                      || to_char(o.last_place_ended_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS')
+                      || ' UTC and Xoxoday may still create the order; try again after '
+                      || to_char((o.last_place_ended_at + make_interval(secs => $2))
+                                 at time zone 'UTC', 'HH24:MI:SS')
+                      || ' UTC (XOXODAY_SETTLE_WINDOW ' || $2::text || 's)'
+             end
+             from orders o where o.order_id = $1"
+        );
+        Ok(sqlx::query_scalar(sql)
+            .bind(order.as_uuid())
+            .bind(settle.as_secs_f64())
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     /// Completes the lookup's audit row and applies `end` under the claim,
     /// recorded with `actor` and `reason`, in one transaction. When the status
     /// stays, a timeline row still says the action happened. `None` when
@@ -102,13 +154,14 @@ impl Store {
         let order = &c.order;
         let row = match end {
             OperatorEnd::Check(end) => apply_check_end(&mut tx, c, end).await?,
-            OperatorEnd::Fail(why) => {
+            OperatorEnd::Fail(why, settle) => {
                 let sql = format!(
                     "update orders o set status = {FAILED}, status_reason = $3,
                        failure = jsonb_build_object('operator', $4::text, 'reason', $3::text),
                        lease_token = null, lease_until = null, next_check_at = null,
                        settled_at = coalesce(o.settled_at, now())
                      where o.order_id = $1 and o.lease_token = $2 and o.status = {NEEDS_REVIEW}
+                       and {MAY_FAIL}
                      returning {ORDER_COLUMNS}"
                 );
                 sqlx::query_as(&sql)
@@ -116,6 +169,7 @@ impl Store {
                     .bind(c.order.lease_token)
                     .bind(pg_text(why).into_owned())
                     .bind(pg_text(actor).into_owned())
+                    .bind(settle.as_secs_f64())
                     .fetch_optional(&mut *tx)
                     .await?
             }

@@ -142,7 +142,14 @@ async fn the_timeline_follows_an_order_through_reconciling_and_needs_review_to_a
     let po = order["poNumber"].as_str().unwrap();
     assert_eq!(app.db_status(po).await, "needs_review");
 
-    let out = gateway(&app, &resolve(po, "failed"), &[]).await;
+    // The operator runs with the gateway's settle window (a "not found" is
+    // trusted only that long after the last attempt ended).
+    let out = gateway(
+        &app,
+        &resolve(po, "failed"),
+        &[("XOXODAY_SETTLE_WINDOW", "2s")],
+    )
+    .await;
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("failed"),
@@ -507,4 +514,94 @@ async fn recheck_of_a_settled_order_keeps_an_agreeing_status_and_sends_a_contrad
         (Some("failed"), Some("needs_review")),
         "{last}"
     );
+}
+
+fn resolve_failed(po: &str) -> Vec<&str> {
+    vec![
+        "orders", "resolve", po, "--as", "failed", "--reason", "probe", "--actor", "eve",
+    ]
+}
+
+/// Found by the adversarial review: a "not found" inside the settle window
+/// is no proof, and Xoxoday may create the order seconds later.
+#[tokio::test]
+async fn resolve_as_failed_is_refused_inside_the_settle_window_after_the_last_attempt() {
+    let app = spawn_app_with(fast(&[
+        ("XOXODAY_SETTLE_WINDOW", "60s"),
+        ("RECONCILE_MAX_AGE", "1s"),
+        ("RECONCILE_RETRY_BASE", "1500ms"),
+    ]))
+    .await;
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::LateCreate {
+            after: Duration::from_secs(12),
+            answer: order_gateway::emulator::LateAnswer::Error { status: 502 },
+        },
+    );
+    let order: Value = app
+        .post_order(&new_key(), &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (id, po) = (
+        order["id"].as_str().unwrap().to_owned(),
+        order["poNumber"].as_str().unwrap().to_owned(),
+    );
+    wait_status(&app, &id, "needs_review").await;
+
+    let out = gateway(&app, &resolve_failed(&po), &[]).await;
+
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains("try again after"), "{}", text(&out));
+    assert_eq!(app.db_status(&po).await, "needs_review");
+    let last = show(&app, &po).await["timeline"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert!(
+        last["reason"].as_str().unwrap().contains("refused"),
+        "{last}"
+    );
+}
+
+/// Found by the adversarial review: a stored delivery webhook after an
+/// attempt that may have created the order is proof; only a webhook that
+/// contradicts clean refusals leaves the decision to the operator.
+#[tokio::test]
+async fn resolve_as_failed_is_refused_when_a_webhook_proves_an_order_an_attempt_may_have_made() {
+    let app = spawn_app_with(fast(&[
+        ("WEBHOOK_API_KEY", KEY),
+        ("RECONCILE_MAX_ATTEMPTS", "1"),
+    ]))
+    .await;
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::LateCreate {
+            after: Duration::from_secs(25),
+            answer: order_gateway::emulator::LateAnswer::Error { status: 502 },
+        },
+    );
+    let order: Value = app
+        .post_order(&new_key(), &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (id, po) = (
+        order["id"].as_str().unwrap().to_owned(),
+        order["poNumber"].as_str().unwrap().to_owned(),
+    );
+    let hook = post_webhook(&app, Some(KEY), &event(9901, &po, "delivered")).await;
+    assert_eq!(hook.status(), 200);
+    wait_status(&app, &id, "needs_review").await;
+
+    let out = gateway(&app, &resolve_failed(&po), &[]).await;
+
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains("webhook"), "{}", text(&out));
+    assert_eq!(app.db_status(&po).await, "needs_review");
 }
