@@ -2,12 +2,13 @@
 //! events with leases (one statement, serialized over replicas, see
 //! [`Store::claim_notify_events`]), sends each with Standard Webhooks
 //! headers, stores every attempt and either finishes the event or schedules
-//! its retry. A new event wakes it at once (the outbox trigger's
-//! `pg_notify`); otherwise it polls. A crashed replica's claims return when
+//! its retry. It polls the outbox every `NOTIFY_POLL_INTERVAL` (the
+//! trigger sends no NOTIFY: that would serialise every write-back's commit
+//! over the cluster, migration 0037). A crashed replica's claims return when
 //! their lease ends, so an event is sent at least once; the receiver
 //! deduplicates by `webhook-id`.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use chrono::Utc;
 use secrecy::SecretString;
@@ -101,11 +102,6 @@ impl Sender {
     /// Claims and sends until `shutdown`. Sends in flight at shutdown are
     /// abandoned; their leases lapse and another replica sends them again.
     pub async fn run(self, shutdown: CancellationToken) {
-        tokio::spawn(listen(
-            self.store.clone(),
-            self.wake.clone(),
-            shutdown.clone(),
-        ));
         while !shutdown.is_cancelled() {
             let free = self.slots.available_permits();
             if free > 0 {
@@ -113,7 +109,8 @@ impl Sender {
                     warn!(error = %e, "notification claim failed; retrying");
                 }
             }
-            // A finished send, a new event or the poll interval starts the next pass.
+            // A finished send or the poll interval starts the next pass (the outbox
+            // trigger wakes no one: NOTIFY would serialise the write-backs' commits).
             tokio::select! {
                 () = shutdown.cancelled() => {}
                 () = tokio::time::sleep(self.cfg.poll_interval) => {}
@@ -326,30 +323,4 @@ fn classify(e: &reqwest::Error) -> Attempt {
         "connect_error"
     };
     Attempt::failed(outcome, text)
-}
-
-/// Wakes the sender on each outbox notification; reconnects after a failure
-/// (polling covers the gap).
-async fn listen(store: Store, wake: Arc<Notify>, shutdown: CancellationToken) {
-    while !shutdown.is_cancelled() {
-        match store.notify_listener().await {
-            Ok(mut listener) => loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    got = listener.recv() => match got {
-                        Ok(_) => wake.notify_one(),
-                        Err(e) => {
-                            warn!(error = %e, "notification listener lost; polling until it is back");
-                            break;
-                        }
-                    }
-                }
-            },
-            Err(e) => warn!(error = %e, "notification listener unavailable; polling"),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(5)) => {}
-        }
-    }
 }

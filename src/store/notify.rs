@@ -330,11 +330,4 @@ impl Store {
             failed,
         })
     }
-
-    /// A listener on the channel the outbox trigger notifies.
-    pub async fn notify_listener(&self) -> StoreResult<sqlx::postgres::PgListener> {
-        let mut l = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
-        l.listen("ogw_notify_events").await?;
-        Ok(l)
-    }
 }
