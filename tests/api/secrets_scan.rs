@@ -172,6 +172,18 @@ async fn no_secret_reaches_the_logs_or_the_database_in_the_clear() {
             .collect();
         assert_eq!(shown, issued, "the owner reads the vouchers back");
     }
+    // The sender polls the outbox (NOTIFY_POLL_INTERVAL): wait for a send.
+    let mut attempts = 0_i64;
+    for _ in 0..100 {
+        attempts = sqlx::query_scalar("select count(*) from notify_attempts")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if attempts > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     child.start_kill().unwrap();
     let _ = child.wait().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -198,10 +210,6 @@ async fn no_secret_reaches_the_logs_or_the_database_in_the_clear() {
     let dump = pg_dump(&db.url);
     assert!(logs.contains("placeOrder answered") && logs.contains("token pair rotated"));
     assert!(logs.contains("\"level\":\"DEBUG\""), "debug logging is on");
-    let attempts: i64 = sqlx::query_scalar("select count(*) from notify_attempts")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
     assert!(attempts > 0, "the webhook secret was used to sign");
     assert!(dump.contains(orders[0]["poNumber"].as_str().unwrap()));
     for (secret, is_pin) in &secrets {
