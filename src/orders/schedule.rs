@@ -33,14 +33,14 @@ pub async fn run_books_audits(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
         }
-        match store.claim_books_schedule(interval, AUDIT_LEASE).await {
-            Ok(true) => {}
-            Ok(false) => continue,
+        let claimed = match store.claim_books_schedule(interval, AUDIT_LEASE).await {
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => continue,
             Err(e) => {
                 warn!(error = %e, "could not claim the scheduled books audit; next interval");
                 continue;
             }
-        }
+        };
         let to = Utc::now().date_naive();
         let from = to
             .checked_sub_days(Days::new(SCHEDULED_DAYS - 1))
@@ -67,7 +67,7 @@ pub async fn run_books_audits(
             Some(Err(e)) => warn!(error = %e, "books audit could not run"),
             None => {}
         }
-        if let Err(e) = store.release_books_schedule().await {
+        if let Err(e) = store.release_books_schedule(claimed).await {
             warn!(error = %e, "could not release the books audit lease; it lapses");
         }
     }

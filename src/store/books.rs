@@ -200,26 +200,33 @@ impl Store {
         &self,
         interval: Duration,
         lease: Duration,
-    ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "update books_audit_schedule set last_started_at = now(),
+    ) -> StoreResult<Option<DateTime<Utc>>> {
+        let claimed = sqlx::query_scalar(
+            "update books_audit_schedule set last_started_at = clock_timestamp(),
                lease_until = now() + make_interval(secs => $2)
              where schedule_id = 1 and (lease_until is null or lease_until < now())
                and (last_started_at is null
-                    or last_started_at <= now() - make_interval(secs => $1) + interval '1 second')",
+                    or last_started_at <= now() - make_interval(secs => $1) + interval '1 second')
+             returning last_started_at",
         )
         .bind(interval.as_secs_f64())
         .bind(lease.as_secs_f64())
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(claimed)
     }
 
-    /// Gives the scheduled audit's lease back.
-    pub async fn release_books_schedule(&self) -> StoreResult<()> {
-        sqlx::query("update books_audit_schedule set lease_until = null where schedule_id = 1")
-            .execute(&self.pool)
-            .await?;
+    /// Gives the scheduled audit's lease back, only if it is still the claim
+    /// that started at `claimed` (an audit that outran its lease must not
+    /// release the next replica's).
+    pub async fn release_books_schedule(&self, claimed: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "update books_audit_schedule set lease_until = null
+             where schedule_id = 1 and last_started_at = $1",
+        )
+        .bind(claimed)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
