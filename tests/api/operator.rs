@@ -522,6 +522,28 @@ fn resolve_failed(po: &str) -> Vec<&str> {
     ]
 }
 
+/// Posts an order whose placeOrder answers 502 while Xoxoday creates the
+/// order only `after` later (contract §7); its id and poNumber.
+async fn post_late_created(app: &TestApp, after: Duration) -> (String, String) {
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        Fault::LateCreate {
+            after,
+            answer: order_gateway::emulator::LateAnswer::Error { status: 502 },
+        },
+    );
+    let order: Value = app
+        .post_order(&new_key(), &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    (
+        order["id"].as_str().unwrap().to_owned(),
+        order["poNumber"].as_str().unwrap().to_owned(),
+    )
+}
+
 /// Found by the adversarial review: a "not found" inside the settle window
 /// is no proof, and Xoxoday may create the order seconds later.
 #[tokio::test]
@@ -532,23 +554,7 @@ async fn resolve_as_failed_is_refused_inside_the_settle_window_after_the_last_at
         ("RECONCILE_RETRY_BASE", "1500ms"),
     ]))
     .await;
-    app.emulator.push_fault(
-        FaultOp::PlaceOrder,
-        Fault::LateCreate {
-            after: Duration::from_secs(12),
-            answer: order_gateway::emulator::LateAnswer::Error { status: 502 },
-        },
-    );
-    let order: Value = app
-        .post_order(&new_key(), &order_body())
-        .await
-        .json()
-        .await
-        .unwrap();
-    let (id, po) = (
-        order["id"].as_str().unwrap().to_owned(),
-        order["poNumber"].as_str().unwrap().to_owned(),
-    );
+    let (id, po) = post_late_created(&app, Duration::from_secs(12)).await;
     wait_status(&app, &id, "needs_review").await;
 
     let out = gateway(&app, &resolve_failed(&po), &[]).await;
@@ -578,23 +584,7 @@ async fn resolve_as_failed_is_refused_when_a_webhook_proves_an_order_an_attempt_
         ("RECONCILE_MAX_ATTEMPTS", "1"),
     ]))
     .await;
-    app.emulator.push_fault(
-        FaultOp::PlaceOrder,
-        Fault::LateCreate {
-            after: Duration::from_secs(25),
-            answer: order_gateway::emulator::LateAnswer::Error { status: 502 },
-        },
-    );
-    let order: Value = app
-        .post_order(&new_key(), &order_body())
-        .await
-        .json()
-        .await
-        .unwrap();
-    let (id, po) = (
-        order["id"].as_str().unwrap().to_owned(),
-        order["poNumber"].as_str().unwrap().to_owned(),
-    );
+    let (id, po) = post_late_created(&app, Duration::from_secs(25)).await;
     let hook = post_webhook(&app, Some(KEY), &event(9901, &po, "delivered")).await;
     assert_eq!(hook.status(), 200);
     wait_status(&app, &id, "needs_review").await;
