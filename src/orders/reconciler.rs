@@ -216,7 +216,7 @@ impl Reconciler {
             .xoxoday()
             .get_order_details(call, &tok)
             .await;
-        let label = lookup_label(&result.outcome);
+        let label = result.outcome.label();
         info!(outcome = label, "getOrderDetails answered");
         let audit_end = audit::end_of(
             self.dispatcher.cipher(),
@@ -397,16 +397,5 @@ impl Reconciler {
     async fn place_leased_after_check(&self, row: crate::domain::Order) -> StoreResult<()> {
         info!("Xoxoday has no order for this poNumber after the settle window; placing again");
         self.dispatcher.place_claimed(row).await.map(|_| ())
-    }
-}
-
-fn lookup_label(o: &LookupOutcome) -> &'static str {
-    match o {
-        LookupOutcome::Found(_) => "found",
-        LookupOutcome::NotFound(_) => "not_found",
-        LookupOutcome::RateLimited { .. } => "rate_limited",
-        LookupOutcome::Unauthorized(_) => "unauthorized",
-        LookupOutcome::Systemic(_) => "systemic",
-        LookupOutcome::Failed { .. } => "failed",
     }
 }

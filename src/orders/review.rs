@@ -229,7 +229,7 @@ impl Operator {
         }
         let tok = self.tokens.access_token().await;
         let result = self.xoxoday.get_order_details(call, &tok).await;
-        let label = label(&result.outcome);
+        let label = result.outcome.label();
         info!(
             outcome = label,
             action = action.name(),
@@ -329,7 +329,7 @@ impl Operator {
                         .pause_operation("get_order_details", *penalty, why)
                         .await;
                 }
-                let why = format!("Xoxoday could not be asked ({})", label(other));
+                let why = format!("Xoxoday could not be asked ({})", other.label());
                 (
                     OperatorEnd::Keep,
                     Some(Outcome::Unreachable(why.clone())),
@@ -347,15 +347,4 @@ fn is_final(status: OrderStatus) -> bool {
         status,
         OrderStatus::Completed | OrderStatus::Failed | OrderStatus::Canceled
     )
-}
-
-fn label(o: &LookupOutcome) -> &'static str {
-    match o {
-        LookupOutcome::Found(_) => "found",
-        LookupOutcome::NotFound(_) => "not_found",
-        LookupOutcome::RateLimited { .. } => "rate_limited",
-        LookupOutcome::Unauthorized(_) => "unauthorized",
-        LookupOutcome::Systemic(_) => "systemic",
-        LookupOutcome::Failed { .. } => "failed",
-    }
 }

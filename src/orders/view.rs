@@ -56,8 +56,7 @@ impl OrderQueries {
         if !with_upstream.is_empty() {
             for row in self.store().vouchers_for(&with_upstream).await? {
                 let order = OrderId::from_uuid(row.order_id);
-                let v = self
-                    .open_voucher(&row)
+                let v = open_voucher(self.cipher(), &row)
                     .map_err(|source| ViewError::Crypto { order, source })?;
                 by_order.entry(row.order_id).or_default().push(v);
             }
@@ -71,33 +70,16 @@ impl OrderQueries {
             .collect())
     }
 
-    /// The view of `row` with its voucher rows already read (in position
+    /// The view of `order` with its voucher rows already read (in position
     /// order), without another query.
     pub fn view_with(&self, order: Order, vouchers: &[VoucherRow]) -> Result<OrderView, ViewError> {
-        let vouchers = if order.xoxoday_order_id.is_some() {
-            vouchers
-                .iter()
-                .map(|v| {
-                    self.open_voucher(v).map_err(|source| ViewError::Crypto {
-                        order: order.id,
-                        source,
-                    })
-                })
-                .collect::<Result<_, _>>()?
-        } else {
-            Vec::new()
-        };
-        Ok(OrderView { order, vouchers })
+        opened(self.cipher(), order, vouchers)
     }
 
     /// One view.
     pub async fn view(&self, order: Order) -> Result<OrderView, ViewError> {
         let mut views = self.views(vec![order]).await?;
         Ok(views.remove(0))
-    }
-
-    fn open_voucher(&self, row: &VoucherRow) -> Result<Voucher, crate::crypto::CryptoError> {
-        open_voucher(self.cipher(), row)
     }
 }
 
@@ -107,16 +89,31 @@ pub async fn operator_view(
     cipher: &Cipher,
     order: Order,
 ) -> Result<OrderView, ViewError> {
-    let mut vouchers = Vec::new();
-    if order.xoxoday_order_id.is_some() {
-        for v in store.vouchers_for(&[order.id]).await? {
-            let opened = open_voucher(cipher, &v).map_err(|source| ViewError::Crypto {
+    let rows = if order.xoxoday_order_id.is_some() {
+        store.vouchers_for(&[order.id]).await?
+    } else {
+        Vec::new()
+    };
+    opened(cipher, order, &rows)
+}
+
+/// `order` with its voucher rows opened (none before Xoxoday created it).
+fn opened(cipher: &Cipher, order: Order, rows: &[VoucherRow]) -> Result<OrderView, ViewError> {
+    if order.xoxoday_order_id.is_none() {
+        return Ok(OrderView {
+            order,
+            vouchers: Vec::new(),
+        });
+    }
+    let vouchers = rows
+        .iter()
+        .map(|v| {
+            open_voucher(cipher, v).map_err(|source| ViewError::Crypto {
                 order: order.id,
                 source,
-            })?;
-            vouchers.push(opened);
-        }
-    }
+            })
+        })
+        .collect::<Result<_, _>>()?;
     Ok(OrderView { order, vouchers })
 }
 

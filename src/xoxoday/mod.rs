@@ -240,6 +240,20 @@ pub enum LookupOutcome {
     },
 }
 
+impl LookupOutcome {
+    /// The stored and logged name of this outcome (`upstream_exchanges.outcome`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Found(_) => "found",
+            Self::NotFound(_) => "not_found",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Systemic(_) => "systemic",
+            Self::Failed { .. } => "failed",
+        }
+    }
+}
+
 /// A fresh token pair from `POST {base}/v1/oauth/token/user`.
 #[derive(Debug, Clone)]
 pub struct TokenPair {

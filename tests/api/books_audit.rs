@@ -16,7 +16,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{Options, TestApp, env, new_key, order_body, spawn_app, spawn_app_with},
+    helpers::{Options, TestApp, env, spawn_app, spawn_app_with},
     operator::{code, gateway, text},
 };
 
@@ -32,12 +32,7 @@ async fn audit(app: &TestApp, extra_args: &[&str], env: &[(&str, &str)]) -> std:
 }
 
 async fn completed_order(app: &TestApp) -> (String, i64) {
-    let order: Value = app
-        .post_order(&new_key(), &order_body())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let order = app.place_new().await;
     assert_eq!(order["status"], "completed", "{order}");
     let po = order["poNumber"].as_str().unwrap().to_owned();
     (po, order["xoxodayOrderId"].as_i64().unwrap())
@@ -83,20 +78,7 @@ async fn agreeing_books_exit_0_and_each_kind_of_finding_is_detected_with_exit_1(
     assert_eq!(report["to"], today());
 
     // one of each kind, made at "Xoxoday"
-    app.emulator.push_fault(
-        FaultOp::PlaceOrder,
-        Fault::Respond {
-            status: 400,
-            body: json!({"code": 400, "errorId": "PLE10001",
-                         "errorInfo": "Validation error in place order", "error": "Bad request"}),
-        },
-    );
-    let failed: Value = app
-        .post_order(&new_key(), &order_body())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let failed = app.place_refused().await;
     assert_eq!(failed["status"], "failed");
     let spent = failed["poNumber"].as_str().unwrap();
     let fifty = Decimal::new(50, 0);

@@ -174,6 +174,26 @@ impl TestApp {
         self.post_order_as(&self.api_key, key, body, None).await
     }
 
+    /// A new order under a fresh key (the default body), as the POST answered.
+    pub async fn place_new(&self) -> Value {
+        let resp = self.post_order(&new_key(), &order_body()).await;
+        resp.json().await.expect("an order as JSON")
+    }
+
+    /// A new order that Xoxoday refuses with a clean 400 (PLE10001, no order
+    /// created), as the POST answered: `failed`.
+    pub async fn place_refused(&self) -> Value {
+        self.emulator.push_fault(
+            order_gateway::emulator::FaultOp::PlaceOrder,
+            order_gateway::emulator::Fault::Respond {
+                status: 400,
+                body: json!({"code": 400, "errorId": "PLE10001",
+                             "errorInfo": "Validation error in place order", "error": "Bad request"}),
+            },
+        );
+        self.place_new().await
+    }
+
     /// `POST /v1/orders` with any key and optional `Prefer: wait=N`.
     pub async fn post_order_as(
         &self,

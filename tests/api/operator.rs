@@ -7,10 +7,10 @@
 use std::{process::Output, time::Duration};
 
 use order_gateway::emulator::{Fault, FaultOp};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::{
-    helpers::{Options, TestApp, env_pairs, new_key, order_body, spawn_app_with},
+    helpers::{Options, TestApp, env_pairs, spawn_app_with},
     ledger::{fast, wait_all_settled},
     webhooks::{KEY, event, post_webhook, wait_status},
 };
@@ -71,20 +71,7 @@ fn to_statuses(shown: &Value) -> Vec<String> {
 /// A needs_review order that Xoxoday never created: refused with a 400,
 /// then a `delivered` webhook contradicts `failed`.
 async fn review_without_upstream(app: &TestApp) -> String {
-    app.emulator.push_fault(
-        FaultOp::PlaceOrder,
-        Fault::Respond {
-            status: 400,
-            body: json!({"code": 400, "errorId": "PLE10001",
-                         "errorInfo": "Validation error in place order", "error": "Bad request"}),
-        },
-    );
-    let order: Value = app
-        .post_order(&new_key(), &order_body())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let order = app.place_refused().await;
     assert_eq!(order["status"], "failed", "{order}");
     let po = order["poNumber"].as_str().unwrap().to_owned();
     let hook = post_webhook(app, Some(KEY), &event(7001, &po, "delivered")).await;
@@ -96,12 +83,7 @@ async fn review_without_upstream(app: &TestApp) -> String {
 /// A needs_review order that Xoxoday has: completed, then a `canceled`
 /// webhook contradicts it.
 async fn review_with_upstream(app: &TestApp) -> String {
-    let order: Value = app
-        .post_order(&new_key(), &order_body())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let order = app.place_new().await;
     assert_eq!(order["status"], "completed", "{order}");
     let po = order["poNumber"].as_str().unwrap().to_owned();
     let hook = post_webhook(app, Some(KEY), &event(7002, &po, "canceled")).await;
@@ -132,12 +114,7 @@ async fn the_timeline_follows_an_order_through_reconciling_and_needs_review_to_a
         FaultOp::PlaceOrder,
         Fault::ErrorBeforeCreate { status: 503 },
     );
-    let order: Value = app
-        .post_order(&new_key(), &order_body())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let order = app.place_new().await;
     wait_all_settled(&app.db, Duration::from_secs(30)).await;
     let po = order["poNumber"].as_str().unwrap();
     assert_eq!(app.db_status(po).await, "needs_review");
@@ -418,12 +395,7 @@ async fn recheck_waits_for_the_shared_budget_then_adopts_the_order_xoxoday_has()
 #[tokio::test]
 async fn any_status_change_is_in_the_timeline_even_one_made_by_hand_in_sql() {
     let app = spawn_app_with(fast(&[])).await;
-    let order: Value = app
-        .post_order(&new_key(), &order_body())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let order = app.place_new().await;
     let po = order["poNumber"].as_str().unwrap();
     sqlx::query("update orders set status = 'needs_review', status_reason = 'set by hand' where po_number = $1")
         .bind(po)
@@ -447,12 +419,7 @@ async fn recheck_of_a_settled_order_keeps_an_agreeing_status_and_sends_a_contrad
     let app = spawn_app_with(fast(&[("WEBHOOK_API_KEY", KEY)])).await;
     // A completed order that Xoxoday agrees with: the status stays, and the
     // recheck is in the timeline.
-    let done: Value = app
-        .post_order(&new_key(), &order_body())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let done = app.place_new().await;
     assert_eq!(done["status"], "completed", "{done}");
     let po = done["poNumber"].as_str().unwrap().to_owned();
     let out = gateway(&app, &["orders", "recheck", &po, "--actor", "erin"], &[]).await;
@@ -480,20 +447,7 @@ async fn recheck_of_a_settled_order_keeps_an_agreeing_status_and_sends_a_contrad
 
     // A failed order that Xoxoday turns out to have: never left `failed`
     // silently, never adopted silently either: an operator decides.
-    app.emulator.push_fault(
-        FaultOp::PlaceOrder,
-        Fault::Respond {
-            status: 400,
-            body: json!({"code": 400, "errorId": "PLE10001",
-                         "errorInfo": "Validation error in place order", "error": "Bad request"}),
-        },
-    );
-    let failed: Value = app
-        .post_order(&new_key(), &order_body())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let failed = app.place_refused().await;
     assert_eq!(failed["status"], "failed", "{failed}");
     let po = failed["poNumber"].as_str().unwrap().to_owned();
     app.emulator
@@ -532,12 +486,7 @@ async fn post_late_created(app: &TestApp, after: Duration) -> (String, String) {
             answer: order_gateway::emulator::LateAnswer::Error { status: 502 },
         },
     );
-    let order: Value = app
-        .post_order(&new_key(), &order_body())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let order = app.place_new().await;
     (
         order["id"].as_str().unwrap().to_owned(),
         order["poNumber"].as_str().unwrap().to_owned(),
