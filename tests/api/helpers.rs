@@ -174,6 +174,22 @@ impl TestApp {
         self.post_order_as(&self.api_key, key, body, None).await
     }
 
+    /// Waits (at most 10 s) for the balance monitor's first getBalance read,
+    /// which `serve` makes at start (contract §8): a test that expires the
+    /// token after it knows the next call to notice is its own.
+    pub async fn wait_first_balance_read(&self) {
+        for _ in 0..100 {
+            if self
+                .count("upstream_exchanges where operation = 'get_balance'")
+                .await
+                > 0
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// A new order under a fresh key (the default body), as the POST answered.
     pub async fn place_new(&self) -> Value {
         let resp = self.post_order(&new_key(), &order_body()).await;

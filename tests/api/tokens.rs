@@ -98,6 +98,7 @@ async fn missing_env_tokens_with_nothing_stored_stop_start_up_naming_the_variabl
 async fn an_invalid_token_refreshes_once_and_the_order_is_placed_promptly() {
     let app = spawn_app().await;
     let (old_access, old_refresh) = app.emulator.current_tokens();
+    app.wait_first_balance_read().await;
     app.emulator.expire_access_token();
     let resp = app
         .post_order_as(&app.api_key, &new_key(), &order_body(), Some(20))
@@ -145,6 +146,7 @@ async fn two_replicas_refreshing_at_once_spend_the_refresh_token_once() {
     let app = spawn_app().await;
     let b = replica(&app, None).await;
     let stale = SecretString::from(app.emulator.current_tokens().0);
+    app.wait_first_balance_read().await;
     app.emulator.expire_access_token();
     let (a_ok, b_ok) = tokio::join!(
         app.tokens.token_rejected(&stale),
@@ -190,6 +192,7 @@ async fn a_refused_refresh_shows_in_readyz_until_tokens_reset_stores_a_new_pair(
     let stale = SecretString::from(app.emulator.current_tokens().0);
     app.emulator
         .push_fault(FaultOp::RefreshToken, Fault::InvalidToken);
+    app.wait_first_balance_read().await;
     app.emulator.expire_access_token();
     assert!(!app.tokens.token_rejected(&stale).await);
     assert_eq!(

@@ -51,6 +51,7 @@ async fn tokens_a_failing_refresh_audit_keeps_the_rotated_pair() {
     .await
     .unwrap();
     let stale = SecretString::from(app.emulator.current_tokens().0);
+    app.wait_first_balance_read().await;
     app.emulator.expire_access_token();
 
     let retried = app.tokens.token_rejected(&stale).await;
@@ -79,6 +80,7 @@ async fn tokens_no_transaction_holds_the_token_row_during_the_refresh_call() {
         Fault::Slow(Duration::from_millis(1500)),
     );
     let stale = SecretString::from(app.emulator.current_tokens().0);
+    app.wait_first_balance_read().await;
     app.emulator.expire_access_token();
     let tokens = app.tokens.clone();
     let refresh = tokio::spawn(async move { tokens.token_rejected(&stale).await });
@@ -115,6 +117,7 @@ async fn tokens_a_refresh_refused_after_a_reset_does_not_flag_the_reset_pair() {
         Fault::Slow(Duration::from_millis(1500)),
     );
     let stale = SecretString::from(app.emulator.current_tokens().0);
+    app.wait_first_balance_read().await;
     app.emulator.expire_access_token();
     let tokens = app.tokens.clone();
     let in_flight = tokio::spawn(async move { tokens.token_rejected(&stale).await });
@@ -149,6 +152,7 @@ async fn tokens_a_rotated_pair_is_stored_even_when_the_row_stays_locked_past_the
         Fault::Slow(Duration::from_millis(1000)),
     );
     let stale = SecretString::from(app.emulator.current_tokens().0);
+    app.wait_first_balance_read().await;
     app.emulator.expire_access_token();
     let tokens = app.tokens.clone();
     let refresh = tokio::spawn(async move { tokens.token_rejected(&stale).await });
@@ -185,6 +189,7 @@ async fn tokens_a_refresh_answered_after_a_reset_does_not_overwrite_the_reset_pa
         Fault::SleepAfterCreate(Duration::from_millis(1500)),
     );
     let stale = SecretString::from(app.emulator.current_tokens().0);
+    app.wait_first_balance_read().await;
     app.emulator.expire_access_token();
     let tokens = app.tokens.clone();
     let in_flight = tokio::spawn(async move { tokens.token_rejected(&stale).await });
