@@ -13,26 +13,22 @@ use tracing::warn;
 use super::ReconcileSettings;
 use crate::{
     domain::OrderStatus,
-    store::{
-        Store, StoreResult,
-        reconcile::{CheckEnd, CheckRow},
-    },
+    store::reconcile::{CheckEnd, CheckRow},
     xoxoday::LookupOutcome,
 };
 
 /// `status_reason` of a delivery pending for longer than the limit.
 pub const DELIVERY_OVERDUE: &str = "delivery_overdue";
 
-/// Fails `accepted` orders that were never sent and are too old.
-pub(crate) async fn expire_unsent(store: &Store, s: &ReconcileSettings) -> StoreResult<()> {
-    let expired = store.expire_unsent_orders(s.accepted_max_age).await?;
+/// Logs `accepted` orders that were never sent and failed as too old (the
+/// reconciler's pass fails them, `Store::reconcile_pass`).
+pub(crate) fn note_expired_unsent(expired: u64) {
     if expired > 0 {
         warn!(
             expired,
             "accepted orders never sent expired as failed (expired_unsent)"
         );
     }
-    Ok(())
 }
 
 /// Why the claimed order is past its age limit, if it is.

@@ -10,7 +10,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::{sync::Semaphore, task::JoinHandle};
+use secrecy::SecretString;
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    task::JoinHandle,
+};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{Instrument as _, info, info_span, warn};
 use uuid::Uuid;
@@ -23,11 +27,15 @@ use super::{
 };
 use crate::{
     crypto::Cipher,
-    domain::{Order, OrderId, OrderStatus, PoNumber},
+    domain::{NewOrder, Order, OrderStatus, PoNumber},
     store::{
-        Store, StoreError, StoreResult, exchanges::Begin, outcomes::PlaceResult, rate_limit::Slot,
+        Store, StoreError, StoreResult,
+        exchanges::Begin,
+        orders::{Fresh, FreshSend},
+        outcomes::PlaceResult,
+        vouchers::VoucherRow,
     },
-    xoxoday::{Operation, PlaceOrderRequest, PlaceOutcome, XoxodayApi},
+    xoxoday::{Operation, PlaceOrderRequest, PlaceOutcome, PreparedCall, XoxodayApi},
 };
 
 /// The place path: claims `accepted` orders under a lease and sends them,
@@ -130,7 +138,7 @@ impl Dispatcher {
     /// the send; without a slot the order goes back to `accepted`, due when
     /// a slot frees, and no attempt is counted. The lease is renewed while
     /// the call runs.
-    pub async fn place_claimed(&self, order: Order) -> StoreResult<Option<Order>> {
+    pub async fn place_claimed(&self, order: Order) -> StoreResult<Option<Written>> {
         let Some(lease) = order.lease_token else {
             return Ok(None);
         };
@@ -138,7 +146,7 @@ impl Dispatcher {
             .await
     }
 
-    async fn place_leased(&self, order: &Order, lease: Uuid) -> StoreResult<Option<Order>> {
+    async fn place_leased(&self, order: &Order, lease: Uuid) -> StoreResult<Option<Written>> {
         let call = self.xoxoday.prepare_place_order(&place_request(order));
         let exchange_id = Uuid::now_v7();
         let start = audit::start_of(exchange_id, &call);
@@ -151,9 +159,7 @@ impl Dispatcher {
         let attempt = match begun {
             Begin::Send(attempt) => attempt,
             Begin::NoSlot(wait) => {
-                Self::note_no_slot(Operation::PlaceOrder, wait);
-                self.place_spent
-                    .spent_for(wait.min(self.settings.poll_interval));
+                self.no_slot(wait);
                 let reason = "waiting for the shared placeOrder rate budget";
                 self.store
                     .release_to_accepted(order.id, lease, wait, reason)
@@ -170,7 +176,27 @@ impl Dispatcher {
                 return Ok(None);
             }
         };
-        // The caller (`place_claimed`) renews the lease while this runs.
+        let begun = Begun {
+            lease,
+            call,
+            exchange_id,
+            token,
+            attempt,
+        };
+        self.send_begun(order, begun).await
+    }
+
+    /// Sends an attempt whose exchange row, slot and lease are committed,
+    /// and writes its result back under the lease. The caller renews the
+    /// lease while this runs.
+    async fn send_begun(&self, order: &Order, begun: Begun) -> StoreResult<Option<Written>> {
+        let Begun {
+            lease,
+            call,
+            exchange_id,
+            token,
+            attempt,
+        } = begun;
         let result = self.xoxoday.place_order(call, &token).await;
         let label = outcome::label(&result.outcome);
         info!(
@@ -221,85 +247,113 @@ impl Dispatcher {
             Some(_) if retry_now => self.wakes.dispatcher().notify_one(),
             Some(_) => {}
         }
-        Ok(written)
+        // The vouchers just stored answer the caller without reading them back.
+        let vouchers = match next {
+            PlaceResult::Placed(facts) => facts.vouchers,
+            _ => Vec::new(),
+        };
+        Ok(written.map(|order| Written { order, vouchers }))
     }
 
-    /// Spawns the placement of one freshly stored order, if a slot is free.
-    /// The task claims the order itself, so it races safely with the
-    /// background dispatcher. `None`: no slot, or the shared budget is known
-    /// spent (nothing is claimed then); the background loop will do it.
-    pub fn dispatch_now(&self, id: OrderId, po: &PoNumber) -> Option<JoinHandle<Option<Order>>> {
+    /// A placeOrder found no slot: counted, and this replica claims nothing
+    /// more until one may be free (at most a poll interval).
+    fn no_slot(&self, wait: Duration) {
+        Self::note_no_slot(Operation::PlaceOrder, wait);
+        self.place_spent
+            .spent_for(wait.min(self.settings.poll_interval));
+    }
+
+    /// What a new order's insert may begin (issue 11: one transaction
+    /// before the call): a placement permit, the prepared first call and
+    /// its lease token, when the budget is not known spent and a permit is
+    /// free. The statement that stores the order takes the slot itself.
+    pub(crate) async fn fresh_ticket(&self, po: &PoNumber, new: &NewOrder) -> Ticket {
         if self.place_spent.is_spent() {
-            return None;
+            return Ticket::Spent;
         }
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-            self.wakes.dispatcher().notify_one();
-            return None;
+            return Ticket::Busy;
         };
-        let svc = self.clone();
-        let span = info_span!("order.dispatch", order.id = %id, po_number = %po);
-        Some(self.tasks.spawn(
-            async move {
-                let _permit = permit;
-                let ask = svc.slot_ask(Operation::PlaceOrder);
-                let claimed = svc
-                    .store
-                    .claim_order_within_budget(id, svc.settings.lease, ask)
-                    .await;
-                match claimed {
-                    Ok(Some(row)) => svc.place_claimed(row).await.unwrap_or_else(|e| {
+        let call = self.xoxoday.prepare_place_order(&fresh_request(po, new));
+        Ticket::Ready(FreshTicket {
+            permit,
+            lease: Uuid::new_v4(),
+            exchange_id: Uuid::now_v7(),
+            token: self.tokens.access_token().await,
+            call,
+        })
+    }
+
+    /// Sends a new order's first placeOrder when its insert began it, and
+    /// returns the row after the write-back; otherwise hands the order to
+    /// the background loop (woken when it is only a matter of permits).
+    /// Runs in the task that stored the order, not in a request's future.
+    pub(crate) async fn start_fresh(
+        &self,
+        order: Order,
+        fresh: Fresh,
+        ticket: Ticket,
+    ) -> Option<Written> {
+        match (fresh, ticket) {
+            (Fresh::Send(attempt), Ticket::Ready(t)) => {
+                let _permit = t.permit;
+                let begun = Begun {
+                    lease: t.lease,
+                    call: t.call,
+                    exchange_id: t.exchange_id,
+                    token: t.token,
+                    attempt,
+                };
+                let sent = self.send_begun(&order, begun);
+                self.with_heartbeat(order.id, t.lease, sent)
+                    .await
+                    .unwrap_or_else(|e| {
                         warn!(error = %e, "placement write-back failed; lease expiry will reconcile");
                         None
-                    }),
-                    // Claimed elsewhere, or no slot free: then later orders
-                    // skip the claim until one frees (at most a poll interval).
-                    Ok(None) => {
-                        if let Ok(Slot::Wait(wait)) = svc.store.slots_free(ask).await {
-                            svc.place_spent
-                                .spent_for(wait.min(svc.settings.poll_interval));
-                        }
-                        None
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "claim failed; the background dispatcher will retry");
-                        None
-                    }
-                }
+                    })
             }
-            .instrument(span),
-        ))
+            (Fresh::NoSlot(wait), _) => {
+                self.no_slot(wait);
+                None
+            }
+            (_, Ticket::Spent) => None,
+            // No permit, or the slot lock was busy: the background loop sends it.
+            _ => {
+                self.wakes.dispatcher().notify_one();
+                None
+            }
+        }
     }
 
     /// One background pass: expire dead leases, claim due orders, place them
-    /// concurrently. Returns the handles so tests can wait for them.
+    /// concurrently. Returns the handles so tests can wait for them. The
+    /// expiry and the claim are one transaction; while the shared budget is
+    /// known spent nothing is claimed.
     pub async fn dispatch_due(&self) -> StoreResult<Vec<JoinHandle<()>>> {
-        let expired = self.expire_placing_leases().await?;
+        // Slots first, then claims: a claimed order never waits for a slot
+        // while its short lease runs out.
+        let mut permits = Vec::new();
+        while (permits.len() as i64) < self.settings.batch && !self.place_spent.is_spent() {
+            match self.in_flight.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        let (expired, rows) = self
+            .store
+            .dispatch_pass(
+                self.upstream.place_timeout,
+                permits.len() as i64,
+                self.settings.lease,
+                self.slot_ask(Operation::PlaceOrder),
+            )
+            .await?;
         if expired > 0 {
             warn!(
                 expired,
                 "placeOrder leases expired; orders moved to reconciling"
             );
         }
-        // Slots first, then claims: a claimed order never waits for a slot
-        // while its short lease runs out.
-        let mut permits = Vec::new();
-        while (permits.len() as i64) < self.settings.batch {
-            match self.in_flight.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
-            }
-        }
-        if permits.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = self
-            .store
-            .claim_due_orders(
-                permits.len() as i64,
-                self.settings.lease,
-                self.slot_ask(Operation::PlaceOrder),
-            )
-            .await?;
         let mut handles = Vec::with_capacity(rows.len());
         for (row, permit) in rows.into_iter().zip(permits) {
             let svc = self.clone();
@@ -358,11 +412,95 @@ impl Dispatcher {
     }
 }
 
+/// An order after its placeOrder write-back, with the vouchers that
+/// write-back stored (sealed), so an answer needs no second read.
+#[derive(Debug)]
+pub struct Written {
+    /// The row as written back.
+    pub order: Order,
+    /// Its vouchers, when this write-back stored them.
+    pub vouchers: Vec<VoucherRow>,
+}
+
+/// What a new order's insert may begin ([`Dispatcher::fresh_ticket`]).
+pub(crate) enum Ticket {
+    /// A permit held and the first call prepared.
+    Ready(FreshTicket),
+    /// The shared budget is known spent: nothing is asked.
+    Spent,
+    /// Every placement permit is taken.
+    Busy,
+}
+
+impl Ticket {
+    /// The first send the insert is to begin, if any.
+    pub(crate) fn fresh_send(&self, d: &Dispatcher) -> Option<FreshSend<'_>> {
+        let Self::Ready(t) = self else {
+            return None;
+        };
+        Some(FreshSend {
+            lease_token: t.lease,
+            lease: d.settings.lease,
+            start: audit::start_of(t.exchange_id, &t.call),
+            slot: d.slot_ask(Operation::PlaceOrder),
+        })
+    }
+}
+
+/// A permit and a prepared first placeOrder for an order not stored yet.
+pub(crate) struct FreshTicket {
+    permit: OwnedSemaphorePermit,
+    lease: Uuid,
+    exchange_id: Uuid,
+    token: SecretString,
+    call: PreparedCall,
+}
+
+/// An attempt ready to send: exchange row, slot and lease committed.
+struct Begun {
+    lease: Uuid,
+    call: PreparedCall,
+    exchange_id: Uuid,
+    token: SecretString,
+    attempt: i32,
+}
+
 fn awaits_check(order: &Order) -> bool {
     matches!(
         order.status,
         OrderStatus::PendingDelivery | OrderStatus::Reconciling
     )
+}
+
+/// The request of a new order's first placeOrder, from the request as
+/// validated: the same fields [`place_request`] reads back from the stored
+/// row (a test compares the two).
+fn fresh_request(po: &PoNumber, new: &NewOrder) -> PlaceOrderRequest {
+    let NewOrder {
+        product_id,
+        denomination,
+        quantity,
+        email,
+        contact,
+        tag,
+        notify_receiver_email,
+        notify_admin_email,
+        user_meta,
+        perform_operator_validation,
+    } = new;
+    PlaceOrderRequest {
+        po_number: po.clone(),
+        product_id: *product_id,
+        quantity: u32::try_from(*quantity).unwrap_or(1),
+        denomination: denomination.value(),
+        email: email.clone(),
+        contact: contact.clone(),
+        tag: tag.clone(),
+        notify_receiver_email: *notify_receiver_email,
+        notify_admin_email: *notify_admin_email,
+        user_meta: user_meta.clone().map(serde_json::Value::Object),
+        perform_operator_validation: *perform_operator_validation,
+    }
 }
 
 fn place_request(o: &Order) -> PlaceOrderRequest {

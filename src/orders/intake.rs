@@ -1,21 +1,31 @@
 //! Idempotent intake (contract §5, POST /v1/orders).
 //!
-//! One round trip decides everything: `insert ... on conflict do nothing`
-//! commits the order with its poNumber, or returns the order that holds the
-//! key from the same statement (a replay writes nothing), whose fingerprint
-//! is then compared.
-//! Placement then runs in a spawned task; the request merely waits up to
-//! `Prefer: wait` for it. No transaction or lock outlives a statement.
+//! One transaction decides everything (issue 11): `insert ... on conflict
+//! do nothing` commits the order with its poNumber, or returns the order
+//! that holds the key from the same statement (a replay writes nothing),
+//! whose fingerprint is then compared. When a placement permit is free and
+//! the budget not known spent, the same transaction takes the rate slot,
+//! claims the new order and writes its exchange row (`begin_first_place`),
+//! so the call goes out with nothing else to commit first. That work runs
+//! in a task of its own, which also sends the call and writes its result
+//! back; the request merely waits up to `Prefer: wait` for it.
 
 use std::time::Duration;
 
-use tokio::time::{Instant, sleep, timeout_at};
-use tracing::{info, instrument};
+use tokio::{
+    sync::oneshot,
+    task::JoinHandle,
+    time::{Instant, sleep, timeout_at},
+};
+use tracing::{Instrument as _, info, info_span, instrument};
 
-use super::{Dispatcher, OrderQueries, OrderView, view::ViewError};
+use super::{Dispatcher, OrderQueries, OrderView, dispatcher::Written, view::ViewError};
 use crate::{
     domain::{Caller, IdempotencyKey, NewOrder, Order, OrderId, PoNumber},
-    store::{Store, StoreError, orders::Gate},
+    store::{
+        Store, StoreError,
+        orders::{Fresh, Gate},
+    },
 };
 
 /// The POST path: a validated request → one idempotent insert → placement
@@ -71,6 +81,10 @@ impl Intake {
 
     /// Stores the order once per (caller, key) and waits up to `wait` for
     /// its outcome.
+    ///
+    /// The insert, and the first placeOrder it may begin, run in a task of
+    /// their own: a client that hangs up cannot leave an order `placing`
+    /// with a call that was never sent.
     #[instrument(skip_all, fields(caller = %caller.name, idempotency_key = key.as_str()))]
     pub async fn create_order(
         &self,
@@ -80,12 +94,25 @@ impl Intake {
         wait: Duration,
     ) -> Result<IntakeOutcome, IntakeError> {
         let deadline = Instant::now() + wait;
-        let (id, po) = (OrderId::generate(), PoNumber::generate());
-        let (row, vouchers) = match self.store.insert_order(caller, key, id, &po, new).await? {
-            Gate::Created(row) => {
-                info!(order.id = %id, po_number = %po, "order stored");
-                let row = self.dispatch_and_wait(row, deadline).await?;
-                return Ok(IntakeOutcome::Created(self.queries.view(row).await?));
+        let (gate, placed) = self.store_and_send(caller, key, new);
+        let Ok(gate) = gate.await else {
+            // The task ended without an answer: it panicked (pass that on)
+            // or shutdown cancelled it.
+            return match placed.await {
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                _ => Err(StoreError::shutting_down().into()),
+            };
+        };
+        let gate = gate?;
+        let (row, vouchers) = match gate {
+            Gate::Created(row, fresh) => {
+                info!(order.id = %row.id, po_number = %row.po_number, "order stored");
+                let sent = matches!(fresh, Fresh::Send(_));
+                let done = self.wait_for_placement(row, sent, placed, deadline).await?;
+                return Ok(IntakeOutcome::Created(match done {
+                    Ok(w) => self.queries.view_with(w.order, &w.vouchers)?,
+                    Err(row) => self.queries.view(row).await?,
+                }));
             }
             Gate::Existing(row, vouchers) => (row, Some(vouchers)),
             Gate::Neither => {
@@ -109,19 +136,67 @@ impl Intake {
         Ok(IntakeOutcome::Replayed(self.queries.view(row).await?))
     }
 
-    async fn dispatch_and_wait(&self, row: Order, deadline: Instant) -> Result<Order, StoreError> {
-        let Some(handle) = self.dispatcher.dispatch_now(row.id, &row.po_number) else {
-            return self.wait_while_in_flight(row, deadline).await;
-        };
-        if deadline <= Instant::now() {
-            return Ok(row);
+    /// Spawns the task that stores the order (one statement, which begins
+    /// its first placeOrder when a permit and a slot are free) and then
+    /// sends that call. The gate's answer comes first; the task's result is
+    /// the order after its write-back, when this task sent it.
+    fn store_and_send(
+        &self,
+        caller: &Caller,
+        key: &IdempotencyKey,
+        new: &NewOrder,
+    ) -> (
+        oneshot::Receiver<Result<Gate, StoreError>>,
+        JoinHandle<Option<Written>>,
+    ) {
+        let (tell, gate) = oneshot::channel();
+        let (store, dispatcher) = (self.store.clone(), self.dispatcher.clone());
+        let (caller, key, new) = (caller.clone(), key.clone(), new.clone());
+        let (id, po) = (OrderId::generate(), PoNumber::generate());
+        let span = info_span!("order.intake", order.id = %id, po_number = %po);
+        let placed = self.dispatcher.tasks().spawn(
+            async move {
+                let ticket = dispatcher.fresh_ticket(&po, &new).await;
+                let send = ticket.fresh_send(&dispatcher);
+                let stored = store
+                    .insert_order(&caller, &key, id, &po, &new, send.as_ref())
+                    .await;
+                drop(send);
+                let Ok(Gate::Created(row, fresh)) = &stored else {
+                    let _ = tell.send(stored);
+                    return None;
+                };
+                let (row, fresh) = (row.clone(), *fresh);
+                let _ = tell.send(stored);
+                dispatcher.start_fresh(row, fresh, ticket).await
+            }
+            .instrument(span),
+        );
+        (gate, placed)
+    }
+
+    /// Waits until `deadline` for the placement of a new order: the task
+    /// that stored it (when it began the call), else the background loop.
+    /// `Ok`: the write-back's row and vouchers; `Err`: the row to answer with.
+    async fn wait_for_placement(
+        &self,
+        row: Order,
+        sent: bool,
+        placed: JoinHandle<Option<Written>>,
+        deadline: Instant,
+    ) -> Result<Result<Written, Order>, StoreError> {
+        if !sent {
+            return Ok(Err(self.wait_while_in_flight(row, deadline).await?));
         }
-        match timeout_at(deadline, handle).await {
-            Ok(Ok(Some(done))) if !is_moving(&done) => Ok(done),
-            // Claimed elsewhere, deferred for a retry (token refreshed), or
-            // the task failed: follow the row instead.
-            Ok(_) => self.wait_while_in_flight(row, deadline).await,
-            Err(_) => self.reload(row).await,
+        if deadline <= Instant::now() {
+            return Ok(Err(row));
+        }
+        match timeout_at(deadline, placed).await {
+            Ok(Ok(Some(done))) if !is_moving(&done.order) => Ok(Ok(done)),
+            // Deferred for a retry (token refreshed), lease lost, or the
+            // task failed: follow the row instead.
+            Ok(_) => Ok(Err(self.wait_while_in_flight(row, deadline).await?)),
+            Err(_) => Ok(Err(self.reload(row).await?)),
         }
     }
 

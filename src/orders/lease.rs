@@ -9,17 +9,9 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::Dispatcher;
-use crate::{domain::OrderId, store::StoreResult};
+use crate::domain::OrderId;
 
 impl Dispatcher {
-    /// Moves `placing` orders whose lease ran out on (see
-    /// [`crate::store::Store::expire_placing_leases`]).
-    pub(crate) async fn expire_placing_leases(&self) -> StoreResult<u64> {
-        self.store()
-            .expire_placing_leases(self.upstream().place_timeout)
-            .await
-    }
-
     /// Runs `work` while renewing the lease `token` of `order`.
     pub(crate) async fn with_heartbeat<T>(
         &self,

@@ -109,23 +109,28 @@ impl Reconciler {
         }
     }
 
-    /// One pass: expire dead `placing` leases, claim due checks, run them
-    /// concurrently. Returns the handles so tests can wait for them.
+    /// One pass: expire dead `placing` leases, fail unsent orders too old,
+    /// claim due checks (one transaction), run them concurrently. Returns
+    /// the handles so tests can wait for them.
     pub async fn reconcile_due(&self) -> StoreResult<Vec<JoinHandle<()>>> {
-        let expired = self.dispatcher.expire_placing_leases().await?;
-        if expired > 0 {
+        let pass = self
+            .dispatcher
+            .store()
+            .reconcile_pass(
+                self.dispatcher.upstream().place_timeout,
+                self.settings.accepted_max_age,
+                self.settings.batch,
+                self.dispatcher.settings().lease,
+            )
+            .await?;
+        if pass.expired_leases > 0 {
             warn!(
-                expired,
+                expired = pass.expired_leases,
                 "placeOrder leases expired; orders moved to reconciling"
             );
         }
-        aging::expire_unsent(self.dispatcher.store(), &self.settings).await?;
-        let lease = self.dispatcher.settings().lease;
-        let claimed = self
-            .dispatcher
-            .store()
-            .claim_due_checks(self.settings.batch, lease)
-            .await?;
+        aging::note_expired_unsent(pass.expired_unsent);
+        let claimed = pass.claimed;
         let mut handles = Vec::with_capacity(claimed.len());
         for c in claimed {
             let svc = self.clone();

@@ -9,6 +9,8 @@ use super::status::{ACCEPTED, FAILED};
 use const_format::formatcp;
 use std::time::Duration;
 
+use sqlx::PgExecutor;
+
 use super::{Store, StoreResult};
 
 /// `status_reason` of an order that expired before it was ever sent.
@@ -17,21 +19,29 @@ pub const EXPIRED_UNSENT: &str = "expired_unsent";
 impl Store {
     /// Fails every `accepted` order older than `max_age` that was never sent.
     pub async fn expire_unsent_orders(&self, max_age: Duration) -> StoreResult<u64> {
-        let done = sqlx::query(formatcp!(
-            "update orders o set status = {FAILED}, status_reason = $2,
-               settled_at = coalesce(o.settled_at, now())
-             where o.order_id in (select order_id from orders
-                                  where status = {ACCEPTED}
-                                    and created_at < now() - make_interval(secs => $1)
-                                  for update skip locked)
-               and o.status = {ACCEPTED}
-               and not exists (select 1 from upstream_exchanges x
-                               where x.order_id = o.order_id and x.operation = 'place_order')"
-        ))
-        .bind(max_age.as_secs_f64())
-        .bind(EXPIRED_UNSENT)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        expire_unsent_orders(&self.pool, max_age).await
     }
+}
+
+/// [`Store::expire_unsent_orders`] on `db`.
+pub(super) async fn expire_unsent_orders<'e>(
+    db: impl PgExecutor<'e>,
+    max_age: Duration,
+) -> StoreResult<u64> {
+    let done = sqlx::query(formatcp!(
+        "update orders o set status = {FAILED}, status_reason = $2,
+           settled_at = coalesce(o.settled_at, now())
+         where o.order_id in (select order_id from orders
+                              where status = {ACCEPTED}
+                                and created_at < now() - make_interval(secs => $1)
+                              for update skip locked)
+           and o.status = {ACCEPTED}
+           and not exists (select 1 from upstream_exchanges x
+                           where x.order_id = o.order_id and x.operation = 'place_order')"
+    ))
+    .bind(max_age.as_secs_f64())
+    .bind(EXPIRED_UNSENT)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
 }

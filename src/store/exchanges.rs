@@ -1,7 +1,9 @@
 //! The audit of every Xoxoday exchange (contract §2.4): a row inserted with
 //! the request before sending, completed once with the response or error.
-//! The row and the shared rate slot are committed together, the slot last,
-//! so no call is sent without both and no slot is spent on an unsent call.
+//! The row and the shared rate slot are committed together, so no call is
+//! sent without both and no slot is spent on an unsent call. A placeOrder
+//! takes its slot first and stamps the attempt after it (issue 11); a
+//! lookup takes it last.
 //! The plaintext copies of the answer pass `domain::safe_text` (a NUL from
 //! Xoxoday must not fail the write-back); the sealed body is the raw bytes.
 
@@ -78,14 +80,17 @@ pub enum Begin {
 
 impl Store {
     /// Records a placeOrder attempt about to be sent, under the caller's
-    /// lease, and takes its rate slot, in one transaction: bumps `attempts`,
-    /// stamps `last_place_started_at` (and clears `last_place_ended_at`: an
-    /// attempt is in flight) and `first_sent_at` once, sets `lease_sent`,
-    /// renews the lease for `lease` from now (so it covers the call itself),
-    /// inserts the exchange row, and only then takes the slot (issue 9,
-    /// window 10: the stamp is one commit away from the send). Without a
-    /// slot the transaction rolls back: no attempt counted, no row,
-    /// `lease_sent` untouched.
+    /// lease, with its rate slot, in one transaction. The slot comes first:
+    /// without one the transaction rolls back (no attempt counted, no row,
+    /// `lease_sent` untouched). Then, with every stamp read after the slot
+    /// lock is held (a wait for the lock must not leave a lease or a send
+    /// time older than the send: adversarial review of issue 11), it bumps
+    /// `attempts`, stamps `last_place_started_at` (and clears
+    /// `last_place_ended_at`: an attempt is in flight) and `first_sent_at`
+    /// once, sets `lease_sent`, renews the lease for `lease`, and inserts
+    /// the exchange row. Taking the lock before writing the order row also
+    /// means no transaction that holds the lock waits on one that waits for
+    /// it (a new order's insert holds the lock after its own row only).
     pub async fn begin_place_attempt(
         &self,
         order: OrderId,
@@ -95,13 +100,20 @@ impl Store {
         slot: SlotAsk,
     ) -> StoreResult<Begin> {
         let mut tx = self.pool.begin().await?;
+        let granted = try_take_slot(&mut *tx, slot.operation, slot.per_minute, slot.window).await?;
+        if let Slot::Wait(wait) = granted {
+            tx.rollback().await?;
+            return Ok(Begin::NoSlot(wait));
+        }
         // A webhook stored after the claim (while `placing`, when it
         // schedules nothing) proves the order exists: never send then.
         let sql = format!(
             "with o as (
-               update orders o set attempts = attempts + 1, last_place_started_at = now(),
-                 first_sent_at = coalesce(first_sent_at, now()),
-                 last_place_ended_at = null, lease_sent = true, lease_until = now() + make_interval(secs => $8)
+               update orders o set attempts = attempts + 1,
+                 last_place_started_at = clock_timestamp(),
+                 first_sent_at = coalesce(first_sent_at, clock_timestamp()),
+                 last_place_ended_at = null, lease_sent = true,
+                 lease_until = clock_timestamp() + make_interval(secs => $8)
                where order_id = $1 and status = {PLACING} and lease_token = $2 and not {HOOKED}
                returning attempts)
              insert into upstream_exchanges
@@ -120,29 +132,30 @@ impl Store {
             .bind(lease.as_secs_f64())
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(attempt) = attempt else {
-            let hooked = sqlx::query(&format!(
-                "update orders o set status = {RECONCILING}, next_check_at = now(),
-                   status_reason = 'a stored delivery webhook proves Xoxoday has this order; \
-                                    never placed again',
-                   lease_token = null, lease_until = null, lease_sent = false
-                 where o.order_id = $1 and o.status = {PLACING} and o.lease_token = $2
-                   and {HOOKED}"
-            ))
-            .bind(order.as_uuid())
-            .bind(lease_token)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        if let Some(attempt) = attempt {
             tx.commit().await?;
-            return Ok(if hooked == 1 {
-                Begin::Hooked
-            } else {
-                Begin::LeaseLost
-            });
-        };
-        let begun = take_slot_or_roll_back(tx, slot).await?;
-        Ok(begun.map_or(Begin::Send(attempt), Begin::NoSlot))
+            return Ok(Begin::Send(attempt));
+        }
+        // Nothing to send: the slot goes back.
+        tx.rollback().await?;
+        let hooked = sqlx::query(&format!(
+            "update orders o set status = {RECONCILING}, next_check_at = now(),
+               status_reason = 'a stored delivery webhook proves Xoxoday has this order; \
+                                never placed again',
+               lease_token = null, lease_until = null, lease_sent = false
+             where o.order_id = $1 and o.status = {PLACING} and o.lease_token = $2
+               and {HOOKED}"
+        ))
+        .bind(order.as_uuid())
+        .bind(lease_token)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(if hooked == 1 {
+            Begin::Hooked
+        } else {
+            Begin::LeaseLost
+        })
     }
 }
 

@@ -69,6 +69,14 @@ pub enum StoreError {
     Other(#[source] sqlx::Error),
 }
 
+impl StoreError {
+    /// The work was cut short by shutdown (its task cancelled, the pool
+    /// closing): retrying against another replica is safe.
+    pub fn shutting_down() -> Self {
+        Self::Unavailable(sqlx::Error::PoolClosed)
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         if is_unavailable(&e) {

@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::{Store, StoreResult, rate_limit::SlotAsk, vouchers::VoucherRow};
+use super::{
+    Store, StoreResult, exchanges::ExchangeStart, rate_limit::SlotAsk, vouchers::VoucherRow,
+};
 use crate::domain::{
     Amount, Caller, CallerId, IdempotencyKey, NewOrder, Order, OrderFilter, OrderId, OrderStatus,
     PoNumber,
@@ -66,14 +69,43 @@ pub(super) struct OrderRow {
 /// What the idempotency gate ([`Store::insert_order`]) found.
 #[derive(Debug)]
 pub enum Gate {
-    /// This request stored the order.
-    Created(Order),
+    /// This request stored the order; what became of the first send it
+    /// asked for.
+    Created(Order, Fresh),
     /// The key was taken before: the order it names, with its vouchers
     /// (read in the same statement, in position order).
     Existing(Order, Vec<VoucherRow>),
     /// Nothing visible: the key was revoked, or a concurrent request
     /// committed the order after this statement began.
     Neither,
+}
+
+/// The first placeOrder a new order may begin in its own insert
+/// ([`Store::insert_order`]): the call is prepared, its lease token chosen
+/// and a placement permit held before the statement runs.
+#[derive(Debug)]
+pub struct FreshSend<'a> {
+    /// Lease token of the claim the insert makes.
+    pub lease_token: Uuid,
+    /// Lease length from now.
+    pub lease: Duration,
+    /// The exchange row to insert with the order.
+    pub start: ExchangeStart<'a>,
+    /// placeOrder's shared budget.
+    pub slot: SlotAsk,
+}
+
+/// What became of the first send a new order asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fresh {
+    /// None was asked for, or the slot lock was busy: the order is
+    /// `accepted`, due now.
+    NotAsked,
+    /// No slot (or a pause): the order is `accepted`; a slot frees after this.
+    NoSlot(Duration),
+    /// The order is `placing` under the given lease, attempt 1 counted, its
+    /// exchange row written and its slot taken, all committed: send now.
+    Send(i32),
 }
 
 /// A voucher's columns next to its order's (null for none).
@@ -159,13 +191,20 @@ impl OrderRow {
 }
 
 impl Store {
-    /// The idempotency gate, one round trip and one transaction: inserts
-    /// the order for the live key `caller.key_hash`, or, when (caller, key)
-    /// exists, returns that order as the statement's snapshot shows it (a
-    /// replay: one read, nothing written). [`Gate::Neither`] when the key
-    /// was revoked, or the existing order was committed by a concurrent
-    /// request after this statement's snapshot (read it again). Committed
-    /// on return.
+    /// The idempotency gate, one transaction: inserts the order `accepted`
+    /// for the live key `caller.key_hash`, or, when (caller, key) exists,
+    /// returns that order as the statement's snapshot shows it (a replay:
+    /// one read, nothing written). [`Gate::Neither`] when the key was
+    /// revoked, or the existing order was committed by a concurrent request
+    /// after this statement's snapshot (read it again). Committed on return.
+    ///
+    /// With `send`, a new order also begins its first placeOrder in the same
+    /// transaction (issue 11: one transaction before the call), after the
+    /// insert has settled the key (a same-key request waits there and
+    /// replays, so it never takes a slot): `begin_first_place` takes the
+    /// slot, waiting at most [`FRESH_LOCK_WAIT`] for the slot lock, and when
+    /// granted claims the order `placing` under `send.lease_token` (attempt
+    /// 1, stamps read after the lock) and inserts the exchange row.
     pub async fn insert_order(
         &self,
         caller: &Caller,
@@ -173,52 +212,21 @@ impl Store {
         id: OrderId,
         po: &PoNumber,
         new: &NewOrder,
+        send: Option<&FreshSend<'_>>,
     ) -> StoreResult<Gate> {
-        let sql = format!(
-            "with k as (
-               select k.caller_id from api_keys k where k.key_hash = $1 and k.revoked_at is null),
-             ins as (
-               insert into orders (order_id, caller_id, idempotency_key, request_fingerprint,
-                 po_number, product_id, denomination, quantity, email, contact, tag,
-                 notify_receiver_email, notify_admin_email, user_meta, perform_operator_validation)
-               select $2, k.caller_id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
-               from k
-               on conflict (caller_id, idempotency_key) do nothing
-               returning *)
-             select true as created, {ORDER_COLUMNS}, {NO_VOUCHER} from ins o
-             union all
-             select false, {ORDER_COLUMNS}, {VOUCHER_COLUMNS}
-             from orders o join k on k.caller_id = o.caller_id
-               left join vouchers v on v.order_id = o.order_id
-             where o.idempotency_key = $3 and not exists (select 1 from ins)
-             order by v_position"
-        );
-        let rows = sqlx::query_as::<_, GateRow>(&sql)
-            .bind(&caller.key_hash[..])
-            .bind(id.as_uuid())
-            .bind(key.as_str())
-            .bind(&new.fingerprint()[..])
-            .bind(po.as_str())
-            .bind(new.product_id)
-            .bind(new.denomination.value())
-            .bind(new.quantity)
-            .bind(&new.email)
-            .bind(&new.contact)
-            .bind(&new.tag)
-            .bind(new.notify_receiver_email)
-            .bind(new.notify_admin_email)
-            .bind(new.user_meta.clone().map(serde_json::Value::Object))
-            .bind(new.perform_operator_validation)
-            .fetch_all(&self.pool)
-            .await?;
-        let vouchers: Vec<VoucherRow> = rows.iter().filter_map(GateRow::voucher).collect();
-        Ok(match rows.into_iter().next() {
-            Some(GateRow {
-                created: true, row, ..
-            }) => Gate::Created(row.into_order()),
-            Some(GateRow { row, .. }) => Gate::Existing(row.into_order(), vouchers),
-            None => Gate::Neither,
-        })
+        let Some(send) = send else {
+            return gate(&self.pool, caller, key, id, po, new).await;
+        };
+        let mut tx = self.pool.begin().await?;
+        let gate = match gate(&mut *tx, caller, key, id, po, new).await? {
+            Gate::Created(row, _) => {
+                let fresh = begin_first_place(&mut tx, id, send).await?;
+                Gate::Created(row, fresh)
+            }
+            other => other,
+        };
+        tx.commit().await?;
+        Ok(gate)
     }
 
     /// The caller's order under an idempotency key (live key only).
@@ -329,36 +337,6 @@ impl Store {
             .map(OrderRow::into_order))
     }
 
-    /// [`Store::claim_order`], only while `budget` has a slot free now
-    /// (`upstream_slots_free`, a read-only look, in the same statement): an
-    /// order the budget cannot send is not claimed, so it is never released
-    /// again and its caller never sees `placing` flicker. `None`: no slot,
-    /// or someone else has it. The slot itself is taken when the call begins.
-    pub async fn claim_order_within_budget(
-        &self,
-        id: OrderId,
-        lease: Duration,
-        budget: SlotAsk,
-    ) -> StoreResult<Option<Order>> {
-        let sql = format!(
-            "update orders o set status = {PLACING}, status_reason = null,
-               lease_token = gen_random_uuid(), lease_sent = false,
-               lease_until = now() + make_interval(secs => $2)
-             where o.order_id = $1 and o.status = {ACCEPTED}
-               and (select free from upstream_slots_free($3, $4, $5)) > 0
-             returning {ORDER_COLUMNS}"
-        );
-        Ok(sqlx::query_as::<_, OrderRow>(&sql)
-            .bind(id.as_uuid())
-            .bind(lease.as_secs_f64())
-            .bind(budget.operation)
-            .bind(i32::try_from(budget.per_minute).unwrap_or(i32::MAX))
-            .bind(i32::try_from(budget.window.as_millis()).unwrap_or(i32::MAX))
-            .fetch_optional(&self.pool)
-            .await?
-            .map(OrderRow::into_order))
-    }
-
     /// Claims up to `limit` due `accepted` orders that no one holds
     /// (`for update skip locked`), each with its own lease token, and never
     /// more than `budget` has slots free now (`upstream_slots_free`, a
@@ -370,29 +348,7 @@ impl Store {
         lease: Duration,
         budget: SlotAsk,
     ) -> StoreResult<Vec<Order>> {
-        let sql = format!(
-            "update orders o set status = {PLACING}, status_reason = null,
-               lease_token = gen_random_uuid(), lease_sent = false,
-               lease_until = now() + make_interval(secs => $2)
-             from (select order_id from orders
-                   where status = {ACCEPTED} and next_attempt_at <= now()
-                   order by next_attempt_at
-                   limit least($1, (select free from upstream_slots_free($3, $4, $5)))
-                   for update skip locked) due
-             where o.order_id = due.order_id
-             returning {ORDER_COLUMNS}"
-        );
-        Ok(sqlx::query_as::<_, OrderRow>(&sql)
-            .bind(limit)
-            .bind(lease.as_secs_f64())
-            .bind(budget.operation)
-            .bind(i32::try_from(budget.per_minute).unwrap_or(i32::MAX))
-            .bind(i32::try_from(budget.window.as_millis()).unwrap_or(i32::MAX))
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(OrderRow::into_order)
-            .collect())
+        claim_due_orders(&self.pool, limit, lease, budget).await
     }
 
     /// Orders whose `placing` lease ran out (the worker died or stalled).
@@ -403,25 +359,178 @@ impl Store {
     /// `place_timeout` (when the client gives up), so the settle window
     /// never starts before the call could have ended.
     pub async fn expire_placing_leases(&self, place_timeout: Duration) -> StoreResult<u64> {
-        let done = sqlx::query(formatcp!(
-            "update orders set
-               status = case when lease_sent then {RECONCILING} else {ACCEPTED} end,
-               last_place_ended_at = case when lease_sent
-                 then greatest(now(), last_place_started_at + make_interval(secs => $1))
-                 else last_place_ended_at end,
-               status_reason = case when lease_sent
-                 then 'placeOrder lease expired mid-call (worker stopped); outcome unknown'
-                 else 'claim expired before sending' end,
-               next_check_at = case when lease_sent then now() else next_check_at end,
-               next_attempt_at = case when lease_sent then next_attempt_at else now() end,
-               lease_token = null, lease_until = null, lease_sent = false
-             where order_id in (select order_id from orders
-                                where status = {PLACING} and lease_until < now()
-                                for update skip locked)"
-        ))
-        .bind(place_timeout.as_secs_f64())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        expire_placing_leases(&self.pool, place_timeout).await
     }
+
+    /// One background dispatch pass in one transaction (issue 11: an idle
+    /// pass costs Postgres one): [`Store::expire_placing_leases`], then, when
+    /// `limit > 0`, [`Store::claim_due_orders`], which sees what the expiry
+    /// released.
+    pub async fn dispatch_pass(
+        &self,
+        place_timeout: Duration,
+        limit: i64,
+        lease: Duration,
+        budget: SlotAsk,
+    ) -> StoreResult<(u64, Vec<Order>)> {
+        let mut tx = self.pool.begin().await?;
+        let expired = expire_placing_leases(&mut *tx, place_timeout).await?;
+        let claimed = if limit > 0 {
+            claim_due_orders(&mut *tx, limit, lease, budget).await?
+        } else {
+            Vec::new()
+        };
+        tx.commit().await?;
+        Ok((expired, claimed))
+    }
+}
+
+/// [`Store::claim_due_orders`] on `db`.
+async fn claim_due_orders<'e>(
+    db: impl PgExecutor<'e>,
+    limit: i64,
+    lease: Duration,
+    budget: SlotAsk,
+) -> StoreResult<Vec<Order>> {
+    let sql = format!(
+        "update orders o set status = {PLACING}, status_reason = null,
+           lease_token = gen_random_uuid(), lease_sent = false,
+           lease_until = now() + make_interval(secs => $2)
+         from (select order_id from orders
+               where status = {ACCEPTED} and next_attempt_at <= now()
+               order by next_attempt_at
+               limit least($1, (select free from upstream_slots_free($3, $4, $5)))
+               for update skip locked) due
+         where o.order_id = due.order_id
+         returning {ORDER_COLUMNS}"
+    );
+    Ok(sqlx::query_as::<_, OrderRow>(&sql)
+        .bind(limit)
+        .bind(lease.as_secs_f64())
+        .bind(budget.operation)
+        .bind(i32::try_from(budget.per_minute).unwrap_or(i32::MAX))
+        .bind(i32::try_from(budget.window.as_millis()).unwrap_or(i32::MAX))
+        .fetch_all(db)
+        .await?
+        .into_iter()
+        .map(OrderRow::into_order)
+        .collect())
+}
+
+/// [`Store::expire_placing_leases`] on `db`.
+pub(super) async fn expire_placing_leases<'e>(
+    db: impl PgExecutor<'e>,
+    place_timeout: Duration,
+) -> StoreResult<u64> {
+    let done = sqlx::query(formatcp!(
+        "update orders set
+           status = case when lease_sent then {RECONCILING} else {ACCEPTED} end,
+           last_place_ended_at = case when lease_sent
+             then greatest(now(), last_place_started_at + make_interval(secs => $1))
+             else last_place_ended_at end,
+           status_reason = case when lease_sent
+             then 'placeOrder lease expired mid-call (worker stopped); outcome unknown'
+             else 'claim expired before sending' end,
+           next_check_at = case when lease_sent then now() else next_check_at end,
+           next_attempt_at = case when lease_sent then next_attempt_at else now() end,
+           lease_token = null, lease_until = null, lease_sent = false
+         where order_id in (select order_id from orders
+                            where status = {PLACING} and lease_until < now()
+                            for update skip locked)"
+    ))
+    .bind(place_timeout.as_secs_f64())
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The longest a new order's insert waits for the placeOrder slot lock;
+/// after it the order is left `accepted` for the background dispatcher.
+pub const FRESH_LOCK_WAIT: Duration = Duration::from_millis(250);
+
+/// [`Store::insert_order`]'s gate statement on `db` (no send).
+async fn gate<'e>(
+    db: impl PgExecutor<'e>,
+    caller: &Caller,
+    key: &IdempotencyKey,
+    id: OrderId,
+    po: &PoNumber,
+    new: &NewOrder,
+) -> StoreResult<Gate> {
+    let sql = format!(
+        "with k as (
+           select k.caller_id from api_keys k where k.key_hash = $1 and k.revoked_at is null),
+         ins as (
+           insert into orders (order_id, caller_id, idempotency_key, request_fingerprint,
+             po_number, product_id, denomination, quantity, email, contact, tag,
+             notify_receiver_email, notify_admin_email, user_meta, perform_operator_validation)
+           select $2, k.caller_id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
+           from k
+           on conflict (caller_id, idempotency_key) do nothing
+           returning *)
+         select true as created, {ORDER_COLUMNS}, {NO_VOUCHER} from ins o
+         union all
+         select false, {ORDER_COLUMNS}, {VOUCHER_COLUMNS}
+         from orders o join k on k.caller_id = o.caller_id
+           left join vouchers v on v.order_id = o.order_id
+         where o.idempotency_key = $3 and not exists (select 1 from ins)
+         order by v_position"
+    );
+    let rows = sqlx::query_as::<_, GateRow>(&sql)
+        .bind(&caller.key_hash[..])
+        .bind(id.as_uuid())
+        .bind(key.as_str())
+        .bind(&new.fingerprint()[..])
+        .bind(po.as_str())
+        .bind(new.product_id)
+        .bind(new.denomination.value())
+        .bind(new.quantity)
+        .bind(&new.email)
+        .bind(&new.contact)
+        .bind(&new.tag)
+        .bind(new.notify_receiver_email)
+        .bind(new.notify_admin_email)
+        .bind(new.user_meta.clone().map(serde_json::Value::Object))
+        .bind(new.perform_operator_validation)
+        .fetch_all(db)
+        .await?;
+    let vouchers: Vec<VoucherRow> = rows.iter().filter_map(GateRow::voucher).collect();
+    Ok(match rows.into_iter().next() {
+        Some(GateRow {
+            created: true, row, ..
+        }) => Gate::Created(row.into_order(), Fresh::NotAsked),
+        Some(GateRow { row, .. }) => Gate::Existing(row.into_order(), vouchers),
+        None => Gate::Neither,
+    })
+}
+
+/// `begin_first_place` (migration 0043) for the order `id` just inserted in `tx`.
+async fn begin_first_place(
+    tx: &mut sqlx::PgConnection,
+    id: OrderId,
+    send: &FreshSend<'_>,
+) -> StoreResult<Fresh> {
+    let (wait_ms, attempt): (i64, Option<i32>) = sqlx::query_as(
+        "select wait_ms, attempt
+           from begin_first_place($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(id.as_uuid())
+    .bind(send.lease_token)
+    .bind(send.lease.as_secs_f64())
+    .bind(send.start.exchange_id)
+    .bind(send.start.operation)
+    .bind(send.start.method)
+    .bind(send.start.url)
+    .bind(&send.start.request_body)
+    .bind(send.slot.operation)
+    .bind(i32::try_from(send.slot.per_minute).unwrap_or(i32::MAX))
+    .bind(i32::try_from(send.slot.window.as_millis()).unwrap_or(i32::MAX))
+    .bind(i32::try_from(FRESH_LOCK_WAIT.as_millis()).unwrap_or(i32::MAX))
+    .fetch_one(tx)
+    .await?;
+    Ok(match (wait_ms, attempt) {
+        (0, Some(attempt)) => Fresh::Send(attempt),
+        (ms, _) if ms > 0 => Fresh::NoSlot(Duration::from_millis(ms.unsigned_abs())),
+        _ => Fresh::NotAsked,
+    })
 }

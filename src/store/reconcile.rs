@@ -19,6 +19,7 @@ use const_format::formatcp;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::{
@@ -116,27 +117,31 @@ impl Store {
         limit: i64,
         lease: Duration,
     ) -> StoreResult<Vec<CheckRow>> {
-        let sql = format!(
-            "update orders o set lease_token = gen_random_uuid(),
-               lease_until = now() + make_interval(secs => $2)
-             from (select order_id from orders
-                   where status in ({RECONCILING}, {PENDING_DELIVERY})
-                     and next_check_at <= now()
-                     and (lease_until is null or lease_until < now())
-                   order by next_check_at
-                   limit $1
-                   for update skip locked) due
-             where o.order_id = due.order_id
-             returning {ORDER_COLUMNS}, o.first_sent_at, o.last_place_started_at, o.last_place_ended_at,
-                       o.next_check_at, o.checks, {HOOKED} as webhook_seen,
-                       clock_timestamp() as claimed_at"
-        );
-        let claimed: Vec<CheckRecord> = sqlx::query_as(&sql)
-            .bind(limit)
-            .bind(lease.as_secs_f64())
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(claimed.into_iter().map(CheckRow::from).collect())
+        claim_due_checks(&self.pool, limit, lease).await
+    }
+
+    /// One reconciler pass in one transaction (issue 11: an idle pass costs
+    /// Postgres one): expires dead `placing` leases
+    /// ([`Store::expire_placing_leases`]), fails unsent orders older than
+    /// `accepted_max_age` ([`Store::expire_unsent_orders`]), then claims up
+    /// to `limit` due checks, which see what the expiry made due.
+    pub async fn reconcile_pass(
+        &self,
+        place_timeout: Duration,
+        accepted_max_age: Duration,
+        limit: i64,
+        lease: Duration,
+    ) -> StoreResult<ReconcilePass> {
+        let mut tx = self.pool.begin().await?;
+        let expired_leases = super::orders::expire_placing_leases(&mut *tx, place_timeout).await?;
+        let expired_unsent = super::aging::expire_unsent_orders(&mut *tx, accepted_max_age).await?;
+        let claimed = claim_due_checks(&mut *tx, limit, lease).await?;
+        tx.commit().await?;
+        Ok(ReconcilePass {
+            expired_leases,
+            expired_unsent,
+            claimed,
+        })
     }
 
     /// Extends a lease still held; false when it was lost.
@@ -357,4 +362,44 @@ fn guarded<'q>(sql: &'q str, c: &CheckRow) -> OrderQuery<'q> {
         .bind(c.order.lease_token)
         .bind(c.order.status.as_str())
         .bind(c.next_check_at)
+}
+
+/// What one [`Store::reconcile_pass`] did.
+#[derive(Debug)]
+pub struct ReconcilePass {
+    /// `placing` leases expired.
+    pub expired_leases: u64,
+    /// Unsent orders failed as too old.
+    pub expired_unsent: u64,
+    /// The checks claimed.
+    pub claimed: Vec<CheckRow>,
+}
+
+/// [`Store::claim_due_checks`] on `db`.
+async fn claim_due_checks<'e>(
+    db: impl PgExecutor<'e>,
+    limit: i64,
+    lease: Duration,
+) -> StoreResult<Vec<CheckRow>> {
+    let sql = format!(
+        "update orders o set lease_token = gen_random_uuid(),
+           lease_until = now() + make_interval(secs => $2)
+         from (select order_id from orders
+               where status in ({RECONCILING}, {PENDING_DELIVERY})
+                 and next_check_at <= now()
+                 and (lease_until is null or lease_until < now())
+               order by next_check_at
+               limit $1
+               for update skip locked) due
+         where o.order_id = due.order_id
+         returning {ORDER_COLUMNS}, o.first_sent_at, o.last_place_started_at, o.last_place_ended_at,
+                   o.next_check_at, o.checks, {HOOKED} as webhook_seen,
+                   clock_timestamp() as claimed_at"
+    );
+    let claimed: Vec<CheckRecord> = sqlx::query_as(&sql)
+        .bind(limit)
+        .bind(lease.as_secs_f64())
+        .fetch_all(db)
+        .await?;
+    Ok(claimed.into_iter().map(CheckRow::from).collect())
 }

@@ -14,6 +14,7 @@ mod finance;
 mod helpers;
 mod hostile_input;
 mod hostile_upstream_text;
+mod intake_path;
 mod layers;
 mod ledger;
 mod load;
