@@ -278,6 +278,10 @@ pub mod fixed {
     pub const DISPATCH_BATCH: i64 = 32;
     /// Most placeOrder calls in flight in one process.
     pub const DISPATCH_MAX_IN_FLIGHT: usize = 64;
+    /// Most database connections of one process waiting for the placeOrder
+    /// slot lock at once (intake and attempts together): the lock admits
+    /// one holder at a time anyway, and a held lock must not drain the pool.
+    pub const SLOT_LOCK_WAITERS: usize = 4;
     /// Background dispatcher pass interval when idle.
     pub const DISPATCH_POLL_INTERVAL: Duration = Duration::from_secs(1);
     /// Most reconciliation checks claimed per pass.

@@ -27,7 +27,8 @@ use super::{
 };
 use crate::{
     crypto::Cipher,
-    domain::{NewOrder, Order, OrderStatus, PoNumber},
+    domain::{NewOrder, Order, OrderId, OrderStatus, PoNumber},
+    settings::fixed,
     store::{
         Store, StoreError, StoreResult,
         exchanges::Begin,
@@ -56,6 +57,9 @@ pub struct Dispatcher {
     tasks: TaskTracker,
     /// placeOrder's shared budget, known spent until (a hint, issue 11).
     place_spent: Arc<SpentBudget>,
+    /// Connections of this process that may wait for the placeOrder slot
+    /// lock at once ([`crate::settings::fixed::SLOT_LOCK_WAITERS`]).
+    slot_waiters: Arc<Semaphore>,
 }
 
 impl Dispatcher {
@@ -80,6 +84,7 @@ impl Dispatcher {
             wakes,
             tasks: TaskTracker::new(),
             place_spent: Arc::default(),
+            slot_waiters: Arc::new(Semaphore::new(fixed::SLOT_LOCK_WAITERS)),
         }
     }
 
@@ -152,10 +157,13 @@ impl Dispatcher {
         let start = audit::start_of(exchange_id, &call);
         let token = self.tokens.access_token().await;
         let slot = self.slot_ask(Operation::PlaceOrder);
+        // Wait here, not on a pooled connection, while the lock is busy.
+        let waiting = self.slot_waiters.acquire().await;
         let begun = self
             .store
             .begin_place_attempt(order.id, lease, self.settings.lease, start, slot)
             .await?;
+        drop(waiting);
         let attempt = match begun {
             Begin::Send(attempt) => attempt,
             Begin::NoSlot(wait) => {
@@ -274,9 +282,14 @@ impl Dispatcher {
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             return Ticket::Busy;
         };
+        // Every waiter slot taken: the lock is busy, do not queue on it.
+        let Ok(slot_waiter) = self.slot_waiters.clone().try_acquire_owned() else {
+            return Ticket::Busy;
+        };
         let call = self.xoxoday.prepare_place_order(&fresh_request(po, new));
         Ticket::Ready(FreshTicket {
             permit,
+            slot_waiter: Some(slot_waiter),
             lease: Uuid::new_v4(),
             exchange_id: Uuid::now_v7(),
             token: self.tokens.access_token().await,
@@ -292,8 +305,9 @@ impl Dispatcher {
         &self,
         order: Order,
         fresh: Fresh,
-        ticket: Ticket,
+        mut ticket: Ticket,
     ) -> Option<Written> {
+        ticket.insert_done();
         match (fresh, ticket) {
             (Fresh::Send(attempt), Ticket::Ready(t)) => {
                 let _permit = t.permit;
@@ -317,12 +331,32 @@ impl Dispatcher {
                 None
             }
             (_, Ticket::Spent) => None,
-            // No permit, or the slot lock was busy: the background loop sends it.
-            _ => {
+            // No permit, or the slot lock was busy: the background loop
+            // sends it (the ticket, and its permit, are dropped first).
+            (_, ticket) => {
+                drop(ticket);
                 self.wakes.dispatcher().notify_one();
                 None
             }
         }
+    }
+
+    /// The intake transaction failed: when its commit went through all the
+    /// same (a reply lost after COMMIT), the order is `placing` under this
+    /// ticket's lease with attempt 1 begun, and nobody else will send it
+    /// before the lease expires: send it now. Otherwise nothing was stored
+    /// or begun.
+    pub(crate) async fn recover_fresh(&self, id: OrderId, ticket: Ticket) -> Option<Written> {
+        let Ticket::Ready(t) = &ticket else {
+            return None;
+        };
+        let row = self.store.load_order(id).await.ok().flatten()?;
+        if row.status != OrderStatus::Placing || row.lease_token != Some(t.lease) {
+            return None;
+        }
+        warn!("the intake commit went through although its reply was lost; sending now");
+        let attempt = row.attempts;
+        self.start_fresh(row, Fresh::Send(attempt), ticket).await
     }
 
     /// One background pass: expire dead leases, claim due orders, place them
@@ -433,6 +467,13 @@ pub(crate) enum Ticket {
 }
 
 impl Ticket {
+    /// The insert is over: it no longer waits for the slot lock.
+    fn insert_done(&mut self) {
+        if let Self::Ready(t) = self {
+            t.slot_waiter = None;
+        }
+    }
+
     /// The first send the insert is to begin, if any.
     pub(crate) fn fresh_send(&self, d: &Dispatcher) -> Option<FreshSend<'_>> {
         let Self::Ready(t) = self else {
@@ -450,6 +491,8 @@ impl Ticket {
 /// A permit and a prepared first placeOrder for an order not stored yet.
 pub(crate) struct FreshTicket {
     permit: OwnedSemaphorePermit,
+    /// Held while the insert may wait for the slot lock.
+    slot_waiter: Option<OwnedSemaphorePermit>,
     lease: Uuid,
     exchange_id: Uuid,
     token: SecretString,

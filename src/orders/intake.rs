@@ -162,6 +162,10 @@ impl Intake {
                     .insert_order(&caller, &key, id, &po, &new, send.as_ref())
                     .await;
                 drop(send);
+                if stored.is_err() {
+                    let _ = tell.send(stored);
+                    return dispatcher.recover_fresh(id, ticket).await;
+                }
                 let Ok(Gate::Created(row, fresh)) = &stored else {
                     let _ = tell.send(stored);
                     return None;

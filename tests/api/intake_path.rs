@@ -375,3 +375,37 @@ async fn concurrent_duplicates_take_one_slot() {
         .await;
     assert_eq!(slots, calls, "placeOrder slots taken vs calls sent");
 }
+
+/// Second adversarial review: a slot lock held for seconds while orders
+/// queue up does not refuse new ones. Each new order waited 250 ms for the
+/// lock and was left to the background loop, whose claimed attempts each
+/// queued on the lock holding a pooled connection; after about nine the
+/// pool was empty and the next POST got 503 (PoolTimedOut). Now at most
+/// `SLOT_LOCK_WAITERS` connections per process wait for the lock; the rest
+/// wait in memory, and intake does not queue when they are all taken.
+#[tokio::test]
+async fn a_slow_slot_lock_with_a_queue_does_not_refuse_new_orders() {
+    let app = Arc::new(spawn_app_with(fast(&[])).await);
+    let blocker = hold_slot_lock(&app.db).await;
+
+    let mut answers = Vec::new();
+    for _ in 0..12 {
+        let r = app
+            .post_order_as(&app.api_key, &new_key(), &order_body(), Some(0))
+            .await;
+        answers.push(r.status().as_u16());
+    }
+    blocker.rollback().await.unwrap();
+
+    assert!(
+        answers.iter().all(|s| *s == 202),
+        "new orders refused while the slot lock was held: {answers:?}"
+    );
+    wait_all_settled(&app.db, Duration::from_secs(30)).await;
+    assert_eq!(
+        app.count("orders where status = 'completed' and attempts = 1")
+            .await,
+        12
+    );
+    assert_ledger_consistent(&app).await;
+}
