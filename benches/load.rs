@@ -26,7 +26,7 @@
 //! drained under a scaled budget by three replicas, default 10000; 0 skips
 //! it), `BENCH_DRAIN_RATE` (that budget, placeOrder calls per minute,
 //! default 3000), `BENCH_DRAIN_WINDOW` (its `XOXODAY_RATE_WINDOW`, default
-//! `60s`), `BENCH_ONLY` (a comma-separated list of `core`, `backlog100k`,
+//! `65s`), `BENCH_ONLY` (a comma-separated list of `core`, `backlog100k`,
 //! `drain`: the phases to run, default all; `core` is every phase before
 //! the last two), `PGBENCH` (default: `pgbench` on `PATH`, else PostgreSQL
 //! 15's).
@@ -107,7 +107,7 @@ impl Opts {
             backlog_orders: num("BENCH_BACKLOG_ORDERS", 100_000)? as i64,
             drain_orders: num("BENCH_DRAIN_ORDERS", 10_000)?,
             drain_rate: num("BENCH_DRAIN_RATE", 3000)?.max(1),
-            drain_window: std::env::var("BENCH_DRAIN_WINDOW").unwrap_or_else(|_| "60s".into()),
+            drain_window: std::env::var("BENCH_DRAIN_WINDOW").unwrap_or_else(|_| "65s".into()),
             only: match std::env::var("BENCH_ONLY") {
                 Ok(v) => {
                     let names: Vec<String> = v.split(',').map(|n| n.trim().to_owned()).collect();

@@ -32,7 +32,7 @@ use crate::{
     store::{
         Store, StoreError, StoreResult,
         exchanges::Begin,
-        orders::{Fresh, FreshSend},
+        orders::{FRESH_LOCK_WAIT, Fresh, FreshSend},
         outcomes::PlaceResult,
         vouchers::VoucherRow,
     },
@@ -282,8 +282,11 @@ impl Dispatcher {
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             return Ticket::Busy;
         };
-        // Every waiter slot taken: the lock is busy, do not queue on it.
-        let Ok(slot_waiter) = self.slot_waiters.clone().try_acquire_owned() else {
+        // Wait for a lock-waiter permit in memory (holding no connection),
+        // as long as the insert would wait for the lock itself; when none
+        // frees by then the lock is busy: leave the order to the loop.
+        let waiter = self.slot_waiters.clone().acquire_owned();
+        let Ok(Ok(slot_waiter)) = tokio::time::timeout(FRESH_LOCK_WAIT, waiter).await else {
             return Ticket::Busy;
         };
         let call = self.xoxoday.prepare_place_order(&fresh_request(po, new));

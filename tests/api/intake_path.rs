@@ -382,7 +382,7 @@ async fn concurrent_duplicates_take_one_slot() {
 /// queued on the lock holding a pooled connection; after about nine the
 /// pool was empty and the next POST got 503 (PoolTimedOut). Now at most
 /// `SLOT_LOCK_WAITERS` connections per process wait for the lock; the rest
-/// wait in memory, and intake does not queue when they are all taken.
+/// wait in memory (intake for at most 250 ms more).
 #[tokio::test]
 async fn a_slow_slot_lock_with_a_queue_does_not_refuse_new_orders() {
     let app = Arc::new(spawn_app_with(fast(&[])).await);
