@@ -149,6 +149,19 @@ struct Figure {
     goal: Option<(String, bool)>,
 }
 
+impl Figure {
+    /// A figure shown for information: no ratio, no goal.
+    fn shown(name: &'static str, value: f64, unit: &'static str) -> Self {
+        Self {
+            name,
+            value,
+            unit,
+            ratio: None,
+            goal: None,
+        }
+    }
+}
+
 async fn run() -> Result<bool> {
     let o = Opts::from_env()?;
     let tag = std::process::id();
@@ -238,13 +251,11 @@ async fn core_phases(
     let d = after.minus(&before);
     let rate = intake.ok as f64 / intake.elapsed;
     eprintln!("intake: {}", intake.summary());
-    figs.push(Figure {
-        name: "pgbench inserts (baseline, intake)",
-        value: base1,
-        unit: "tx/s",
-        ratio: None,
-        goal: None,
-    });
+    figs.push(Figure::shown(
+        "pgbench inserts (baseline, intake)",
+        base1,
+        "tx/s",
+    ));
     figs.push(Figure {
         name: "intake, wait=0, new keys",
         value: rate,
@@ -260,20 +271,16 @@ async fn core_phases(
         ratio: None,
         goal: Some(("≤ 1.1".into(), tx <= 1.1)),
     });
-    figs.push(Figure {
-        name: "intake: WAL per order (cluster-wide)",
-        value: d.wal as f64 / intake.ok.max(1) as f64,
-        unit: "bytes",
-        ratio: None,
-        goal: None,
-    });
-    figs.push(Figure {
-        name: "intake: p99 latency (closed loop)",
-        value: intake.p(0.99),
-        unit: "ms",
-        ratio: None,
-        goal: None,
-    });
+    figs.push(Figure::shown(
+        "intake: WAL per order (cluster-wide)",
+        d.wal as f64 / intake.ok.max(1) as f64,
+        "bytes",
+    ));
+    figs.push(Figure::shown(
+        "intake: p99 latency (closed loop)",
+        intake.p(0.99),
+        "ms",
+    ));
     if intake.errors > 0 {
         bail!(
             "intake: {} requests failed ({})",
@@ -304,20 +311,16 @@ async fn core_phases(
         ratio: None,
         goal: Some(("≤ 5".into(), backlog <= 5.0)),
     });
-    figs.push(Figure {
-        name: "backlog: rows written/s",
-        value: backlog_rows,
-        unit: "rows/s",
-        ratio: None,
-        goal: None,
-    });
-    figs.push(Figure {
-        name: "backlog: placeOrder calls in the window",
-        value: sent as f64,
-        unit: "calls",
-        ratio: None,
-        goal: None,
-    });
+    figs.push(Figure::shown(
+        "backlog: rows written/s",
+        backlog_rows,
+        "rows/s",
+    ));
+    figs.push(Figure::shown(
+        "backlog: placeOrder calls in the window",
+        sent as f64,
+        "calls",
+    ));
 
     // p99 of intake at half the closed-loop rate, constant rate.
     let half = (rate / 2.0).max(1.0);
@@ -356,13 +359,11 @@ async fn core_phases(
     let d = after.minus(&before);
     eprintln!("end to end: {}", e2e.summary());
     let rate = e2e.ok as f64 / e2e.elapsed;
-    figs.push(Figure {
-        name: "pgbench inserts (baseline, end to end)",
-        value: base2,
-        unit: "tx/s",
-        ratio: None,
-        goal: None,
-    });
+    figs.push(Figure::shown(
+        "pgbench inserts (baseline, end to end)",
+        base2,
+        "tx/s",
+    ));
     figs.push(Figure {
         name: "end to end, limits lifted",
         value: rate,
@@ -378,13 +379,7 @@ async fn core_phases(
         ratio: None,
         goal: Some(("≤ 2".into(), tx <= 2.0)),
     });
-    figs.push(Figure {
-        name: "end to end: p99 latency",
-        value: e2e.p(0.99),
-        unit: "ms",
-        ratio: None,
-        goal: None,
-    });
+    figs.push(Figure::shown("end to end: p99 latency", e2e.p(0.99), "ms"));
     if e2e.errors > 0 || e2e.unsettled > 0 {
         bail!(
             "end to end: {} failed, {} not settled ({})",
@@ -419,13 +414,11 @@ async fn core_phases(
     let d = after.minus(&before);
     eprintln!("replays: {}", replay.summary());
     let rate = replay.ok as f64 / replay.elapsed;
-    figs.push(Figure {
-        name: "pgbench inserts (baseline, replays)",
-        value: base3,
-        unit: "tx/s",
-        ratio: None,
-        goal: None,
-    });
+    figs.push(Figure::shown(
+        "pgbench inserts (baseline, replays)",
+        base3,
+        "tx/s",
+    ));
     figs.push(Figure {
         name: "replays of a settled order",
         value: rate,
@@ -449,13 +442,11 @@ async fn core_phases(
         ratio: None,
         goal: Some(("0 (no write)".into(), rows < 0.001)),
     });
-    figs.push(Figure {
-        name: "replays: WAL per replay (cluster-wide)",
-        value: d.wal as f64 / replay.ok.max(1) as f64,
-        unit: "bytes",
-        ratio: None,
-        goal: None,
-    });
+    figs.push(Figure::shown(
+        "replays: WAL per replay (cluster-wide)",
+        d.wal as f64 / replay.ok.max(1) as f64,
+        "bytes",
+    ));
     if replay.errors > 0 {
         bail!(
             "replay: {} failed ({})",
@@ -544,20 +535,16 @@ async fn backlog_stored(
         ratio: None,
         goal: Some(("≤ 5 (one replica)".into(), tx <= 5.0)),
     });
-    figs.push(Figure {
-        name: "stored backlog: rows written/s",
-        value: rows,
-        unit: "rows/s",
-        ratio: None,
-        goal: None,
-    });
-    figs.push(Figure {
-        name: "stored backlog: placeOrder calls in the window",
-        value: sent as f64,
-        unit: "calls",
-        ratio: None,
-        goal: None,
-    });
+    figs.push(Figure::shown(
+        "stored backlog: rows written/s",
+        rows,
+        "rows/s",
+    ));
+    figs.push(Figure::shown(
+        "stored backlog: placeOrder calls in the window",
+        sent as f64,
+        "calls",
+    ));
     Ok(())
 }
 
@@ -704,20 +691,16 @@ async fn drain(
         started.elapsed().as_secs_f64()
     );
     let per_s = intake.ok as f64 / intake.elapsed;
-    figs.push(Figure {
-        name: "drain: burst intake, wait=0, 3 replicas",
-        value: per_s,
-        unit: "orders/s",
-        ratio: None,
-        goal: None,
-    });
-    figs.push(Figure {
-        name: "drain: until every order settled",
-        value: drained,
-        unit: "s",
-        ratio: None,
-        goal: None,
-    });
+    figs.push(Figure::shown(
+        "drain: burst intake, wait=0, 3 replicas",
+        per_s,
+        "orders/s",
+    ));
+    figs.push(Figure::shown(
+        "drain: until every order settled",
+        drained,
+        "s",
+    ));
     figs.push(Figure {
         name: "drain: orders left unsettled",
         value: left as f64,
@@ -739,13 +722,11 @@ async fn drain(
         ratio: None,
         goal: least.map(|l| ("≥ 0.95".into(), l >= 0.95)),
     });
-    figs.push(Figure {
-        name: "drain: orders / (minutes to settle × budget)",
-        value: overall,
-        unit: "× budget",
-        ratio: None,
-        goal: None,
-    });
+    figs.push(Figure::shown(
+        "drain: orders / (minutes to settle × budget)",
+        overall,
+        "× budget",
+    ));
     figs.push(Figure {
         name: "drain: orders not placed once (emulator)",
         value: ledger_not_once as f64,
@@ -760,13 +741,11 @@ async fn drain(
         ratio: None,
         goal: Some(("0".into(), not_once == 0)),
     });
-    figs.push(Figure {
-        name: "drain: transactions per order",
-        value: xact as f64 / orders.max(1) as f64,
-        unit: "tx",
-        ratio: None,
-        goal: None,
-    });
+    figs.push(Figure::shown(
+        "drain: transactions per order",
+        xact as f64 / orders.max(1) as f64,
+        "tx",
+    ));
     Ok(())
 }
 

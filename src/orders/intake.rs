@@ -136,7 +136,7 @@ impl Intake {
         Ok(IntakeOutcome::Replayed(self.queries.view(row).await?))
     }
 
-    /// Spawns the task that stores the order (one statement, which begins
+    /// Spawns the task that stores the order (one transaction, which begins
     /// its first placeOrder when a permit and a slot are free) and then
     /// sends that call. The gate's answer comes first; the task's result is
     /// the order after its write-back, when this task sent it.
@@ -162,17 +162,17 @@ impl Intake {
                     .insert_order(&caller, &key, id, &po, &new, send.as_ref())
                     .await;
                 drop(send);
-                if stored.is_err() {
-                    let _ = tell.send(stored);
-                    return dispatcher.recover_fresh(id, ticket).await;
-                }
-                let Ok(Gate::Created(row, fresh)) = &stored else {
-                    let _ = tell.send(stored);
-                    return None;
+                let created = match &stored {
+                    Ok(Gate::Created(row, fresh)) => Some((row.clone(), *fresh)),
+                    _ => None,
                 };
-                let (row, fresh) = (row.clone(), *fresh);
+                let failed = stored.is_err();
                 let _ = tell.send(stored);
-                dispatcher.start_fresh(row, fresh, ticket).await
+                match created {
+                    Some((row, fresh)) => dispatcher.start_fresh(row, fresh, ticket).await,
+                    None if failed => dispatcher.recover_fresh(id, ticket).await,
+                    None => None,
+                }
             }
             .instrument(span),
         );

@@ -11,19 +11,12 @@ use std::time::Duration;
 
 use sqlx::PgExecutor;
 
-use super::{Store, StoreResult};
+use super::StoreResult;
 
 /// `status_reason` of an order that expired before it was ever sent.
 pub const EXPIRED_UNSENT: &str = "expired_unsent";
 
-impl Store {
-    /// Fails every `accepted` order older than `max_age` that was never sent.
-    pub async fn expire_unsent_orders(&self, max_age: Duration) -> StoreResult<u64> {
-        expire_unsent_orders(&self.pool, max_age).await
-    }
-}
-
-/// [`Store::expire_unsent_orders`] on `db`.
+/// Fails every `accepted` order older than `max_age` that was never sent.
 pub(super) async fn expire_unsent_orders<'e>(
     db: impl PgExecutor<'e>,
     max_age: Duration,

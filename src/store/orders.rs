@@ -337,34 +337,9 @@ impl Store {
             .map(OrderRow::into_order))
     }
 
-    /// Claims up to `limit` due `accepted` orders that no one holds
-    /// (`for update skip locked`), each with its own lease token, and never
-    /// more than `budget` has slots free now (`upstream_slots_free`, a
-    /// read-only look): a backlog the budget cannot send stays untouched.
-    /// The slots themselves are taken when each call begins.
-    pub async fn claim_due_orders(
-        &self,
-        limit: i64,
-        lease: Duration,
-        budget: SlotAsk,
-    ) -> StoreResult<Vec<Order>> {
-        claim_due_orders(&self.pool, limit, lease, budget).await
-    }
-
-    /// Orders whose `placing` lease ran out (the worker died or stalled).
-    /// If that claim had begun sending, the outcome is unknown: `reconciling`,
-    /// never a blind re-place. If it never sent, nothing can exist upstream:
-    /// back to `accepted`, due now. The end of a call that was sent is
-    /// unknown: it is recorded as the later of now and its start plus
-    /// `place_timeout` (when the client gives up), so the settle window
-    /// never starts before the call could have ended.
-    pub async fn expire_placing_leases(&self, place_timeout: Duration) -> StoreResult<u64> {
-        expire_placing_leases(&self.pool, place_timeout).await
-    }
-
     /// One background dispatch pass in one transaction (issue 11: an idle
-    /// pass costs Postgres one): [`Store::expire_placing_leases`], then, when
-    /// `limit > 0`, [`Store::claim_due_orders`], which sees what the expiry
+    /// pass costs Postgres one): [`expire_placing_leases`], then, when
+    /// `limit > 0`, [`claim_due_orders`], which sees what the expiry
     /// released.
     pub async fn dispatch_pass(
         &self,
@@ -385,7 +360,11 @@ impl Store {
     }
 }
 
-/// [`Store::claim_due_orders`] on `db`.
+/// Claims up to `limit` due `accepted` orders that no one holds
+/// (`for update skip locked`), each with its own lease token, and never
+/// more than `budget` has slots free now (`upstream_slots_free`, a
+/// read-only look): a backlog the budget cannot send stays untouched.
+/// The slots themselves are taken when each call begins.
 async fn claim_due_orders<'e>(
     db: impl PgExecutor<'e>,
     limit: i64,
@@ -417,7 +396,13 @@ async fn claim_due_orders<'e>(
         .collect())
 }
 
-/// [`Store::expire_placing_leases`] on `db`.
+/// Orders whose `placing` lease ran out (the worker died or stalled).
+/// If that claim had begun sending, the outcome is unknown: `reconciling`,
+/// never a blind re-place. If it never sent, nothing can exist upstream:
+/// back to `accepted`, due now. The end of a call that was sent is
+/// unknown: it is recorded as the later of now and its start plus
+/// `place_timeout` (when the client gives up), so the settle window
+/// never starts before the call could have ended.
 pub(super) async fn expire_placing_leases<'e>(
     db: impl PgExecutor<'e>,
     place_timeout: Duration,

@@ -122,8 +122,8 @@ impl Store {
 
     /// One reconciler pass in one transaction (issue 11: an idle pass costs
     /// Postgres one): expires dead `placing` leases
-    /// ([`Store::expire_placing_leases`]), fails unsent orders older than
-    /// `accepted_max_age` ([`Store::expire_unsent_orders`]), then claims up
+    /// (`orders::expire_placing_leases`), fails unsent orders older than
+    /// `accepted_max_age` (`aging::expire_unsent_orders`), then claims up
     /// to `limit` due checks, which see what the expiry made due.
     pub async fn reconcile_pass(
         &self,

@@ -11,7 +11,7 @@ use order_gateway::emulator::{Fault, FaultOp, LateAnswer};
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{Options, new_key, order_body, spawn_app, spawn_app_with},
+    helpers::{Options, TestApp, new_key, order_body, spawn_app, spawn_app_with},
     ledger::{assert_ledger_consistent, fast, lift_pauses_and_make_due, wait_all_settled},
 };
 
@@ -202,6 +202,16 @@ async fn a_replay_takes_no_slot_and_writes_nothing() {
     );
 }
 
+/// `n` concurrent POSTs of the same order under `key`; each yields its status.
+fn post_at_once(app: &Arc<TestApp>, key: &str, n: usize) -> Vec<tokio::task::JoinHandle<u16>> {
+    (0..n)
+        .map(|_| {
+            let (app, key) = (Arc::clone(app), key.to_owned());
+            tokio::spawn(async move { app.post_order(&key, &order_body()).await.status().as_u16() })
+        })
+        .collect()
+}
+
 /// Holds the placeOrder slot lock (as the existing intake_path test does).
 async fn hold_slot_lock(db: &sqlx::PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
     let mut blocker = db.begin().await.unwrap();
@@ -287,13 +297,7 @@ async fn concurrent_duplicates_waiting_for_the_slot_lock_do_not_spend_the_budget
     );
     let blocker = hold_slot_lock(&app.db).await;
     let key = new_key();
-    let mut posts = Vec::new();
-    for _ in 0..4 {
-        let (app, key) = (Arc::clone(&app), key.clone());
-        posts.push(tokio::spawn(async move {
-            app.post_order(&key, &order_body()).await.status().as_u16()
-        }));
-    }
+    let posts = post_at_once(&app, &key, 4);
     tokio::time::sleep(Duration::from_millis(500)).await;
     blocker.rollback().await.unwrap();
     for p in posts {
@@ -357,13 +361,7 @@ async fn a_slow_slot_lock_does_not_refuse_new_orders() {
 async fn concurrent_duplicates_take_one_slot() {
     let app = Arc::new(spawn_app_with(fast(&[])).await);
     let key = new_key();
-    let mut posts = Vec::new();
-    for _ in 0..24 {
-        let (app, key) = (Arc::clone(&app), key.clone());
-        posts.push(tokio::spawn(async move {
-            app.post_order(&key, &order_body()).await.status().as_u16()
-        }));
-    }
+    let posts = post_at_once(&app, &key, 24);
     for p in posts {
         p.await.unwrap();
     }
