@@ -853,7 +853,7 @@ impl Counters {
 async fn place_slots(o: &Opts, db: &str) -> Result<i64> {
     let mut c = PgConnection::connect(&o.db_url(db)).await?;
     let n = sqlx::query_scalar(
-        "select coalesce(max(slot_id), 0) from upstream_call_slots where operation = 'place_order'",
+        "select coalesce(max(upto), 0) from upstream_call_slots where operation = 'place_order'",
     )
     .fetch_one(&mut c)
     .await?;
@@ -942,8 +942,9 @@ async fn store_accepted_orders(o: &Opts, db: &str, n: i64) -> Result<()> {
 async fn spend_place_budget(o: &Opts, db: &str, n: i64) -> Result<()> {
     let mut c = PgConnection::connect(&o.db_url(db)).await?;
     sqlx::query(
-        "insert into upstream_call_slots (operation, taken_at)
-         select 'place_order', clock_timestamp() from generate_series(1, $1)",
+        "insert into upstream_call_slots (operation, taken_at, slots, upto)
+         select 'place_order', clock_timestamp(), $1, coalesce(max(upto), 0) + $1
+           from upstream_call_slots where operation = 'place_order'",
     )
     .bind(n)
     .execute(&mut c)

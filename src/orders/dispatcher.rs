@@ -32,8 +32,9 @@ use crate::{
     store::{
         Store, StoreError, StoreResult,
         exchanges::Begin,
-        orders::{FRESH_LOCK_WAIT, Fresh, FreshSend},
+        orders::{Fresh, FreshSend},
         outcomes::PlaceResult,
+        rate_limit::{BLOCK_LOCK_WAIT, SlotBlocks},
         vouchers::VoucherRow,
     },
     xoxoday::{Operation, PlaceOrderRequest, PlaceOutcome, PreparedCall, XoxodayApi},
@@ -60,6 +61,11 @@ pub struct Dispatcher {
     /// Connections of this process that may wait for the placeOrder slot
     /// lock at once ([`crate::settings::fixed::SLOT_LOCK_WAITERS`]).
     slot_waiters: Arc<Semaphore>,
+    /// New orders' placeOrder slots, taken in blocks.
+    fresh_slots: Arc<SlotBlocks>,
+    /// Intake transactions of this process that may wait for a block at
+    /// once ([`crate::settings::fixed::BLOCK_WAITERS`]).
+    block_waiters: Arc<Semaphore>,
 }
 
 impl Dispatcher {
@@ -75,7 +81,6 @@ impl Dispatcher {
     ) -> Self {
         Self {
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
-            store,
             xoxoday,
             tokens,
             cipher,
@@ -85,6 +90,9 @@ impl Dispatcher {
             tasks: TaskTracker::new(),
             place_spent: Arc::default(),
             slot_waiters: Arc::new(Semaphore::new(fixed::SLOT_LOCK_WAITERS)),
+            fresh_slots: Arc::new(SlotBlocks::new(&store)),
+            block_waiters: Arc::new(Semaphore::new(fixed::BLOCK_WAITERS)),
+            store,
         }
     }
 
@@ -274,7 +282,8 @@ impl Dispatcher {
     /// What a new order's insert may begin (issue 11: one transaction
     /// before the call): a placement permit, the prepared first call and
     /// its lease token, when the budget is not known spent and a permit is
-    /// free. The statement that stores the order takes the slot itself.
+    /// free. The transaction that stores the order takes the slot, in a
+    /// block with the other new orders of the moment ([`SlotBlocks`]).
     pub(crate) async fn fresh_ticket(&self, po: &PoNumber, new: &NewOrder) -> Ticket {
         if self.place_spent.is_spent() {
             return Ticket::Spent;
@@ -282,17 +291,17 @@ impl Dispatcher {
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             return Ticket::Busy;
         };
-        // Wait for a lock-waiter permit in memory (holding no connection),
-        // as long as the insert would wait for the lock itself; when none
-        // frees by then the lock is busy: leave the order to the loop.
-        let waiter = self.slot_waiters.clone().acquire_owned();
-        let Ok(Ok(slot_waiter)) = tokio::time::timeout(FRESH_LOCK_WAIT, waiter).await else {
+        // Wait for a block-waiter permit in memory (holding no connection),
+        // as long as a block waits for the slot lock; when none frees by
+        // then the lock is busy: leave the order to the loop.
+        let waiter = self.block_waiters.clone().acquire_owned();
+        let Ok(Ok(block_waiter)) = tokio::time::timeout(BLOCK_LOCK_WAIT, waiter).await else {
             return Ticket::Busy;
         };
         let call = self.xoxoday.prepare_place_order(&fresh_request(po, new));
         Ticket::Ready(FreshTicket {
             permit,
-            slot_waiter: Some(slot_waiter),
+            block_waiter: Some(block_waiter),
             lease: Uuid::new_v4(),
             exchange_id: Uuid::now_v7(),
             token: self.tokens.access_token().await,
@@ -470,15 +479,15 @@ pub(crate) enum Ticket {
 }
 
 impl Ticket {
-    /// The insert is over: it no longer waits for the slot lock.
+    /// The insert is over: it no longer waits for a block.
     fn insert_done(&mut self) {
         if let Self::Ready(t) = self {
-            t.slot_waiter = None;
+            t.block_waiter = None;
         }
     }
 
     /// The first send the insert is to begin, if any.
-    pub(crate) fn fresh_send(&self, d: &Dispatcher) -> Option<FreshSend<'_>> {
+    pub(crate) fn fresh_send<'a>(&'a self, d: &'a Dispatcher) -> Option<FreshSend<'a>> {
         let Self::Ready(t) = self else {
             return None;
         };
@@ -487,6 +496,7 @@ impl Ticket {
             lease: d.settings.lease,
             start: audit::start_of(t.exchange_id, &t.call),
             slot: d.slot_ask(Operation::PlaceOrder),
+            slots: &d.fresh_slots,
         })
     }
 }
@@ -494,8 +504,8 @@ impl Ticket {
 /// A permit and a prepared first placeOrder for an order not stored yet.
 pub(crate) struct FreshTicket {
     permit: OwnedSemaphorePermit,
-    /// Held while the insert may wait for the slot lock.
-    slot_waiter: Option<OwnedSemaphorePermit>,
+    /// Held while the insert may wait for a block of slots.
+    block_waiter: Option<OwnedSemaphorePermit>,
     lease: Uuid,
     exchange_id: Uuid,
     token: SecretString,

@@ -4,8 +4,9 @@
 //! do nothing` commits the order with its poNumber, or returns the order
 //! that holds the key from the same statement (a replay writes nothing),
 //! whose fingerprint is then compared. When a placement permit is free and
-//! the budget not known spent, the same transaction takes the rate slot,
-//! claims the new order and writes its exchange row (`begin_first_place`),
+//! the budget not known spent, the same transaction gets a rate slot (from
+//! a block taken for every new order of the moment), claims the new order
+//! and writes its exchange row (`begin_granted_place`),
 //! so the call goes out with nothing else to commit first. That work runs
 //! in a task of its own, which also sends the call and writes its result
 //! back; the request merely waits up to `Prefer: wait` for it.

@@ -13,7 +13,10 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::{
-    Store, StoreResult, exchanges::ExchangeStart, rate_limit::SlotAsk, vouchers::VoucherRow,
+    Store, StoreResult,
+    exchanges::ExchangeStart,
+    rate_limit::{SlotAsk, SlotBlocks, Taken},
+    vouchers::VoucherRow,
 };
 use crate::domain::{
     Amount, Caller, CallerId, IdempotencyKey, NewOrder, Order, OrderFilter, OrderId, OrderStatus,
@@ -93,6 +96,8 @@ pub struct FreshSend<'a> {
     pub start: ExchangeStart<'a>,
     /// placeOrder's shared budget.
     pub slot: SlotAsk,
+    /// Where the slot is taken.
+    pub slots: &'a SlotBlocks,
 }
 
 /// What became of the first send a new order asked for.
@@ -201,10 +206,12 @@ impl Store {
     /// With `send`, a new order also begins its first placeOrder in the same
     /// transaction (issue 11: one transaction before the call), after the
     /// insert has settled the key (a same-key request waits there and
-    /// replays, so it never takes a slot): `begin_first_place` takes the
-    /// slot, waiting at most [`FRESH_LOCK_WAIT`] for the slot lock, and when
-    /// granted claims the order `placing` under `send.lease_token` (attempt
-    /// 1, stamps read after the lock) and inserts the exchange row.
+    /// replays, so it never takes a slot): the slot comes from
+    /// `send.slots`, a block taken for every new order of this process that
+    /// asks at the same moment ([`SlotBlocks`]), and when granted
+    /// `begin_granted_place` claims the order `placing` under
+    /// `send.lease_token` (attempt 1, stamps read after the grant) and
+    /// inserts the exchange row.
     pub async fn insert_order(
         &self,
         caller: &Caller,
@@ -220,7 +227,11 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let gate = match gate(&mut *tx, caller, key, id, po, new).await? {
             Gate::Created(row, _) => {
-                let fresh = begin_first_place(&mut tx, id, send).await?;
+                let fresh = match send.slots.take(send.slot).await {
+                    Taken::Granted => begin_granted(&mut tx, id, send).await?,
+                    Taken::Wait(wait) => Fresh::NoSlot(wait),
+                    Taken::Busy => Fresh::NotAsked,
+                };
                 Gate::Created(row, fresh)
             }
             other => other,
@@ -429,10 +440,6 @@ pub(super) async fn expire_placing_leases<'e>(
     Ok(done.rows_affected())
 }
 
-/// The longest a new order's insert waits for the placeOrder slot lock;
-/// after it the order is left `accepted` for the background dispatcher.
-pub const FRESH_LOCK_WAIT: Duration = Duration::from_millis(250);
-
 /// [`Store::insert_order`]'s gate statement on `db` (no send).
 async fn gate<'e>(
     db: impl PgExecutor<'e>,
@@ -489,33 +496,24 @@ async fn gate<'e>(
     })
 }
 
-/// `begin_first_place` (migration 0043) for the order `id` just inserted in `tx`.
-async fn begin_first_place(
+/// `begin_granted_place` (migration 0044) for the order `id` just
+/// inserted in `tx`, whose slot is granted.
+async fn begin_granted(
     tx: &mut sqlx::PgConnection,
     id: OrderId,
     send: &FreshSend<'_>,
 ) -> StoreResult<Fresh> {
-    let (wait_ms, attempt): (i64, Option<i32>) = sqlx::query_as(
-        "select wait_ms, attempt
-           from begin_first_place($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(id.as_uuid())
-    .bind(send.lease_token)
-    .bind(send.lease.as_secs_f64())
-    .bind(send.start.exchange_id)
-    .bind(send.start.operation)
-    .bind(send.start.method)
-    .bind(send.start.url)
-    .bind(&send.start.request_body)
-    .bind(send.slot.operation)
-    .bind(i32::try_from(send.slot.per_minute).unwrap_or(i32::MAX))
-    .bind(i32::try_from(send.slot.window.as_millis()).unwrap_or(i32::MAX))
-    .bind(i32::try_from(FRESH_LOCK_WAIT.as_millis()).unwrap_or(i32::MAX))
-    .fetch_one(tx)
-    .await?;
-    Ok(match (wait_ms, attempt) {
-        (0, Some(attempt)) => Fresh::Send(attempt),
-        (ms, _) if ms > 0 => Fresh::NoSlot(Duration::from_millis(ms.unsigned_abs())),
-        _ => Fresh::NotAsked,
-    })
+    let attempt: Option<i32> =
+        sqlx::query_scalar("select begin_granted_place($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(id.as_uuid())
+            .bind(send.lease_token)
+            .bind(send.lease.as_secs_f64())
+            .bind(send.start.exchange_id)
+            .bind(send.start.operation)
+            .bind(send.start.method)
+            .bind(send.start.url)
+            .bind(&send.start.request_body)
+            .fetch_one(tx)
+            .await?;
+    Ok(attempt.map_or(Fresh::NotAsked, Fresh::Send))
 }

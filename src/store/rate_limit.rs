@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{Connection as _, PgConnection, PgExecutor, PgPool, postgres::PgConnectOptions};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Store, StoreResult};
 
@@ -146,4 +147,144 @@ impl Store {
     pub async fn active_pauses(&self) -> StoreResult<Vec<ActivePause>> {
         Ok(active_pauses(&self.pool).await?)
     }
+}
+
+/// Most slots one block asks for: the new orders of this replica that
+/// asked at the same moment, up to this many.
+const MAX_BLOCK: usize = 64;
+
+/// How long a block's statement waits for the slot lock before the orders
+/// that asked are left to the background dispatcher (their transactions
+/// wait meanwhile, holding a pooled connection each).
+pub const BLOCK_LOCK_WAIT: Duration = Duration::from_millis(250);
+
+/// What [`SlotBlocks::take`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// A slot is counted for this call: send it now.
+    Granted,
+    /// No budget (or a pause); a slot may free after this long.
+    Wait(Duration),
+    /// The lock was busy or the database did not answer: nothing taken.
+    Busy,
+}
+
+/// placeOrder slots for new orders, taken in blocks (issue 11).
+///
+/// A new order asks for its slot in the middle of its intake transaction.
+/// Asking there one at a time would hold the slot lock from each take to
+/// each commit, so every replica's new orders would queue behind one
+/// commit after another. Instead one task per process takes, in one
+/// statement on a connection of its own (`take_upstream_slots`, which
+/// commits at once), as many slots as requests are waiting, and hands them
+/// out: as many orders begin as the budget allows, the rest are told how
+/// long until a slot frees. A block is never larger than the requests
+/// already waiting, so no slot is held for later (its stamp stays just
+/// before the sends), and an order that fails to begin wastes its slot,
+/// never overspends the budget.
+///
+/// Its own connection: intake transactions hold pooled connections while
+/// they wait for a block, so the block must not need one.
+#[derive(Debug)]
+pub struct SlotBlocks {
+    opts: PgConnectOptions,
+    asks: std::sync::OnceLock<mpsc::UnboundedSender<Asked>>,
+}
+
+type Asked = (SlotAsk, oneshot::Sender<Taken>);
+
+impl SlotBlocks {
+    /// Blocks taken on a connection like `store`'s pool's (opened at the first ask).
+    pub fn new(store: &Store) -> Self {
+        Self {
+            opts: (*store.pool.connect_options()).clone(),
+            asks: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// One slot of `ask`'s budget, taken with whatever else this process
+    /// asks for at the same moment.
+    pub async fn take(&self, ask: SlotAsk) -> Taken {
+        let asks = self.asks.get_or_init(|| {
+            let (tell, asked) = mpsc::unbounded_channel();
+            tokio::spawn(take_blocks(self.opts.clone(), asked));
+            tell
+        });
+        let (reply, answer) = oneshot::channel();
+        if asks.send((ask, reply)).is_err() {
+            return Taken::Busy;
+        }
+        answer.await.unwrap_or(Taken::Busy)
+    }
+}
+
+/// The task behind [`SlotBlocks`]: one block per batch of waiting asks.
+/// Ends when the `SlotBlocks` is dropped.
+async fn take_blocks(opts: PgConnectOptions, mut asked: mpsc::UnboundedReceiver<Asked>) {
+    let mut conn: Option<PgConnection> = None;
+    while let Some(first) = asked.recv().await {
+        let ask = first.0;
+        let mut batch = vec![first.1];
+        while batch.len() < MAX_BLOCK {
+            match asked.try_recv() {
+                Ok((a, reply)) if same_budget(a, ask) => batch.push(reply),
+                Ok((_, reply)) => drop(reply.send(Taken::Busy)),
+                Err(_) => break,
+            }
+        }
+        // A request that went away takes nothing.
+        batch.retain(|reply| !reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let answer = take_block(&mut conn, &opts, ask, batch.len()).await;
+        let (granted, rest) = match answer {
+            Ok((granted, wait)) => (granted, wait.map_or(Taken::Busy, Taken::Wait)),
+            Err(e) => {
+                if !matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("55P03")) {
+                    tracing::warn!(error = %e, "taking a block of placeOrder slots failed; the orders wait for the dispatcher");
+                    conn = None;
+                }
+                (0, Taken::Busy)
+            }
+        };
+        for (i, reply) in batch.into_iter().enumerate() {
+            let _ = reply.send(if i < granted { Taken::Granted } else { rest });
+        }
+    }
+}
+
+fn same_budget(a: SlotAsk, b: SlotAsk) -> bool {
+    (a.operation, a.per_minute, a.window) == (b.operation, b.per_minute, b.window)
+}
+
+/// One `take_upstream_slots` for `want` slots: how many were granted, and
+/// when fewer than `want`, how long until another frees.
+async fn take_block(
+    conn: &mut Option<PgConnection>,
+    opts: &PgConnectOptions,
+    ask: SlotAsk,
+    want: usize,
+) -> sqlx::Result<(usize, Option<Duration>)> {
+    if conn.is_none() {
+        let mut c = PgConnection::connect_with(opts).await?;
+        sqlx::query(&format!(
+            "set lock_timeout = '{}ms'",
+            BLOCK_LOCK_WAIT.as_millis()
+        ))
+        .execute(&mut c)
+        .await?;
+        *conn = Some(c);
+    }
+    let c = conn.as_mut().expect("connected above");
+    let (granted, wait_ms): (i32, i64) =
+        sqlx::query_as("select granted, wait_ms from take_upstream_slots($1, $2, $3, $4)")
+            .bind(ask.operation)
+            .bind(i32::try_from(want).unwrap_or(i32::MAX))
+            .bind(i32::try_from(ask.per_minute).unwrap_or(i32::MAX))
+            .bind(i32::try_from(ask.window.as_millis()).unwrap_or(i32::MAX))
+            .fetch_one(c)
+            .await?;
+    let wait = (wait_ms > 0).then(|| Duration::from_millis(wait_ms.unsigned_abs()));
+    Ok((usize::try_from(granted).unwrap_or(0), wait))
 }

@@ -263,6 +263,17 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Slots of `op`'s upstream budget taken (a row may hold a block).
+    pub async fn slots_taken(&self, op: &str) -> i64 {
+        sqlx::query_scalar(
+            "select coalesce(sum(slots), 0)::bigint from upstream_call_slots where operation = $1",
+        )
+        .bind(op)
+        .fetch_one(&self.db)
+        .await
+        .unwrap()
+    }
+
     /// Status of an order by poNumber, from the database.
     pub async fn db_status(&self, po: &str) -> String {
         sqlx::query_scalar("select status from orders where po_number = $1")

@@ -186,14 +186,14 @@ async fn a_replay_takes_no_slot_and_writes_nothing() {
     let key = new_key();
     let first = app.post_order(&key, &order_body()).await;
     assert_eq!(first.status(), 201);
-    let slots_before = app.count("upstream_call_slots").await;
+    let slots_before = app.slots_taken("place_order").await;
 
     for _ in 0..3 {
         let again = app.post_order(&key, &order_body()).await;
         assert_eq!(again.status(), 200);
     }
 
-    assert_eq!(app.count("upstream_call_slots").await, slots_before);
+    assert_eq!(app.slots_taken("place_order").await, slots_before);
     assert_eq!(app.count("orders").await, 1);
     assert_eq!(
         app.count("upstream_exchanges where operation = 'place_order'")
@@ -304,9 +304,7 @@ async fn concurrent_duplicates_waiting_for_the_slot_lock_do_not_spend_the_budget
         let s = p.await.unwrap();
         assert!((200..=202).contains(&s), "{s}");
     }
-    let slots = app
-        .count("upstream_call_slots where operation = 'place_order'")
-        .await;
+    let slots = app.slots_taken("place_order").await;
     let calls = app
         .count("upstream_exchanges where operation = 'place_order'")
         .await;
@@ -365,9 +363,7 @@ async fn concurrent_duplicates_take_one_slot() {
     for p in posts {
         p.await.unwrap();
     }
-    let slots = app
-        .count("upstream_call_slots where operation = 'place_order'")
-        .await;
+    let slots = app.slots_taken("place_order").await;
     let calls = app
         .count("upstream_exchanges where operation = 'place_order'")
         .await;

@@ -354,7 +354,7 @@ async fn a_stale_lease_cannot_write_back_and_expired_leases_reconcile() {
     .await
     .unwrap();
     assert!(completed, "the audit row is completed even when fenced out");
-    let slots = app.count("upstream_call_slots").await;
+    let slots = app.slots_taken("place_order").await;
     assert_eq!(
         store
             .begin_place_attempt(oid, stale, lease, start(uuid::Uuid::now_v7()), ask(100))
@@ -363,7 +363,7 @@ async fn a_stale_lease_cannot_write_back_and_expired_leases_reconcile() {
         Begin::LeaseLost
     );
     assert_eq!(
-        app.count("upstream_call_slots").await,
+        app.slots_taken("place_order").await,
         slots,
         "no slot spent on a call that is not sent"
     );

@@ -285,3 +285,167 @@ async fn a_backlog_the_budget_cannot_send_is_never_claimed() {
     );
     assert_ledger_consistent(&app).await;
 }
+
+/// `take_upstream_slots` for `op`: (granted, wait_ms).
+async fn take_block(
+    db: &sqlx::PgPool,
+    op: &str,
+    want: i32,
+    budget: i32,
+    window_ms: i32,
+) -> (i32, i64) {
+    sqlx::query_as("select granted, wait_ms from take_upstream_slots($1, $2, $3, $4)")
+        .bind(op)
+        .bind(want)
+        .bind(budget)
+        .bind(window_ms)
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
+/// Issue 11: a block is granted up to the free budget and never more, one
+/// slot at a time and blocks count against the same window, and a slot
+/// that left the window is free again.
+#[tokio::test]
+async fn a_block_of_slots_is_granted_up_to_the_free_budget() {
+    use order_gateway::store::rate_limit::{Slot, try_take_slot};
+    let app = spawn_app_with(fast(&[])).await;
+    let minute = 60_000;
+    assert_eq!(take_block(&app.db, "blk", 5, 7, minute).await, (5, 0));
+    assert_eq!(
+        try_take_slot(&app.db, "blk", 7, Duration::from_secs(60))
+            .await
+            .unwrap(),
+        Slot::Granted
+    );
+    // Fewer than asked: the rest learn when the next slot frees.
+    let (granted, wait) = take_block(&app.db, "blk", 5, 7, minute).await;
+    assert_eq!(granted, 1);
+    assert!(
+        (minute as i64 - 5_000..=minute as i64).contains(&wait),
+        "wait {wait} ms"
+    );
+    let (granted, wait) = take_block(&app.db, "blk", 3, 7, minute).await;
+    assert_eq!(granted, 0);
+    assert!((1..=minute as i64).contains(&wait), "wait {wait} ms");
+    assert!(matches!(
+        try_take_slot(&app.db, "blk", 7, Duration::from_secs(60))
+            .await
+            .unwrap(),
+        Slot::Wait(_)
+    ));
+    // A larger budget sees exactly the 7 taken.
+    assert_eq!(take_block(&app.db, "blk", 9, 10, minute).await.0, 3);
+    let (rows, slots): (i64, i64) = sqlx::query_as(
+        "select count(*), sum(slots)::bigint from upstream_call_slots where operation = 'blk'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!((rows, slots), (4, 10));
+
+    // A short window: the block leaves it and its slots are free again.
+    assert_eq!(take_block(&app.db, "blk-short", 4, 3, 300).await.0, 3);
+    let (granted, wait) = take_block(&app.db, "blk-short", 1, 3, 300).await;
+    assert_eq!(granted, 0);
+    assert!((1..=300).contains(&wait), "wait {wait} ms");
+    tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap() + 20)).await;
+    assert_eq!(take_block(&app.db, "blk-short", 4, 3, 300).await.0, 3);
+}
+
+/// Issue 11: a slot stamped later than the clock reads (a clock stepped
+/// back) still counts, and the next block is stamped no earlier than it:
+/// the window is never left early.
+#[tokio::test]
+async fn a_clock_stepped_back_never_frees_a_slot_early() {
+    let app = spawn_app_with(fast(&[])).await;
+    sqlx::query(
+        "insert into upstream_call_slots (operation, taken_at, slots, upto)
+         values ('clk', clock_timestamp() + interval '10 seconds', 2, 2)",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(take_block(&app.db, "clk", 5, 3, 60_000).await.0, 1);
+    let ordered: bool = sqlx::query_scalar(
+        "select bool_and(taken_at >= clock_timestamp() + interval '9 seconds')
+           from upstream_call_slots where operation = 'clk'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!(ordered, "the new block was stamped before the last one");
+    let (granted, wait) = take_block(&app.db, "clk", 1, 3, 60_000).await;
+    assert_eq!(granted, 0);
+    assert!(
+        wait > 60_000,
+        "frees {wait} ms from now: the future stamp counts in full"
+    );
+}
+
+/// Issue 11: the blocks of one process and the single slots of others,
+/// all at once, never get more than the budget; asks that queue while a
+/// block waits for the lock are taken together in the next one.
+#[tokio::test]
+async fn blocks_and_single_slots_together_never_exceed_the_budget() {
+    use order_gateway::store::{
+        Store,
+        rate_limit::{Slot, SlotAsk, SlotBlocks, Taken, try_take_slot},
+    };
+    let app = spawn_app_with(fast(&[])).await;
+    let blocks = std::sync::Arc::new(SlotBlocks::new(&Store::from_pool(app.db.clone())));
+    let ask = SlotAsk {
+        operation: "mixed",
+        per_minute: 13,
+        window: Duration::from_secs(60),
+    };
+    // Hold the lock so the asks queue behind the first block.
+    let mut holder = app.db.begin().await.unwrap();
+    sqlx::query("select pg_advisory_xact_lock(hashtext('upstream_slot:mixed'))")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let asks: Vec<_> = (0..20)
+        .map(|_| {
+            let blocks = blocks.clone();
+            tokio::spawn(async move { blocks.take(ask).await })
+        })
+        .collect();
+    let singles: Vec<_> = (0..10)
+        .map(|_| {
+            let db = app.db.clone();
+            tokio::spawn(
+                async move { try_take_slot(&db, "mixed", 13, Duration::from_secs(60)).await },
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    holder.rollback().await.unwrap();
+
+    let mut granted = 0;
+    for a in asks {
+        match a.await.unwrap() {
+            Taken::Granted => granted += 1,
+            Taken::Wait(w) => assert!(w <= Duration::from_secs(60)),
+            Taken::Busy => panic!("the lock was held 100 ms, less than a block waits"),
+        }
+    }
+    for s in singles {
+        if s.await.unwrap().unwrap() == Slot::Granted {
+            granted += 1;
+        }
+    }
+    let (rows, slots): (i64, i64) = sqlx::query_as(
+        "select count(*), coalesce(sum(slots), 0)::bigint from upstream_call_slots
+          where operation = 'mixed'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!((granted, slots), (13, 13), "granted vs counted");
+    assert!(
+        rows < 13,
+        "{rows} rows for 13 slots: the queued asks were not taken as a block"
+    );
+}
