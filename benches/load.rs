@@ -346,6 +346,7 @@ async fn core_phases(
     ];
     let gw = Gateway::start(o, db_b, emulator, &lifted)?;
     let before = Counters::read(admin, db_b).await?;
+    let waits = Waits::sample(o.db_url(db_b));
     let e2e = load(
         &gw.url,
         &key_b,
@@ -358,6 +359,7 @@ async fn core_phases(
     let after = Counters::read(admin, db_b).await?;
     let d = after.minus(&before);
     eprintln!("end to end: {}", e2e.summary());
+    waits.report("end to end").await;
     let rate = e2e.ok as f64 / e2e.elapsed;
     figs.push(Figure::shown(
         "pgbench inserts (baseline, end to end)",
@@ -1324,6 +1326,57 @@ async fn load(url: &str, key: &str, mode: Mode, secs: u64, req: Req) -> Tally {
     tally.elapsed = start.elapsed().as_secs_f64();
     tally.latencies_us.sort_unstable();
     tally
+}
+
+/// What the gateway's Postgres backends are doing during a phase: every
+/// 20 ms, each non-idle client backend of its database, by wait event (or
+/// `running`) and statement. Printed, not a figure: where the time goes.
+struct Waits {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<Result<(u64, std::collections::HashMap<String, u64>)>>,
+}
+
+impl Waits {
+    fn sample(url: String) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut c = PgConnection::connect(&url).await?;
+            let (mut samples, mut seen) = (0u64, std::collections::HashMap::new());
+            while !flag.load(Ordering::Relaxed) {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "select coalesce(wait_event_type || ':' || wait_event, 'running') || '  '
+                            || regexp_replace(left(query, 70), '\\s+', ' ', 'g')
+                       from pg_stat_activity
+                      where datname = current_database() and pid <> pg_backend_pid()
+                        and backend_type = 'client backend' and state <> 'idle'",
+                )
+                .fetch_all(&mut c)
+                .await?;
+                samples += 1;
+                for (k,) in rows {
+                    *seen.entry(k).or_insert(0) += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok((samples, seen))
+        });
+        Self { stop, task }
+    }
+
+    async fn report(self, phase: &str) {
+        self.stop.store(true, Ordering::Relaxed);
+        let Ok(Ok((samples, seen))) = self.task.await else {
+            eprintln!("{phase}: backend sampling failed");
+            return;
+        };
+        let mut top: Vec<_> = seen.into_iter().collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1));
+        eprintln!("{phase}: busy backends per sample ({samples} samples), by wait and statement:");
+        for (k, n) in top.into_iter().take(10) {
+            eprintln!("  {:6.2}  {k}", n as f64 / samples.max(1) as f64);
+        }
+    }
 }
 
 /// `total` new orders (`Prefer: wait=0`, keys `drain-<n>`) from `workers`

@@ -278,16 +278,12 @@ pub mod fixed {
     pub const DISPATCH_BATCH: i64 = 32;
     /// Most placeOrder calls in flight in one process.
     pub const DISPATCH_MAX_IN_FLIGHT: usize = 64;
-    /// Most database connections of one process waiting for the placeOrder
-    /// slot lock at once (background attempts; new orders' slots come in
-    /// blocks, on a connection of their own): the lock admits
-    /// one holder at a time anyway, and a held lock must not drain the pool.
+    /// Most pooled connections of one process waiting for the placeOrder
+    /// slot lock at once: background attempts inside their transaction, and
+    /// intake transactions waiting for a block of slots (taken on a
+    /// connection of its own, so a block is at most this many). A held lock
+    /// must not drain the pool; the others wait in memory.
     pub const SLOT_LOCK_WAITERS: usize = 4;
-    /// Most intake transactions of one process waiting for a block of
-    /// placeOrder slots at once, each holding a pooled connection; the
-    /// others wait in memory, then leave the order to the dispatcher. The
-    /// largest block one process takes is this many slots.
-    pub const BLOCK_WAITERS: usize = 16;
     /// Background dispatcher pass interval when idle.
     pub const DISPATCH_POLL_INTERVAL: Duration = Duration::from_secs(1);
     /// Most reconciliation checks claimed per pass.

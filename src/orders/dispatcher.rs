@@ -59,13 +59,11 @@ pub struct Dispatcher {
     /// placeOrder's shared budget, known spent until (a hint, issue 11).
     place_spent: Arc<SpentBudget>,
     /// Connections of this process that may wait for the placeOrder slot
-    /// lock at once ([`crate::settings::fixed::SLOT_LOCK_WAITERS`]).
+    /// lock at once, in a background attempt or in an intake transaction
+    /// waiting for a block ([`crate::settings::fixed::SLOT_LOCK_WAITERS`]).
     slot_waiters: Arc<Semaphore>,
     /// New orders' placeOrder slots, taken in blocks.
     fresh_slots: Arc<SlotBlocks>,
-    /// Intake transactions of this process that may wait for a block at
-    /// once ([`crate::settings::fixed::BLOCK_WAITERS`]).
-    block_waiters: Arc<Semaphore>,
 }
 
 impl Dispatcher {
@@ -91,7 +89,6 @@ impl Dispatcher {
             place_spent: Arc::default(),
             slot_waiters: Arc::new(Semaphore::new(fixed::SLOT_LOCK_WAITERS)),
             fresh_slots: Arc::new(SlotBlocks::new(&store)),
-            block_waiters: Arc::new(Semaphore::new(fixed::BLOCK_WAITERS)),
             store,
         }
     }
@@ -291,10 +288,11 @@ impl Dispatcher {
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             return Ticket::Busy;
         };
-        // Wait for a block-waiter permit in memory (holding no connection),
+        // Wait for a lock-waiter permit in memory (holding no connection),
         // as long as a block waits for the slot lock; when none frees by
-        // then the lock is busy: leave the order to the loop.
-        let waiter = self.block_waiters.clone().acquire_owned();
+        // then the lock is busy: leave the order to the loop. With one, the
+        // intake transaction may wait for a block holding its connection.
+        let waiter = self.slot_waiters.clone().acquire_owned();
         let Ok(Ok(block_waiter)) = tokio::time::timeout(BLOCK_LOCK_WAIT, waiter).await else {
             return Ticket::Busy;
         };

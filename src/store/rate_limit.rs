@@ -149,14 +149,19 @@ impl Store {
     }
 }
 
-/// Most slots one block asks for: the new orders of this replica that
-/// asked at the same moment, up to this many.
-const MAX_BLOCK: usize = 64;
+/// Most slots one block asks for (more cannot be waiting: each waiter holds
+/// one of [`crate::settings::fixed::SLOT_LOCK_WAITERS`]).
+const MAX_BLOCK: usize = crate::settings::fixed::SLOT_LOCK_WAITERS;
 
 /// How long a block's statement waits for the slot lock before the orders
 /// that asked are left to the background dispatcher (their transactions
 /// wait meanwhile, holding a pooled connection each).
 pub const BLOCK_LOCK_WAIT: Duration = Duration::from_millis(250);
+
+/// The longest a block may take, connecting included: past it the
+/// connection is dropped (a half-open one would otherwise hang every new
+/// order until TCP gives up) and the asks are told [`Taken::Busy`].
+const BLOCK_DEADLINE: Duration = Duration::from_millis(1250);
 
 /// What [`SlotBlocks::take`] got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +193,8 @@ pub enum Taken {
 #[derive(Debug)]
 pub struct SlotBlocks {
     opts: PgConnectOptions,
-    asks: std::sync::OnceLock<mpsc::UnboundedSender<Asked>>,
+    /// The task's inbox; replaced when the task has ended (it never should).
+    asks: std::sync::Mutex<Option<mpsc::UnboundedSender<Asked>>>,
 }
 
 type Asked = (SlotAsk, oneshot::Sender<Taken>);
@@ -198,23 +204,38 @@ impl SlotBlocks {
     pub fn new(store: &Store) -> Self {
         Self {
             opts: (*store.pool.connect_options()).clone(),
-            asks: std::sync::OnceLock::new(),
+            asks: std::sync::Mutex::default(),
         }
     }
 
     /// One slot of `ask`'s budget, taken with whatever else this process
-    /// asks for at the same moment.
+    /// asks for at the same moment. Answers within about two block
+    /// deadlines whatever the database does (a grant that comes later is
+    /// a wasted slot, never an overspent one).
     pub async fn take(&self, ask: SlotAsk) -> Taken {
-        let asks = self.asks.get_or_init(|| {
-            let (tell, asked) = mpsc::unbounded_channel();
-            tokio::spawn(take_blocks(self.opts.clone(), asked));
-            tell
-        });
         let (reply, answer) = oneshot::channel();
-        if asks.send((ask, reply)).is_err() {
-            return Taken::Busy;
+        {
+            let mut asks = self
+                .asks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let tell = match asks.as_ref() {
+                Some(tell) if !tell.is_closed() => tell,
+                _ => {
+                    let (tell, asked) = mpsc::unbounded_channel();
+                    tokio::spawn(take_blocks(self.opts.clone(), asked));
+                    asks.insert(tell)
+                }
+            };
+            if tell.send((ask, reply)).is_err() {
+                return Taken::Busy;
+            }
         }
-        answer.await.unwrap_or(Taken::Busy)
+        // The block before this one, then this one.
+        match tokio::time::timeout(2 * BLOCK_DEADLINE, answer).await {
+            Ok(Ok(taken)) => taken,
+            _ => Taken::Busy,
+        }
     }
 }
 
@@ -237,7 +258,12 @@ async fn take_blocks(opts: PgConnectOptions, mut asked: mpsc::UnboundedReceiver<
         if batch.is_empty() {
             continue;
         }
-        let answer = take_block(&mut conn, &opts, ask, batch.len()).await;
+        let answer = tokio::time::timeout(
+            BLOCK_DEADLINE,
+            take_block(&mut conn, &opts, ask, batch.len()),
+        )
+        .await
+        .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
         let (granted, rest) = match answer {
             Ok((granted, wait)) => (granted, wait.map_or(Taken::Busy, Taken::Wait)),
             Err(e) => {

@@ -403,3 +403,85 @@ async fn a_slow_slot_lock_with_a_queue_does_not_refuse_new_orders() {
     );
     assert_ledger_consistent(&app).await;
 }
+
+/// Adversarial review of the slot blocks: while the slot lock is held, new
+/// orders waiting for a block hold their intake transaction open on a
+/// pooled connection. A first version let 16 of them wait (more than the
+/// whole pool: a GET took 783 ms); now they share the 4 lock waiters of
+/// the process with the background attempts.
+#[tokio::test]
+async fn a_held_slot_lock_keeps_no_more_than_four_pooled_connections_waiting_for_blocks() {
+    let app = Arc::new(spawn_app_with(fast(&[])).await);
+    let existing: serde_json::Value = app
+        .post_order(&new_key(), &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let existing_id = existing["id"].as_str().unwrap_or_default().to_owned();
+    // A slow slot holder (another replica's attempt, an old replica's intake).
+    let mut blocker = app.db.begin().await.unwrap();
+    sqlx::query("select pg_advisory_xact_lock(hashtext('upstream_slot:place_order'))")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let posts: Vec<_> = (0..32)
+        .map(|_| {
+            let app = Arc::clone(&app);
+            tokio::spawn(async move {
+                app.post_order_as(&app.api_key, &new_key(), &order_body(), Some(0))
+                    .await
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    // Pooled connections of the gateway sitting in an intake transaction
+    // after its insert (waiting for its block) while the lock is held.
+    let reads = {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..12 {
+                let t = std::time::Instant::now();
+                let s = app
+                    .get_order(&app.api_key, &existing_id)
+                    .await
+                    .status()
+                    .as_u16();
+                seen.push((s, t.elapsed().as_millis()));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            seen
+        })
+    };
+    let mut most = 0_i64;
+    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    while tokio::time::Instant::now() < until {
+        let n: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity
+              where datname = current_database() and application_name = 'order-gateway'
+                and state = 'idle in transaction' and query like 'with k as%'",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        most = most.max(n);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    blocker.rollback().await.unwrap();
+    let mut statuses = Vec::new();
+    for p in posts {
+        statuses.push(p.await.unwrap());
+    }
+    eprintln!(
+        "GET /v1/orders/{{id}} during the hold (status, ms): {:?}",
+        reads.await.unwrap()
+    );
+    eprintln!("most pooled connections idle in transaction: {most}; statuses {statuses:?}");
+    assert!(
+        most <= 4,
+        "{most} pooled connections (of 8) held idle in transaction waiting for a block \
+         while the slot lock was held"
+    );
+}
