@@ -1371,7 +1371,7 @@ impl Waits {
             return;
         };
         let mut top: Vec<_> = seen.into_iter().collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1));
+        top.sort_by_key(|e| std::cmp::Reverse(e.1));
         eprintln!("{phase}: busy backends per sample ({samples} samples), by wait and statement:");
         for (k, n) in top.into_iter().take(10) {
             eprintln!("  {:6.2}  {k}", n as f64 / samples.max(1) as f64);
