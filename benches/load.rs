@@ -238,6 +238,7 @@ async fn core_phases(
     let key_a = setup_db(o, db_a)?;
     let gw = Gateway::start(o, db_a, emulator, &[])?;
     let before = Counters::read(admin, db_a).await?;
+    let cpu0 = Cpu::read(gw.pid, emulator.child.id());
     let intake = load(
         &gw.url,
         &key_a,
@@ -246,11 +247,13 @@ async fn core_phases(
         Req::New(0),
     )
     .await;
+    let cpu = Cpu::read(gw.pid, emulator.child.id()).per_order(&cpu0, intake.ok);
     peak = peak.max(gw.stop()?);
     let after = Counters::read(admin, db_a).await?;
     let d = after.minus(&before);
     let rate = intake.ok as f64 / intake.elapsed;
     eprintln!("intake: {}", intake.summary());
+    eprintln!("intake: {cpu}");
     figs.push(Figure::shown(
         "pgbench inserts (baseline, intake)",
         base1,
@@ -347,6 +350,7 @@ async fn core_phases(
     let gw = Gateway::start(o, db_b, emulator, &lifted)?;
     let before = Counters::read(admin, db_b).await?;
     let waits = Waits::sample(o.db_url(db_b));
+    let cpu0 = Cpu::read(gw.pid, emulator.child.id());
     let e2e = load(
         &gw.url,
         &key_b,
@@ -355,10 +359,12 @@ async fn core_phases(
         Req::Wait,
     )
     .await;
+    let e2e_cpu = Cpu::read(gw.pid, emulator.child.id()).per_order(&cpu0, e2e.ok);
     peak = peak.max(gw.stop()?);
     let after = Counters::read(admin, db_b).await?;
     let d = after.minus(&before);
     eprintln!("end to end: {}", e2e.summary());
+    eprintln!("end to end: {e2e_cpu}");
     waits.report("end to end").await;
     let rate = e2e.ok as f64 / e2e.elapsed;
     figs.push(Figure::shown(
@@ -403,6 +409,7 @@ async fn core_phases(
         );
     }
     let before = Counters::read_flushed(admin, db_b).await?;
+    let cpu0 = Cpu::read(gw.pid, emulator.child.id());
     let replay = load(
         &gw.url,
         &key_b,
@@ -411,10 +418,12 @@ async fn core_phases(
         Req::Replay,
     )
     .await;
+    let replay_cpu = Cpu::read(gw.pid, emulator.child.id()).per_order(&cpu0, replay.ok);
     peak = peak.max(gw.stop()?);
     let after = Counters::read(admin, db_b).await?;
     let d = after.minus(&before);
     eprintln!("replays: {}", replay.summary());
+    eprintln!("replays: {replay_cpu}");
     let rate = replay.ok as f64 / replay.elapsed;
     figs.push(Figure::shown(
         "pgbench inserts (baseline, replays)",
@@ -1092,6 +1101,7 @@ impl Drop for Emulator {
 }
 
 struct Gateway {
+    pid: u32,
     child: Option<Child>,
     url: String,
     log: PathBuf,
@@ -1126,6 +1136,7 @@ impl Gateway {
         }
         let child = cmd.spawn()?;
         let gw = Self {
+            pid: child.id(),
             child: Some(child),
             url: format!("http://{addr}"),
             log,
@@ -1181,6 +1192,71 @@ impl Drop for Gateway {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// CPU seconds used so far by the gateway, the emulator, this process and
+/// the whole machine (`/proc`): where a phase's CPU went. Postgres and
+/// anything else is the machine's total minus the three.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    gateway: f64,
+    emulator: f64,
+    bench: f64,
+    machine: f64,
+}
+
+impl Cpu {
+    fn read(gateway: u32, emulator: u32) -> Self {
+        // utime + stime, fields 14 and 15, in clock ticks (100 a second).
+        let proc_secs = |pid: &str| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let after = s.rsplit_once(')')?.1;
+                    let f: Vec<&str> = after.split_whitespace().collect();
+                    Some(
+                        (f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0,
+                    )
+                })
+                .unwrap_or(0.0)
+        };
+        let machine = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| {
+                let f: Vec<f64> = s
+                    .lines()
+                    .next()?
+                    .split_whitespace()
+                    .skip(1)
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
+                // user nice system (idle iowait excluded) irq softirq steal
+                Some(
+                    (f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)? + f.get(7)?)
+                        / 100.0,
+                )
+            })
+            .unwrap_or(0.0);
+        Self {
+            gateway: proc_secs(&gateway.to_string()),
+            emulator: proc_secs(&emulator.to_string()),
+            bench: proc_secs("self"),
+            machine,
+        }
+    }
+
+    /// CPU milliseconds per order since `before`, by process.
+    fn per_order(&self, before: &Self, orders: u64) -> String {
+        let n = orders.max(1) as f64 / 1000.0;
+        let gw = (self.gateway - before.gateway) / n;
+        let emu = (self.emulator - before.emulator) / n;
+        let bench = (self.bench - before.bench) / n;
+        let rest = (self.machine - before.machine) / n - gw - emu - bench;
+        format!(
+            "CPU ms per order: gateway {gw:.3}, emulator {emu:.3}, load generator {bench:.3}, \
+             Postgres and the rest {rest:.3}"
+        )
     }
 }
 
