@@ -21,6 +21,10 @@
 --   probes instead of a count. A clock stepped back holds new stamps at the
 --   last one, which keeps them in the window longer, never shorter.
 --
+-- * at a high rate a replica may take a few slots ahead, for the next
+--   quarter second, from the lower half of the budget only, with the row
+--   stamped at the end of that quarter second (`take_upstream_block`).
+--
 -- The guarantee is unchanged: check-and-insert under the per-operation
 -- advisory lock, a strict sliding window, pauses honoured.
 
@@ -81,19 +85,29 @@ $$;
 
 -- Takes up to `want` slots of `op` in one row; returns how many were
 -- granted (0 when none is free or a pause holds) and, when fewer than
--- `want`, the milliseconds until another may free. One statement: its own transaction
--- holds the lock only while it runs.
-create function take_upstream_slots(op text, want integer, per_minute integer, window_ms integer)
-returns table (granted integer, wait_ms bigint)
+-- `want`, the milliseconds until another may free.
+--
+-- `ahead` more may be granted for the asker to hand out within `ahead_ms`
+-- (a replica taking slots for the next moment of a high rate): only from
+-- the lower half of the budget, so a tight budget is never held for
+-- later, and the row is then stamped `ahead_ms` later than the clock. A
+-- slot used at any time in [take, take + ahead_ms] thus leaves the window
+-- no earlier than one taken at its use, and the margin of the window over
+-- Xoxoday's minute still only has to cover the send itself. Returns the
+-- slots granted for `want` and, separately, those granted ahead.
+create function take_upstream_block(op text, want integer, ahead integer, ahead_ms integer,
+    per_minute integer, window_ms integer)
+returns table (granted integer, granted_ahead integer, wait_ms bigint)
 language plpgsql as $$
 declare
     now_ts timestamptz;
     paused timestamptz;
     u record;
     n integer;
+    extra integer;
 begin
-    if want < 1 then
-        raise exception 'take_upstream_slots: want must be at least 1, not %', want;
+    if want < 1 or ahead < 0 or ahead_ms < 0 then
+        raise exception 'take_upstream_block: want % ahead % ahead_ms %', want, ahead, ahead_ms;
     end if;
     perform pg_advisory_xact_lock(hashtext('upstream_slot:' || op));
     -- Read the clock only once the lock is ours: a slot stamped with a time
@@ -103,7 +117,7 @@ begin
       from upstream_pauses
      where operation in (op, '*') and paused_until > now_ts;
     if paused is not null then
-        return query select 0, ceil(extract(epoch from paused - now_ts) * 1000)::bigint;
+        return query select 0, 0, ceil(extract(epoch from paused - now_ts) * 1000)::bigint;
         return;
     end if;
     select * into u
@@ -111,17 +125,30 @@ begin
     delete from upstream_call_slots
      where operation = op and taken_at < now_ts - make_interval(secs => 2 * window_ms / 1000.0);
     n := least(want::bigint, per_minute - u.used);
-    if n > 0 then
-        insert into upstream_call_slots (operation, taken_at, slots, upto)
-        values (op, greatest(now_ts, u.last_at), n, u.last_upto + n);
-        -- Fewer than asked: the rest learn when the next slot frees.
-        return query select n, case when n < want
-            then upstream_slot_wait(op, u.used + n, u.last_upto + n, per_minute, window_ms, now_ts)
-            else 0::bigint end;
+    if n <= 0 then
+        return query select 0, 0, upstream_slot_wait(op, u.used, u.last_upto, per_minute, window_ms, now_ts);
         return;
     end if;
-    return query select 0, upstream_slot_wait(op, u.used, u.last_upto, per_minute, window_ms, now_ts);
+    extra := greatest(0, least(ahead::bigint, per_minute / 2 - (u.used + n)));
+    insert into upstream_call_slots (operation, taken_at, slots, upto)
+    values (op,
+            greatest(now_ts + case when extra > 0
+                                   then make_interval(secs => ahead_ms / 1000.0)
+                                   else interval '0' end,
+                     u.last_at),
+            n + extra, u.last_upto + n + extra);
+    -- Fewer than asked: the rest learn when the next slot frees.
+    return query select n, extra, case when n < want
+        then upstream_slot_wait(op, u.used + n, u.last_upto + n, per_minute, window_ms, now_ts)
+        else 0::bigint end;
 end;
+$$;
+
+-- A block with nothing ahead.
+create function take_upstream_slots(op text, want integer, per_minute integer, window_ms integer)
+returns table (granted integer, wait_ms bigint)
+language sql as $$
+    select b.granted, b.wait_ms from take_upstream_block(op, want, 0, 0, per_minute, window_ms) b
 $$;
 
 -- One slot, as before (the background dispatcher and the reconciler, inside

@@ -9,7 +9,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::{Connection as _, PgConnection, PgExecutor, PgPool, postgres::PgConnectOptions};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 
 use super::{Store, StoreResult};
 
@@ -158,6 +165,13 @@ const MAX_BLOCK: usize = crate::settings::fixed::SLOT_LOCK_WAITERS;
 /// wait meanwhile, holding a pooled connection each).
 pub const BLOCK_LOCK_WAIT: Duration = Duration::from_millis(250);
 
+/// How long slots taken ahead may be handed out; their row is stamped
+/// this much later than the clock (`take_upstream_block`).
+const AHEAD_FOR: Duration = Duration::from_millis(250);
+
+/// Most slots one block takes ahead.
+const MAX_AHEAD: usize = 64;
+
 /// The longest a block may take, connecting included: past it the
 /// connection is dropped (a half-open one would otherwise hang every new
 /// order until TCP gives up) and the asks are told [`Taken::Busy`].
@@ -180,13 +194,17 @@ pub enum Taken {
 /// Asking there one at a time would hold the slot lock from each take to
 /// each commit, so every replica's new orders would queue behind one
 /// commit after another. Instead one task per process takes, in one
-/// statement on a connection of its own (`take_upstream_slots`, which
+/// statement on a connection of its own (`take_upstream_block`, which
 /// commits at once), as many slots as requests are waiting, and hands them
 /// out: as many orders begin as the budget allows, the rest are told how
-/// long until a slot frees. A block is never larger than the requests
-/// already waiting, so no slot is held for later (its stamp stays just
-/// before the sends), and an order that fails to begin wastes its slot,
+/// long until a slot frees. An order that fails to begin wastes its slot,
 /// never overspends the budget.
+///
+/// At a high rate of new orders a block also takes slots ahead, as many as
+/// the last blocks' rate asks for in [`AHEAD_FOR`], handed out from memory
+/// until then: only from the lower half of the budget (a tight budget is
+/// never held for later), and their row is stamped at the end of that time,
+/// so each leaves the window no earlier than if it were taken at its use.
 ///
 /// Its own connection: intake transactions hold pooled connections while
 /// they wait for a block, so the block must not need one.
@@ -195,6 +213,21 @@ pub struct SlotBlocks {
     opts: PgConnectOptions,
     /// The task's inbox; replaced when the task has ended (it never should).
     asks: std::sync::Mutex<Option<mpsc::UnboundedSender<Asked>>>,
+    /// Slots granted ahead, handed out without a statement.
+    stock: Arc<std::sync::Mutex<Stock>>,
+    /// Asks so far: the rate that sizes the slots taken ahead.
+    demand: Arc<AtomicU64>,
+}
+
+/// Slots a block took ahead ([`AHEAD_FOR`]), for asks of `ask`'s budget
+/// until `until`: measured from before the block's statement was sent,
+/// so never later than the end of the quarter second its row is stamped
+/// with.
+#[derive(Debug, Default)]
+struct Stock {
+    ask: Option<SlotAsk>,
+    left: usize,
+    until: Option<Instant>,
 }
 
 type Asked = (SlotAsk, oneshot::Sender<Taken>);
@@ -205,25 +238,34 @@ impl SlotBlocks {
         Self {
             opts: (*store.pool.connect_options()).clone(),
             asks: std::sync::Mutex::default(),
+            stock: Arc::default(),
+            demand: Arc::default(),
         }
     }
 
-    /// One slot of `ask`'s budget, taken with whatever else this process
-    /// asks for at the same moment. Answers within about two block
-    /// deadlines whatever the database does (a grant that comes later is
-    /// a wasted slot, never an overspent one).
+    /// One slot of `ask`'s budget: from the slots taken ahead while they
+    /// last, else taken with whatever else this process asks for at the
+    /// same moment. Answers within about two block deadlines whatever the
+    /// database does (a grant that comes later is a wasted slot, never an
+    /// overspent one).
     pub async fn take(&self, ask: SlotAsk) -> Taken {
+        self.demand.fetch_add(1, Ordering::Relaxed);
+        if lock(&self.stock).hand_out(ask, Instant::now()) {
+            return Taken::Granted;
+        }
         let (reply, answer) = oneshot::channel();
         {
-            let mut asks = self
-                .asks
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut asks = lock(&self.asks);
             let tell = match asks.as_ref() {
                 Some(tell) if !tell.is_closed() => tell,
                 _ => {
                     let (tell, asked) = mpsc::unbounded_channel();
-                    tokio::spawn(take_blocks(self.opts.clone(), asked));
+                    let task = BlockTask {
+                        opts: self.opts.clone(),
+                        stock: self.stock.clone(),
+                        demand: self.demand.clone(),
+                    };
+                    tokio::spawn(task.run(asked));
                     asks.insert(tell)
                 }
             };
@@ -239,43 +281,112 @@ impl SlotBlocks {
     }
 }
 
+impl Stock {
+    /// One slot of `ask` if one is left and still in time.
+    fn hand_out(&mut self, ask: SlotAsk, now: Instant) -> bool {
+        let fresh = self.until.is_some_and(|until| now < until);
+        if self.left > 0 && fresh && self.ask.is_some_and(|a| same_budget(a, ask)) {
+            self.left -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The task behind [`SlotBlocks`]: one block per batch of waiting asks.
 /// Ends when the `SlotBlocks` is dropped.
-async fn take_blocks(opts: PgConnectOptions, mut asked: mpsc::UnboundedReceiver<Asked>) {
-    let mut conn: Option<PgConnection> = None;
-    while let Some(first) = asked.recv().await {
-        let ask = first.0;
-        let mut batch = vec![first.1];
-        while batch.len() < MAX_BLOCK {
-            match asked.try_recv() {
-                Ok((a, reply)) if same_budget(a, ask) => batch.push(reply),
-                Ok((_, reply)) => drop(reply.send(Taken::Busy)),
-                Err(_) => break,
-            }
-        }
-        // A request that went away takes nothing.
-        batch.retain(|reply| !reply.is_closed());
-        if batch.is_empty() {
-            continue;
-        }
-        let answer = tokio::time::timeout(
-            BLOCK_DEADLINE,
-            take_block(&mut conn, &opts, ask, batch.len()),
-        )
-        .await
-        .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
-        let (granted, rest) = match answer {
-            Ok((granted, wait)) => (granted, wait.map_or(Taken::Busy, Taken::Wait)),
-            Err(e) => {
-                if !matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("55P03")) {
-                    tracing::warn!(error = %e, "taking a block of placeOrder slots failed; the orders wait for the dispatcher");
-                    conn = None;
+struct BlockTask {
+    opts: PgConnectOptions,
+    stock: Arc<std::sync::Mutex<Stock>>,
+    demand: Arc<AtomicU64>,
+}
+
+impl BlockTask {
+    async fn run(self, mut asked: mpsc::UnboundedReceiver<Asked>) {
+        let mut conn: Option<PgConnection> = None;
+        let mut rate = AskRate::new(self.demand.load(Ordering::Relaxed));
+        while let Some(first) = asked.recv().await {
+            let ask = first.0;
+            let mut batch = vec![first.1];
+            while batch.len() < MAX_BLOCK {
+                match asked.try_recv() {
+                    Ok((a, reply)) if same_budget(a, ask) => batch.push(reply),
+                    Ok((_, reply)) => drop(reply.send(Taken::Busy)),
+                    Err(_) => break,
                 }
-                (0, Taken::Busy)
             }
-        };
-        for (i, reply) in batch.into_iter().enumerate() {
-            let _ = reply.send(if i < granted { Taken::Granted } else { rest });
+            // A request that went away takes nothing.
+            batch.retain(|reply| !reply.is_closed());
+            if batch.is_empty() {
+                continue;
+            }
+            let sent = Instant::now();
+            let ahead = rate.ahead(self.demand.load(Ordering::Relaxed), sent);
+            let answer = tokio::time::timeout(
+                BLOCK_DEADLINE,
+                take_block(&mut conn, &self.opts, ask, batch.len(), ahead),
+            )
+            .await
+            .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
+            let (granted, rest) = match answer {
+                Ok(block) => {
+                    if block.ahead > 0 {
+                        *lock(&self.stock) = Stock {
+                            ask: Some(ask),
+                            left: block.ahead,
+                            until: Some(sent + AHEAD_FOR),
+                        };
+                    }
+                    (block.granted, block.wait.map_or(Taken::Busy, Taken::Wait))
+                }
+                Err(e) => {
+                    if !matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("55P03"))
+                    {
+                        tracing::warn!(error = %e, "taking a block of placeOrder slots failed; the orders wait for the dispatcher");
+                        conn = None;
+                    }
+                    (0, Taken::Busy)
+                }
+            };
+            for (i, reply) in batch.into_iter().enumerate() {
+                let _ = reply.send(if i < granted { Taken::Granted } else { rest });
+            }
+        }
+    }
+}
+
+/// The rate of asks, from one block to the next: how many slots the next
+/// [`AHEAD_FOR`] will probably ask for.
+struct AskRate {
+    count: u64,
+    at: Instant,
+}
+
+impl AskRate {
+    fn new(count: u64) -> Self {
+        Self {
+            count,
+            at: Instant::now(),
+        }
+    }
+
+    /// Slots to take ahead now that `count` asks were made: the asks per
+    /// [`AHEAD_FOR`] since the last block, none below two (a trickle takes
+    /// exactly what it asks), at most [`MAX_AHEAD`].
+    fn ahead(&mut self, count: u64, now: Instant) -> usize {
+        let asks = count.saturating_sub(self.count) as f64;
+        let span = now.duration_since(self.at).max(Duration::from_millis(1));
+        (self.count, self.at) = (count, now);
+        let expected = asks * AHEAD_FOR.as_secs_f64() / span.as_secs_f64();
+        if expected < 2.0 {
+            0
+        } else {
+            (expected as usize).min(MAX_AHEAD)
         }
     }
 }
@@ -284,14 +395,24 @@ fn same_budget(a: SlotAsk, b: SlotAsk) -> bool {
     (a.operation, a.per_minute, a.window) == (b.operation, b.per_minute, b.window)
 }
 
-/// One `take_upstream_slots` for `want` slots: how many were granted, and
-/// when fewer than `want`, how long until another frees.
+/// What one block got.
+struct Block {
+    /// For the asks waiting.
+    granted: usize,
+    /// For asks to come, within [`AHEAD_FOR`].
+    ahead: usize,
+    /// When fewer than asked were granted: until another slot frees.
+    wait: Option<Duration>,
+}
+
+/// One `take_upstream_block` for `want` slots now and up to `ahead` more.
 async fn take_block(
     conn: &mut Option<PgConnection>,
     opts: &PgConnectOptions,
     ask: SlotAsk,
     want: usize,
-) -> sqlx::Result<(usize, Option<Duration>)> {
+    ahead: usize,
+) -> sqlx::Result<Block> {
     if conn.is_none() {
         let mut c = PgConnection::connect_with(opts).await?;
         sqlx::query(&format!(
@@ -303,14 +424,20 @@ async fn take_block(
         *conn = Some(c);
     }
     let c = conn.as_mut().expect("connected above");
-    let (granted, wait_ms): (i32, i64) =
-        sqlx::query_as("select granted, wait_ms from take_upstream_slots($1, $2, $3, $4)")
-            .bind(ask.operation)
-            .bind(i32::try_from(want).unwrap_or(i32::MAX))
-            .bind(i32::try_from(ask.per_minute).unwrap_or(i32::MAX))
-            .bind(i32::try_from(ask.window.as_millis()).unwrap_or(i32::MAX))
-            .fetch_one(c)
-            .await?;
-    let wait = (wait_ms > 0).then(|| Duration::from_millis(wait_ms.unsigned_abs()));
-    Ok((usize::try_from(granted).unwrap_or(0), wait))
+    let (granted, granted_ahead, wait_ms): (i32, i32, i64) = sqlx::query_as(
+        "select granted, granted_ahead, wait_ms from take_upstream_block($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(ask.operation)
+    .bind(i32::try_from(want).unwrap_or(i32::MAX))
+    .bind(i32::try_from(ahead).unwrap_or(i32::MAX))
+    .bind(i32::try_from(AHEAD_FOR.as_millis()).unwrap_or(i32::MAX))
+    .bind(i32::try_from(ask.per_minute).unwrap_or(i32::MAX))
+    .bind(i32::try_from(ask.window.as_millis()).unwrap_or(i32::MAX))
+    .fetch_one(c)
+    .await?;
+    Ok(Block {
+        granted: usize::try_from(granted).unwrap_or(0),
+        ahead: usize::try_from(granted_ahead).unwrap_or(0),
+        wait: (wait_ms > 0).then(|| Duration::from_millis(wait_ms.unsigned_abs())),
+    })
 }

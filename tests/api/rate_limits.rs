@@ -449,3 +449,109 @@ async fn blocks_and_single_slots_together_never_exceed_the_budget() {
         "{rows} rows for 13 slots: the queued asks were not taken as a block"
     );
 }
+
+/// Issue 11: slots taken ahead come only from the lower half of the budget
+/// and their row is stamped at the end of the time they may be used in.
+#[tokio::test]
+async fn slots_taken_ahead_come_from_the_lower_half_of_the_budget_stamped_late() {
+    let app = spawn_app_with(fast(&[])).await;
+    let take = |want: i32, ahead: i32| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query_as::<_, (i32, i32, i64)>(
+                "select granted, granted_ahead, wait_ms
+                   from take_upstream_block('ahd', $1, $2, 250, 10, 60000)",
+            )
+            .bind(want)
+            .bind(ahead)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        take(1, 20).await,
+        (1, 4, 0),
+        "up to half of 10, the asked one included"
+    );
+    let late: bool = sqlx::query_scalar(
+        "select taken_at >= clock_timestamp() + interval '200 milliseconds'
+           from upstream_call_slots where operation = 'ahd'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!(
+        late,
+        "a block with slots ahead is stamped at the end of their time"
+    );
+    assert_eq!(
+        take(2, 20).await,
+        (2, 0, 0),
+        "nothing ahead past half the budget"
+    );
+    assert_eq!(take(3, 0).await, (3, 0, 0));
+    let (granted, ahead, wait) = take(1, 20).await;
+    assert_eq!((granted, ahead), (0, 0));
+    assert!(wait > 60_000, "the late stamp keeps the block {wait} ms");
+}
+
+/// Issue 11: a steady stream of asks is served mostly from slots taken
+/// ahead (fewer statements than asks), and never past the budget.
+#[tokio::test]
+async fn a_stream_of_asks_takes_slots_ahead_and_never_exceeds_the_budget() {
+    use order_gateway::store::{
+        Store,
+        rate_limit::{SlotAsk, SlotBlocks, Taken},
+    };
+    let app = spawn_app_with(fast(&[])).await;
+    let blocks = SlotBlocks::new(&Store::from_pool(app.db.clone()));
+    let stream = |op: &'static str, budget: u32| {
+        let blocks = &blocks;
+        async move {
+            let ask = SlotAsk {
+                operation: op,
+                per_minute: budget,
+                window: Duration::from_secs(60),
+            };
+            let mut granted = 0;
+            for _ in 0..300 {
+                if blocks.take(ask).await == Taken::Granted {
+                    granted += 1;
+                }
+            }
+            granted
+        }
+    };
+    let sums = |op: &'static str| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query_as::<_, (i64, i64)>(
+                "select count(*), coalesce(sum(slots), 0)::bigint from upstream_call_slots
+                  where operation = $1",
+            )
+            .bind(op)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        }
+    };
+
+    let granted = stream("plenty", 1_000_000).await;
+    let (rows, slots) = sums("plenty").await;
+    assert_eq!(granted, 300);
+    assert!(slots >= 300, "{slots} slots counted for 300 granted");
+    assert!(
+        rows < 150,
+        "{rows} statements for 300 asks: nothing was taken ahead"
+    );
+
+    // A tight budget: never more granted than counted, never more than it.
+    let granted = stream("tight", 40).await;
+    let (_, slots) = sums("tight").await;
+    assert!(
+        granted <= slots && slots <= 40,
+        "granted {granted}, counted {slots}"
+    );
+    assert!(granted >= 20, "granted {granted} of a free budget of 40");
+}
