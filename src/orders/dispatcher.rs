@@ -296,6 +296,11 @@ impl Dispatcher {
         let Ok(Ok(block_waiter)) = tokio::time::timeout(BLOCK_LOCK_WAIT, waiter).await else {
             return Ticket::Busy;
         };
+        // The wait may have been for the very block that found the budget
+        // spent: a burst queued behind it must not ask again one by one.
+        if self.place_spent.is_spent() {
+            return Ticket::Spent;
+        }
         let call = self.xoxoday.prepare_place_order(&fresh_request(po, new));
         Ticket::Ready(FreshTicket {
             permit,
