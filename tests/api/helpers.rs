@@ -389,3 +389,17 @@ impl TestApp {
         assert_eq!(fresh.status(), 200);
     }
 }
+
+/// Holds the slot lock of `op`'s upstream budget until the transaction ends.
+pub async fn hold_slot_lock(
+    db: &sqlx::PgPool,
+    op: &str,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut holder = db.begin().await.unwrap();
+    sqlx::query("select pg_advisory_xact_lock(hashtext('upstream_slot:' || $1))")
+        .bind(op)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    holder
+}

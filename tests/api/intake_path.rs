@@ -212,14 +212,9 @@ fn post_at_once(app: &Arc<TestApp>, key: &str, n: usize) -> Vec<tokio::task::Joi
         .collect()
 }
 
-/// Holds the placeOrder slot lock (as the existing intake_path test does).
+/// Holds the placeOrder slot lock.
 async fn hold_slot_lock(db: &sqlx::PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
-    let mut blocker = db.begin().await.unwrap();
-    sqlx::query("select pg_advisory_xact_lock(hashtext('upstream_slot:place_order'))")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
-    blocker
+    crate::helpers::hold_slot_lock(db, "place_order").await
 }
 
 /// Adversarial review (F1): an attempt that waits for the slot lock longer
@@ -420,11 +415,7 @@ async fn a_held_slot_lock_keeps_no_more_than_four_pooled_connections_waiting_for
         .unwrap();
     let existing_id = existing["id"].as_str().unwrap_or_default().to_owned();
     // A slow slot holder (another replica's attempt, an old replica's intake).
-    let mut blocker = app.db.begin().await.unwrap();
-    sqlx::query("select pg_advisory_xact_lock(hashtext('upstream_slot:place_order'))")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
+    let blocker = hold_slot_lock(&app.db).await;
     let posts: Vec<_> = (0..32)
         .map(|_| {
             let app = Arc::clone(&app);

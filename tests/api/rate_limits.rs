@@ -401,11 +401,7 @@ async fn blocks_and_single_slots_together_never_exceed_the_budget() {
         window: Duration::from_secs(60),
     };
     // Hold the lock so the asks queue behind the first block.
-    let mut holder = app.db.begin().await.unwrap();
-    sqlx::query("select pg_advisory_xact_lock(hashtext('upstream_slot:mixed'))")
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let holder = crate::helpers::hold_slot_lock(&app.db, "mixed").await;
     let asks: Vec<_> = (0..20)
         .map(|_| {
             let blocks = blocks.clone();
