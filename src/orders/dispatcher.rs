@@ -34,7 +34,7 @@ use crate::{
         exchanges::Begin,
         orders::{Fresh, FreshSend},
         outcomes::PlaceResult,
-        rate_limit::{BLOCK_LOCK_WAIT, SlotBlocks},
+        rate_limit::{BLOCK_LOCK_WAIT, SlotBlocks, Stocked},
         vouchers::VoucherRow,
     },
     xoxoday::{Operation, PlaceOrderRequest, PlaceOutcome, PreparedCall, XoxodayApi},
@@ -288,28 +288,56 @@ impl Dispatcher {
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             return Ticket::Busy;
         };
-        // Wait for a lock-waiter permit in memory (holding no connection),
-        // as long as a block waits for the slot lock; when none frees by
-        // then the lock is busy: leave the order to the loop. With one, the
-        // intake transaction may wait for a block holding its connection.
-        let waiter = self.slot_waiters.clone().acquire_owned();
-        let Ok(Ok(block_waiter)) = tokio::time::timeout(BLOCK_LOCK_WAIT, waiter).await else {
-            return Ticket::Busy;
+        let (block_waiter, stocked) = match self
+            .fresh_slots
+            .take_stocked(self.slot_ask(Operation::PlaceOrder))
+        {
+            // A slot taken ahead: no block to wait for, so no lock waiter.
+            Some(stocked) => (None, Some(stocked)),
+            None => {
+                // Wait for a lock-waiter permit in memory (holding no
+                // connection), as long as a block waits for the slot lock;
+                // when none frees by then the lock is busy: leave the order
+                // to the loop. With one, the intake transaction may wait for
+                // a block holding its connection.
+                let waiter = self.slot_waiters.clone().acquire_owned();
+                let Ok(Ok(waiter)) = tokio::time::timeout(BLOCK_LOCK_WAIT, waiter).await else {
+                    return Ticket::Busy;
+                };
+                // The wait may have been for the very block that found the
+                // budget spent: a burst queued behind it must not ask again
+                // one by one.
+                if self.place_spent.is_spent() {
+                    return Ticket::Spent;
+                }
+                (Some(waiter), None)
+            }
         };
-        // The wait may have been for the very block that found the budget
-        // spent: a burst queued behind it must not ask again one by one.
-        if self.place_spent.is_spent() {
-            return Ticket::Spent;
-        }
         let call = self.xoxoday.prepare_place_order(&fresh_request(po, new));
-        Ticket::Ready(FreshTicket {
+        Ticket::Ready(Box::new(FreshTicket {
             permit,
-            block_waiter: Some(block_waiter),
+            block_waiter,
+            stocked,
             lease: Uuid::new_v4(),
             exchange_id: Uuid::now_v7(),
             token: self.tokens.access_token().await,
             call,
-        })
+        }))
+    }
+
+    /// Forgets the slots taken ahead (a pause begins: none is sent into it).
+    pub(crate) fn drop_stocked_slots(&self) {
+        self.fresh_slots.drop_stock();
+    }
+
+    /// The key of a new order was taken (a replay): a slot taken ahead for
+    /// it goes back to the stock.
+    pub(crate) fn give_back(&self, ticket: Ticket) {
+        if let Ticket::Ready(t) = ticket
+            && let Some(slot) = t.stocked
+        {
+            self.fresh_slots.give_back(slot);
+        }
     }
 
     /// Sends a new order's first placeOrder when its insert began it, and
@@ -474,7 +502,7 @@ pub struct Written {
 /// What a new order's insert may begin ([`Dispatcher::fresh_ticket`]).
 pub(crate) enum Ticket {
     /// A permit held and the first call prepared.
-    Ready(FreshTicket),
+    Ready(Box<FreshTicket>),
     /// The shared budget is known spent: nothing is asked.
     Spent,
     /// Every placement permit is taken.
@@ -500,6 +528,7 @@ impl Ticket {
             start: audit::start_of(t.exchange_id, &t.call),
             slot: d.slot_ask(Operation::PlaceOrder),
             slots: &d.fresh_slots,
+            stocked: t.stocked.is_some(),
         })
     }
 }
@@ -509,6 +538,8 @@ pub(crate) struct FreshTicket {
     permit: OwnedSemaphorePermit,
     /// Held while the insert may wait for a block of slots.
     block_waiter: Option<OwnedSemaphorePermit>,
+    /// A slot already taken from the stock (then no block, no waiter).
+    stocked: Option<Stocked>,
     lease: Uuid,
     exchange_id: Uuid,
     token: SecretString,

@@ -172,7 +172,10 @@ impl Intake {
                 match created {
                     Some((row, fresh)) => dispatcher.start_fresh(row, fresh, ticket).await,
                     None if failed => dispatcher.recover_fresh(id, ticket).await,
-                    None => None,
+                    None => {
+                        dispatcher.give_back(ticket);
+                        None
+                    }
                 }
             }
             .instrument(span),

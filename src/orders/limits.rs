@@ -83,6 +83,9 @@ impl Dispatcher {
 
     /// `auth.request_limit_exceeded`: pause `op` for the penalty on every replica.
     pub(crate) async fn pause_throttled(&self, op: Operation, penalty: Duration) {
+        // Slots taken ahead are not sent into a penalty (other replicas
+        // hand theirs out at most 250 ms more).
+        self.drop_stocked_slots();
         warn!(
             operation = op.as_str(),
             penalty_s = penalty.as_secs(),
@@ -103,6 +106,7 @@ impl Dispatcher {
 
     /// An error that hits every order: pause every operation, say what to do.
     pub(crate) async fn pause_systemic(&self, e: &UpstreamError) {
+        self.drop_stocked_slots();
         let id = e
             .error_id
             .clone()

@@ -98,6 +98,8 @@ pub struct FreshSend<'a> {
     pub slot: SlotAsk,
     /// Where the slot is taken.
     pub slots: &'a SlotBlocks,
+    /// A slot already taken from the stock for this order: no block.
+    pub stocked: bool,
 }
 
 /// What became of the first send a new order asked for.
@@ -227,7 +229,12 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let gate = match gate(&mut *tx, caller, key, id, po, new).await? {
             Gate::Created(row, _) => {
-                let fresh = match send.slots.take(send.slot).await {
+                let taken = if send.stocked {
+                    Taken::Granted
+                } else {
+                    send.slots.take(send.slot).await
+                };
+                let fresh = match taken {
                     Taken::Granted => begin_granted(&mut tx, id, send).await?,
                     Taken::Wait(wait) => Fresh::NoSlot(wait),
                     Taken::Busy => Fresh::NotAsked,

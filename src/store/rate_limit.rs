@@ -281,6 +281,46 @@ impl SlotBlocks {
     }
 }
 
+/// A slot taken from the stock before its order was stored: spent by
+/// that order's transaction, or given back ([`SlotBlocks::give_back`]).
+#[derive(Debug)]
+pub struct Stocked {
+    ask: SlotAsk,
+    until: Instant,
+}
+
+impl SlotBlocks {
+    /// A slot of `ask` from the slots taken ahead, if one is left and in
+    /// time: the order that holds it needs no block (nor a lock waiter).
+    pub fn take_stocked(&self, ask: SlotAsk) -> Option<Stocked> {
+        let mut stock = lock(&self.stock);
+        let until = stock.until?;
+        if !stock.hand_out(ask, Instant::now()) {
+            return None;
+        }
+        self.demand.fetch_add(1, Ordering::Relaxed);
+        Some(Stocked { ask, until })
+    }
+
+    /// Forgets the slots taken ahead: they are wasted, never sent (a pause
+    /// began).
+    pub fn drop_stock(&self) {
+        *lock(&self.stock) = Stock::default();
+    }
+
+    /// A stocked slot its order did not use (the key was taken: a replay):
+    /// back to the stock while that is the same batch and still in time,
+    /// else it is wasted (never overspent).
+    pub fn give_back(&self, slot: Stocked) {
+        let mut stock = lock(&self.stock);
+        let same =
+            stock.until == Some(slot.until) && stock.ask.is_some_and(|a| same_budget(a, slot.ask));
+        if same && Instant::now() < slot.until {
+            stock.left += 1;
+        }
+    }
+}
+
 impl Stock {
     /// One slot of `ask` if one is left and still in time.
     fn hand_out(&mut self, ask: SlotAsk, now: Instant) -> bool {
@@ -320,13 +360,30 @@ impl BlockTask {
                     Err(_) => break,
                 }
             }
-            // A request that went away takes nothing.
+            // A request that went away takes nothing; those that queued
+            // while the last block was out may find its slots ahead.
             batch.retain(|reply| !reply.is_closed());
+            let sent = Instant::now();
+            let stocked = {
+                let mut stock = lock(&self.stock);
+                let mut served = 0;
+                while served < batch.len() && stock.hand_out(ask, sent) {
+                    served += 1;
+                }
+                for reply in batch.drain(..served) {
+                    let _ = reply.send(Taken::Granted);
+                }
+                stock.left > 0 && stock.until.is_some_and(|until| sent < until)
+            };
             if batch.is_empty() {
                 continue;
             }
-            let sent = Instant::now();
-            let ahead = rate.ahead(self.demand.load(Ordering::Relaxed), sent);
+            // Nothing more ahead while slots taken ahead are left.
+            let ahead = if stocked {
+                0
+            } else {
+                rate.ahead(self.demand.load(Ordering::Relaxed), sent, ask.per_minute)
+            };
             let answer = tokio::time::timeout(
                 BLOCK_DEADLINE,
                 take_block(&mut conn, &self.opts, ask, batch.len(), ahead),
@@ -360,11 +417,14 @@ impl BlockTask {
     }
 }
 
-/// The rate of asks, from one block to the next: how many slots the next
-/// [`AHEAD_FOR`] will probably ask for.
+/// The rate of asks, measured over spans of at least [`AHEAD_FOR`] (one
+/// gap between two blocks is not a rate: two orders a few milliseconds
+/// apart would read as hundreds a second).
 struct AskRate {
     count: u64,
     at: Instant,
+    /// Asks per second over the last full span.
+    per_s: f64,
 }
 
 impl AskRate {
@@ -372,21 +432,27 @@ impl AskRate {
         Self {
             count,
             at: Instant::now(),
+            per_s: 0.0,
         }
     }
 
-    /// Slots to take ahead now that `count` asks were made: the asks per
-    /// [`AHEAD_FOR`] since the last block, none below two (a trickle takes
-    /// exactly what it asks), at most [`MAX_AHEAD`].
-    fn ahead(&mut self, count: u64, now: Instant) -> usize {
-        let asks = count.saturating_sub(self.count) as f64;
-        let span = now.duration_since(self.at).max(Duration::from_millis(1));
-        (self.count, self.at) = (count, now);
-        let expected = asks * AHEAD_FOR.as_secs_f64() / span.as_secs_f64();
+    /// Slots to take ahead now that `count` asks were made: the asks the
+    /// next [`AHEAD_FOR`] will probably bring, none below two (a trickle
+    /// takes exactly what it asks), at most [`MAX_AHEAD`] and a 32nd of
+    /// the budget (3 at the real 100 a minute: a tight budget is not held).
+    fn ahead(&mut self, count: u64, now: Instant, per_minute: u32) -> usize {
+        let span = now.duration_since(self.at);
+        if span >= AHEAD_FOR {
+            self.per_s = count.saturating_sub(self.count) as f64 / span.as_secs_f64();
+            (self.count, self.at) = (count, now);
+        }
+        let expected = self.per_s * AHEAD_FOR.as_secs_f64();
         if expected < 2.0 {
             0
         } else {
-            (expected as usize).min(MAX_AHEAD)
+            (expected as usize)
+                .min(MAX_AHEAD)
+                .min(per_minute as usize / 32)
         }
     }
 }

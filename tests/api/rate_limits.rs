@@ -6,7 +6,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use order_gateway::emulator::{Fault, FaultOp};
+use order_gateway::{
+    emulator::{Fault, FaultOp},
+    store::{
+        Store,
+        rate_limit::{SlotAsk, SlotBlocks, Taken},
+    },
+};
 use serde_json::{Value, json};
 
 use crate::{
@@ -550,4 +556,203 @@ async fn a_stream_of_asks_takes_slots_ahead_and_never_exceeds_the_budget() {
         "granted {granted}, counted {slots}"
     );
     assert!(granted >= 20, "granted {granted} of a free budget of 40");
+}
+
+async fn counted(db: &sqlx::PgPool, op: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(
+        "select coalesce(sum(slots), 0)::bigint from upstream_call_slots where operation = $1",
+    )
+    .bind(op)
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
+/// Two new orders one after the other (one block's round trip apart) are
+/// not a rate: a first version read them as hundreds per quarter second
+/// and took the lower half of the real budget (100/min) ahead, wasted for
+/// a whole window.
+#[tokio::test]
+async fn two_quick_asks_take_nothing_ahead() {
+    let app = spawn_app_with(fast(&[])).await;
+    let blocks = SlotBlocks::new(&Store::from_pool(app.db.clone()));
+    let ask = SlotAsk {
+        operation: "rev_trickle",
+        per_minute: 100,
+        window: Duration::from_secs(65),
+    };
+    assert_eq!(blocks.take(ask).await, Taken::Granted);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Two orders, back to back (e.g. two callers a few ms apart).
+    assert_eq!(blocks.take(ask).await, Taken::Granted);
+    assert_eq!(blocks.take(ask).await, Taken::Granted);
+    tokio::time::sleep(Duration::from_millis(300)).await; // the stock expires unused
+    let slots = counted(&app.db, "rev_trickle").await;
+    assert!(
+        slots <= 5,
+        "3 orders sent, {slots} of the 100/min budget counted for the next 65 s"
+    );
+}
+
+/// A pause recorded (a 429 from Xoxoday) stops a trickle of asks at once.
+#[tokio::test]
+async fn a_trickle_gets_no_slot_during_a_pause() {
+    let app = spawn_app_with(fast(&[])).await;
+    let blocks = SlotBlocks::new(&Store::from_pool(app.db.clone()));
+    let ask = SlotAsk {
+        operation: "rev_pause",
+        per_minute: 1000,
+        window: Duration::from_secs(65),
+    };
+    assert_eq!(blocks.take(ask).await, Taken::Granted);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(blocks.take(ask).await, Taken::Granted);
+    assert_eq!(blocks.take(ask).await, Taken::Granted); // takes a stock
+    order_gateway::store::rate_limit::pause(&app.db, "rev_pause", Duration::from_secs(60), "429")
+        .await
+        .unwrap();
+    let mut granted_while_paused = 0;
+    for _ in 0..20 {
+        if blocks.take(ask).await == Taken::Granted {
+            granted_while_paused += 1;
+        }
+    }
+    assert_eq!(
+        granted_while_paused, 0,
+        "{granted_while_paused} placeOrder slots granted after the pause was recorded"
+    );
+}
+
+/// Several intake transactions asking at once: at most a fifth more slots
+/// are counted than granted. A first version let a block whose asks queued
+/// while the previous block was out overwrite that block's stock (39 %
+/// wasted).
+#[tokio::test]
+async fn concurrent_asks_waste_little() {
+    let app = spawn_app_with(fast(&[])).await;
+    let blocks = SlotBlocks::new(&Store::from_pool(app.db.clone()));
+    let ask = SlotAsk {
+        operation: "rev_waste",
+        per_minute: 1_000_000,
+        window: Duration::from_secs(65),
+    };
+    let stream = |pace: Duration| {
+        let blocks = &blocks;
+        async move {
+            let mut granted = 0i64;
+            for _ in 0..150 {
+                if blocks.take(ask).await == Taken::Granted {
+                    granted += 1;
+                }
+                tokio::time::sleep(pace).await;
+            }
+            granted
+        }
+    };
+    let granted: i64 =
+        futures::future::join_all((0..4).map(|i| stream(Duration::from_millis(2 + i))))
+            .await
+            .into_iter()
+            .sum();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let slots = counted(&app.db, "rev_waste").await;
+    let rows: i64 = sqlx::query_scalar(
+        "select count(*) from upstream_call_slots where operation = 'rev_waste'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    eprintln!("granted {granted}, counted {slots}, rows {rows}");
+    assert!(
+        slots * 10 <= granted * 12,
+        "granted {granted}, counted {slots} ({rows} rows): over 20 % of the slots taken were wasted"
+    );
+}
+
+/// The bench's drain in small: three replicas (three `SlotBlocks`), four
+/// intake transactions each asking at once, a burst under a budget of
+/// 3,000/min. Slots taken ahead and never handed out stay counted for the
+/// whole window, so the first window must still send 95 % of the budget.
+#[tokio::test]
+async fn a_burst_over_three_replicas_uses_the_first_window() {
+    let app = spawn_app_with(fast(&[])).await;
+    let replicas: Vec<SlotBlocks> = (0..3)
+        .map(|_| SlotBlocks::new(&Store::from_pool(app.db.clone())))
+        .collect();
+    let ask = SlotAsk {
+        operation: "rev_drain",
+        per_minute: 3000,
+        window: Duration::from_secs(60),
+    };
+    async fn stream(blocks: &SlotBlocks, ask: SlotAsk) -> i64 {
+        let mut granted = 0i64;
+        let mut refused = 0;
+        while refused < 20 {
+            match blocks.take(ask).await {
+                Taken::Granted => granted += 1,
+                Taken::Wait(_) => refused += 1,
+                Taken::Busy => {}
+            }
+            // begin_granted_place and the commit of the intake transaction
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        granted
+    }
+    let granted: i64 = futures::future::join_all(
+        replicas
+            .iter()
+            .flat_map(|r| (0..4).map(move |_| stream(r, ask))),
+    )
+    .await
+    .into_iter()
+    .sum();
+    let slots = counted(&app.db, "rev_drain").await;
+    eprintln!("burst: granted {granted}, counted {slots}");
+    assert!(
+        granted >= 2850,
+        "the first window sends {granted} of a budget of 3000 ({slots} counted)"
+    );
+}
+
+/// Slots taken ahead are forgotten when this replica pauses (a 429 or an
+/// account-wide refusal): none is handed out into the pause.
+#[tokio::test]
+async fn slots_taken_ahead_are_dropped_when_a_pause_begins() {
+    use order_gateway::store::{
+        Store,
+        rate_limit::{SlotAsk, SlotBlocks, Taken},
+    };
+    let app = spawn_app_with(fast(&[])).await;
+    let blocks = SlotBlocks::new(&Store::from_pool(app.db.clone()));
+    let ask = SlotAsk {
+        operation: "ahead_pause",
+        per_minute: 1_000_000,
+        window: Duration::from_secs(65),
+    };
+    // A steady stream for half a second: slots are taken ahead.
+    let until = tokio::time::Instant::now() + Duration::from_millis(600);
+    while tokio::time::Instant::now() < until {
+        assert_eq!(blocks.take(ask).await, Taken::Granted);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let (granted_rows, slots) = (
+        app.count("upstream_call_slots where operation = 'ahead_pause'")
+            .await,
+        counted(&app.db, "ahead_pause").await,
+    );
+    assert!(
+        slots > granted_rows,
+        "no slots were taken ahead ({slots} in {granted_rows} rows)"
+    );
+    order_gateway::store::rate_limit::pause(&app.db, "ahead_pause", Duration::from_secs(60), "429")
+        .await
+        .unwrap();
+    blocks.drop_stock();
+    for _ in 0..20 {
+        assert_ne!(
+            blocks.take(ask).await,
+            Taken::Granted,
+            "a slot handed out into the pause"
+        );
+    }
 }
