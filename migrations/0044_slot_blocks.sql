@@ -90,11 +90,17 @@ $$;
 -- `ahead` more may be granted for the asker to hand out within `ahead_ms`
 -- (a replica taking slots for the next moment of a high rate): only from
 -- the lower half of the budget, so a tight budget is never held for
--- later, and the row is then stamped `ahead_ms` later than the clock. A
--- slot used at any time in [take, take + ahead_ms] thus leaves the window
--- no earlier than one taken at its use, and the margin of the window over
--- Xoxoday's minute still only has to cover the send itself. Returns the
--- slots granted for `want` and, separately, those granted ahead.
+-- later, and the row is then stamped `ahead_ms` later than the clock.
+-- The asker hands a slot out before its own clock, read before the
+-- statement was sent, passes `ahead_ms`: so before the stamp. Why no 60 s
+-- of sends can then hold more than the budget (second review of issue
+-- 11): take the last row k inserted with a send in Xoxoday's window
+-- [a, a + 60). Every send comes after its row's insert, and at most the
+-- margin δ after its stamp (hand-out before the stamp, send within δ of
+-- the hand-out). So every other row i with a send in the window has a
+-- stamp ≥ a − δ > (insert of k) − 60 − δ ≥ (insert of k) − W when
+-- δ ≤ W − 60 s: it was counted when k was granted, within the budget.
+-- Returns the slots granted for `want` and, separately, those ahead.
 create function take_upstream_block(op text, want integer, ahead integer, ahead_ms integer,
     per_minute integer, window_ms integer)
 returns table (granted integer, granted_ahead integer, wait_ms bigint)
