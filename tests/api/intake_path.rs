@@ -428,7 +428,8 @@ async fn a_held_slot_lock_keeps_no_more_than_four_pooled_connections_waiting_for
         })
         .collect();
     // Pooled connections of the gateway sitting in an intake transaction
-    // after its insert (waiting for its block) while the lock is held.
+    // after its insert for 50 ms or more (waiting for its block, not just
+    // about to commit) while the lock is held.
     let reads = {
         let app = Arc::clone(&app);
         tokio::spawn(async move {
@@ -452,7 +453,8 @@ async fn a_held_slot_lock_keeps_no_more_than_four_pooled_connections_waiting_for
         let n: i64 = sqlx::query_scalar(
             "select count(*) from pg_stat_activity
               where datname = current_database() and application_name = 'order-gateway'
-                and state = 'idle in transaction' and query like 'with k as%'",
+                and state = 'idle in transaction' and query like 'with k as%'
+                and state_change < clock_timestamp() - interval '50 milliseconds'",
         )
         .fetch_one(&app.db)
         .await
