@@ -282,8 +282,7 @@ pub mod fixed {
     /// slot lock at once: background attempts inside their transaction, and
     /// intake transactions waiting for a block of slots (taken on a
     /// connection of its own, so a block is at most this many). A held lock
-    /// must not drain the pool; other attempts wait in memory, and a new
-    /// order that finds none free is left to the dispatcher.
+    /// must not drain the pool; the others wait in memory.
     pub const SLOT_LOCK_WAITERS: usize = 4;
     /// Background dispatcher pass interval when idle.
     pub const DISPATCH_POLL_INTERVAL: Duration = Duration::from_secs(1);

@@ -34,7 +34,7 @@ use crate::{
         exchanges::Begin,
         orders::{Fresh, FreshSend},
         outcomes::PlaceResult,
-        rate_limit::{SlotBlocks, Stocked},
+        rate_limit::{BLOCK_LOCK_WAIT, SlotBlocks, Stocked},
         vouchers::VoucherRow,
     },
     xoxoday::{Operation, PlaceOrderRequest, PlaceOutcome, PreparedCall, XoxodayApi},
@@ -288,16 +288,35 @@ impl Dispatcher {
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             return Ticket::Busy;
         };
-        // A slot taken ahead, if any: then no block is needed. Otherwise
-        // the transaction asks for a block once its insert created the
-        // order, if a lock waiter is free then (it never waits for one
-        // holding its connection, nor does a replay wait for one at all).
-        let stocked = self
+        let (block_waiter, stocked) = match self
             .fresh_slots
-            .take_stocked(self.slot_ask(Operation::PlaceOrder));
+            .take_stocked(self.slot_ask(Operation::PlaceOrder))
+        {
+            // A slot taken ahead: no block to wait for, so no lock waiter.
+            Some(stocked) => (None, Some(stocked)),
+            None => {
+                // Wait for a lock-waiter permit in memory (holding no
+                // connection), as long as a block waits for the slot lock;
+                // when none frees by then the lock is busy: leave the order
+                // to the loop. With one, the intake transaction may wait for
+                // a block holding its connection.
+                let waiter = self.slot_waiters.clone().acquire_owned();
+                let Ok(Ok(waiter)) = tokio::time::timeout(BLOCK_LOCK_WAIT, waiter).await else {
+                    return Ticket::Busy;
+                };
+                // The wait may have been for the very block that found the
+                // budget spent: a burst queued behind it must not ask again
+                // one by one.
+                if self.place_spent.is_spent() {
+                    return Ticket::Spent;
+                }
+                (Some(waiter), None)
+            }
+        };
         let call = self.xoxoday.prepare_place_order(&fresh_request(po, new));
         Ticket::Ready(Box::new(FreshTicket {
             permit,
+            block_waiter,
             stocked,
             lease: Uuid::new_v4(),
             exchange_id: Uuid::now_v7(),
@@ -329,8 +348,9 @@ impl Dispatcher {
         &self,
         order: Order,
         fresh: Fresh,
-        ticket: Ticket,
+        mut ticket: Ticket,
     ) -> Option<Written> {
+        ticket.insert_done();
         match (fresh, ticket) {
             (Fresh::Send(attempt), Ticket::Ready(t)) => {
                 let _permit = t.permit;
@@ -490,6 +510,13 @@ pub(crate) enum Ticket {
 }
 
 impl Ticket {
+    /// The insert is over: it no longer waits for a block.
+    fn insert_done(&mut self) {
+        if let Self::Ready(t) = self {
+            t.block_waiter = None;
+        }
+    }
+
     /// The first send the insert is to begin, if any.
     pub(crate) fn fresh_send<'a>(&'a self, d: &'a Dispatcher) -> Option<FreshSend<'a>> {
         let Self::Ready(t) = self else {
@@ -501,7 +528,6 @@ impl Ticket {
             start: audit::start_of(t.exchange_id, &t.call),
             slot: d.slot_ask(Operation::PlaceOrder),
             slots: &d.fresh_slots,
-            waiters: &d.slot_waiters,
             stocked: t.stocked.is_some(),
         })
     }
@@ -510,6 +536,8 @@ impl Ticket {
 /// A permit and a prepared first placeOrder for an order not stored yet.
 pub(crate) struct FreshTicket {
     permit: OwnedSemaphorePermit,
+    /// Held while the insert may wait for a block of slots.
+    block_waiter: Option<OwnedSemaphorePermit>,
     /// A slot already taken from the stock (then no block, no waiter).
     stocked: Option<Stocked>,
     lease: Uuid,

@@ -98,9 +98,6 @@ pub struct FreshSend<'a> {
     pub slot: SlotAsk,
     /// Where the slot is taken.
     pub slots: &'a SlotBlocks,
-    /// The process's slot-lock waiters: one is needed to wait for a block
-    /// (holding this transaction's connection); none free, no block.
-    pub waiters: &'a tokio::sync::Semaphore,
     /// A slot already taken from the stock for this order: no block.
     pub stocked: bool,
 }
@@ -234,10 +231,8 @@ impl Store {
             Gate::Created(row, _) => {
                 let taken = if send.stocked {
                     Taken::Granted
-                } else if let Ok(_waiter) = send.waiters.try_acquire() {
-                    send.slots.take(send.slot).await
                 } else {
-                    Taken::Busy
+                    send.slots.take(send.slot).await
                 };
                 let fresh = match taken {
                     Taken::Granted => begin_granted(&mut tx, id, send).await?,
