@@ -359,7 +359,9 @@ async fn core_phases(
     ];
     let gw = Gateway::start(o, db_b, emulator, &lifted)?;
     let before = Counters::read(admin, db_b).await?;
-    let waits = Waits::sample(o.db_url(db_b));
+    // From the server's own database: a sampler on the gateway's would
+    // add its polls to the transactions counted per order.
+    let waits = Waits::sample(o.server.clone(), db_b.clone());
     let cpu0 = Cpu::read(gw.pid, emulator.child.id());
     let e2e = load(
         &gw.url,
@@ -1423,7 +1425,7 @@ struct Waits {
 }
 
 impl Waits {
-    fn sample(url: String) -> Self {
+    fn sample(url: String, db: String) -> Self {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let task = tokio::spawn(async move {
@@ -1434,9 +1436,10 @@ impl Waits {
                     "select coalesce(wait_event_type || ':' || wait_event, 'running') || '  '
                             || regexp_replace(left(query, 70), '\\s+', ' ', 'g')
                        from pg_stat_activity
-                      where datname = current_database() and pid <> pg_backend_pid()
+                      where datname = $1 and pid <> pg_backend_pid()
                         and backend_type = 'client backend' and state <> 'idle'",
                 )
+                .bind(&db)
                 .fetch_all(&mut c)
                 .await?;
                 samples += 1;
