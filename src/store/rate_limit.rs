@@ -249,10 +249,10 @@ impl SlotBlocks {
     /// database does (a grant that comes later is a wasted slot, never an
     /// overspent one).
     pub async fn take(&self, ask: SlotAsk) -> Taken {
-        self.demand.fetch_add(1, Ordering::Relaxed);
-        if lock(&self.stock).hand_out(ask, Instant::now()) {
+        if self.take_stocked(ask).is_some() {
             return Taken::Granted;
         }
+        self.demand.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
         {
             let mut asks = lock(&self.asks);

@@ -292,6 +292,23 @@ async fn a_backlog_the_budget_cannot_send_is_never_claimed() {
     assert_ledger_consistent(&app).await;
 }
 
+/// Rows of `op`'s slots and the slots they hold (a row may hold a block).
+async fn slot_rows(db: &sqlx::PgPool, op: &str) -> (i64, i64) {
+    sqlx::query_as(
+        "select count(*), coalesce(sum(slots), 0)::bigint from upstream_call_slots
+          where operation = $1",
+    )
+    .bind(op)
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
+/// A process's slot blocks on the test app's database.
+fn blocks_of(app: &crate::helpers::TestApp) -> SlotBlocks {
+    SlotBlocks::new(&Store::from_pool(app.db.clone()))
+}
+
 /// `take_upstream_slots` for `op`: (granted, wait_ms).
 async fn take_block(
     db: &sqlx::PgPool,
@@ -343,12 +360,7 @@ async fn a_block_of_slots_is_granted_up_to_the_free_budget() {
     ));
     // A larger budget sees exactly the 7 taken.
     assert_eq!(take_block(&app.db, "blk", 9, 10, minute).await.0, 3);
-    let (rows, slots): (i64, i64) = sqlx::query_as(
-        "select count(*), sum(slots)::bigint from upstream_call_slots where operation = 'blk'",
-    )
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
+    let (rows, slots) = slot_rows(&app.db, "blk").await;
     assert_eq!((rows, slots), (4, 10));
 
     // A short window: the block leaves it and its slots are free again.
@@ -395,12 +407,9 @@ async fn a_clock_stepped_back_never_frees_a_slot_early() {
 /// block waits for the lock are taken together in the next one.
 #[tokio::test]
 async fn blocks_and_single_slots_together_never_exceed_the_budget() {
-    use order_gateway::store::{
-        Store,
-        rate_limit::{Slot, SlotAsk, SlotBlocks, Taken, try_take_slot},
-    };
+    use order_gateway::store::rate_limit::{Slot, try_take_slot};
     let app = spawn_app_with(fast(&[])).await;
-    let blocks = std::sync::Arc::new(SlotBlocks::new(&Store::from_pool(app.db.clone())));
+    let blocks = std::sync::Arc::new(blocks_of(&app));
     let ask = SlotAsk {
         operation: "mixed",
         per_minute: 13,
@@ -438,13 +447,7 @@ async fn blocks_and_single_slots_together_never_exceed_the_budget() {
             granted += 1;
         }
     }
-    let (rows, slots): (i64, i64) = sqlx::query_as(
-        "select count(*), coalesce(sum(slots), 0)::bigint from upstream_call_slots
-          where operation = 'mixed'",
-    )
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
+    let (rows, slots) = slot_rows(&app.db, "mixed").await;
     assert_eq!((granted, slots), (13, 13), "granted vs counted");
     assert!(
         rows < 13,
@@ -502,12 +505,8 @@ async fn slots_taken_ahead_come_from_the_lower_half_of_the_budget_stamped_late()
 /// ahead (fewer statements than asks), and never past the budget.
 #[tokio::test]
 async fn a_stream_of_asks_takes_slots_ahead_and_never_exceeds_the_budget() {
-    use order_gateway::store::{
-        Store,
-        rate_limit::{SlotAsk, SlotBlocks, Taken},
-    };
     let app = spawn_app_with(fast(&[])).await;
-    let blocks = SlotBlocks::new(&Store::from_pool(app.db.clone()));
+    let blocks = blocks_of(&app);
     let stream = |op: &'static str, budget: u32| {
         let blocks = &blocks;
         async move {
@@ -528,22 +527,9 @@ async fn a_stream_of_asks_takes_slots_ahead_and_never_exceeds_the_budget() {
             (asked, granted)
         }
     };
-    let sums = |op: &'static str| {
-        let db = app.db.clone();
-        async move {
-            sqlx::query_as::<_, (i64, i64)>(
-                "select count(*), coalesce(sum(slots), 0)::bigint from upstream_call_slots
-                  where operation = $1",
-            )
-            .bind(op)
-            .fetch_one(&db)
-            .await
-            .unwrap()
-        }
-    };
 
     let (asked, granted) = stream("plenty", 1_000_000).await;
-    let (rows, slots) = sums("plenty").await;
+    let (rows, slots) = slot_rows(&app.db, "plenty").await;
     assert_eq!(granted, asked);
     assert!(slots >= asked, "{slots} slots counted for {asked} granted");
     assert!(
@@ -553,22 +539,12 @@ async fn a_stream_of_asks_takes_slots_ahead_and_never_exceeds_the_budget() {
 
     // A tight budget: never more granted than counted, never more than it.
     let (_, granted) = stream("tight", 40).await;
-    let (_, slots) = sums("tight").await;
+    let (_, slots) = slot_rows(&app.db, "tight").await;
     assert!(
         granted <= slots && slots <= 40,
         "granted {granted}, counted {slots}"
     );
     assert!(granted >= 20, "granted {granted} of a free budget of 40");
-}
-
-async fn counted(db: &sqlx::PgPool, op: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(
-        "select coalesce(sum(slots), 0)::bigint from upstream_call_slots where operation = $1",
-    )
-    .bind(op)
-    .fetch_one(db)
-    .await
-    .unwrap()
 }
 
 /// Two new orders one after the other (one block's round trip apart) are
@@ -578,7 +554,7 @@ async fn counted(db: &sqlx::PgPool, op: &str) -> i64 {
 #[tokio::test]
 async fn two_quick_asks_take_nothing_ahead() {
     let app = spawn_app_with(fast(&[])).await;
-    let blocks = SlotBlocks::new(&Store::from_pool(app.db.clone()));
+    let blocks = blocks_of(&app);
     let ask = SlotAsk {
         operation: "rev_trickle",
         per_minute: 100,
@@ -590,7 +566,7 @@ async fn two_quick_asks_take_nothing_ahead() {
     assert_eq!(blocks.take(ask).await, Taken::Granted);
     assert_eq!(blocks.take(ask).await, Taken::Granted);
     tokio::time::sleep(Duration::from_millis(300)).await; // the stock expires unused
-    let slots = counted(&app.db, "rev_trickle").await;
+    let slots = app.slots_taken("rev_trickle").await;
     assert!(
         slots <= 5,
         "3 orders sent, {slots} of the 100/min budget counted for the next 65 s"
@@ -601,7 +577,7 @@ async fn two_quick_asks_take_nothing_ahead() {
 #[tokio::test]
 async fn a_trickle_gets_no_slot_during_a_pause() {
     let app = spawn_app_with(fast(&[])).await;
-    let blocks = SlotBlocks::new(&Store::from_pool(app.db.clone()));
+    let blocks = blocks_of(&app);
     let ask = SlotAsk {
         operation: "rev_pause",
         per_minute: 1000,
@@ -633,7 +609,7 @@ async fn a_trickle_gets_no_slot_during_a_pause() {
 #[tokio::test]
 async fn concurrent_asks_waste_little() {
     let app = spawn_app_with(fast(&[])).await;
-    let blocks = SlotBlocks::new(&Store::from_pool(app.db.clone()));
+    let blocks = blocks_of(&app);
     let ask = SlotAsk {
         operation: "rev_waste",
         per_minute: 1_000_000,
@@ -658,13 +634,7 @@ async fn concurrent_asks_waste_little() {
             .into_iter()
             .sum();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let slots = counted(&app.db, "rev_waste").await;
-    let rows: i64 = sqlx::query_scalar(
-        "select count(*) from upstream_call_slots where operation = 'rev_waste'",
-    )
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
+    let (rows, slots) = slot_rows(&app.db, "rev_waste").await;
     eprintln!("granted {granted}, counted {slots}, rows {rows}");
     assert!(
         slots * 10 <= granted * 12,
@@ -679,9 +649,7 @@ async fn concurrent_asks_waste_little() {
 #[tokio::test]
 async fn a_burst_over_three_replicas_uses_the_first_window() {
     let app = spawn_app_with(fast(&[])).await;
-    let replicas: Vec<SlotBlocks> = (0..3)
-        .map(|_| SlotBlocks::new(&Store::from_pool(app.db.clone())))
-        .collect();
+    let replicas: Vec<SlotBlocks> = (0..3).map(|_| blocks_of(&app)).collect();
     let ask = SlotAsk {
         operation: "rev_drain",
         per_minute: 3000,
@@ -709,7 +677,7 @@ async fn a_burst_over_three_replicas_uses_the_first_window() {
     .await
     .into_iter()
     .sum();
-    let slots = counted(&app.db, "rev_drain").await;
+    let slots = app.slots_taken("rev_drain").await;
     eprintln!("burst: granted {granted}, counted {slots}");
     assert!(
         granted >= 2850,
@@ -721,12 +689,8 @@ async fn a_burst_over_three_replicas_uses_the_first_window() {
 /// account-wide refusal): none is handed out into the pause.
 #[tokio::test]
 async fn slots_taken_ahead_are_dropped_when_a_pause_begins() {
-    use order_gateway::store::{
-        Store,
-        rate_limit::{SlotAsk, SlotBlocks, Taken},
-    };
     let app = spawn_app_with(fast(&[])).await;
-    let blocks = SlotBlocks::new(&Store::from_pool(app.db.clone()));
+    let blocks = blocks_of(&app);
     let ask = SlotAsk {
         operation: "ahead_pause",
         per_minute: 1_000_000,
@@ -741,7 +705,7 @@ async fn slots_taken_ahead_are_dropped_when_a_pause_begins() {
     let (granted_rows, slots) = (
         app.count("upstream_call_slots where operation = 'ahead_pause'")
             .await,
-        counted(&app.db, "ahead_pause").await,
+        app.slots_taken("ahead_pause").await,
     );
     assert!(
         slots > granted_rows,
