@@ -97,8 +97,14 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|c| {
             // 08: connection exception; 53: insufficient resources;
-            // 57P0x: admin/crash shutdown, cannot connect now; 3D000: no such database.
-            c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") || c == "3D000"
+            // 57P0x: admin/crash shutdown, cannot connect now; 3D000: no such database;
+            // 57014: statement cancelled (`statement_timeout`, an operator's cancel);
+            // 55P03: `lock_timeout`; 40001, 40P01: serialization failure, deadlock.
+            // Each rolled its transaction back: the same work may be retried.
+            c.starts_with("08")
+                || c.starts_with("53")
+                || c.starts_with("57P")
+                || matches!(c.as_ref(), "3D000" | "57014" | "55P03" | "40001" | "40P01")
         }),
         _ => false,
     }

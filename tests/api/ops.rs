@@ -138,3 +138,59 @@ async fn the_schema_status_check_lists_exactly_the_domain_statuses() {
     in_code.sort();
     assert_eq!(in_schema, in_code, "constraint: {def}");
 }
+
+/// A statement cancelled under the intake (here by `pg_cancel_backend`, as
+/// `statement_timeout` cancels one: SQLSTATE 57014) is the database refusing
+/// work now, not a bug: 503 with the same-key advice, and the same key then
+/// creates the order exactly once.
+#[tokio::test]
+async fn a_cancelled_intake_statement_answers_503_and_the_same_key_creates_the_order_once() {
+    let app = spawn_app().await;
+    let mut holder = app.db.begin().await.unwrap();
+    sqlx::query("lock table orders in share row exclusive mode")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+
+    let key = new_key();
+    let post = {
+        let (app_url, api_key, key) = (app.url("/v1/orders"), app.api_key.clone(), key.clone());
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(app_url)
+                .bearer_auth(api_key)
+                .header("Idempotency-Key", key)
+                .json(&order_body())
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    let mut cancelled = false;
+    for _ in 0..100 {
+        cancelled = sqlx::query_scalar::<_, bool>(
+            "select coalesce(bool_or(pg_cancel_backend(pid)), false) from pg_stat_activity
+              where datname = current_database() and pid <> pg_backend_pid()
+                and wait_event_type = 'Lock' and query ilike '%insert into orders%'",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        if cancelled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(cancelled, "the intake never waited on the table lock");
+    let problem = assert_problem(post.await.unwrap(), 503).await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("SAME Idempotency-Key"), "{detail}");
+    holder.rollback().await.unwrap();
+
+    let resp = app.post_order(&key, &order_body()).await;
+    assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+    let again = app.post_order(&key, &order_body()).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(app.count("orders").await, 1);
+    assert_eq!(app.emulator.orders().len(), 1);
+}
