@@ -420,7 +420,10 @@ async fn core_phases(
             first.first_error()
         );
     }
-    let before = Counters::read_flushed(admin, db_b).await?;
+    // The first order's rows (order, timeline, exchange, vouchers) were
+    // written by backends now idle, which flush their counters only after
+    // 10 s idle: read once they have, or they count as replays' writes.
+    let before = Counters::read_idle_flushed(admin, db_b).await?;
     let cpu0 = Cpu::read(gw.pid, emulator.child.id());
     let replay = load(
         &gw.url,
@@ -859,6 +862,13 @@ impl Counters {
     /// them at most once a second, and an idle backend within 10 s).
     async fn read_flushed(admin: &mut PgConnection, db: &str) -> Result<Self> {
         tokio::time::sleep(Duration::from_millis(1100)).await;
+        Self::read(admin, db).await
+    }
+
+    /// Reads after every backend idle since its last write has flushed its
+    /// counters (PostgreSQL 15: 10 s idle).
+    async fn read_idle_flushed(admin: &mut PgConnection, db: &str) -> Result<Self> {
+        tokio::time::sleep(Duration::from_millis(10_500)).await;
         Self::read(admin, db).await
     }
 

@@ -124,7 +124,8 @@ impl Store {
     /// Postgres one): expires dead `placing` leases
     /// (`orders::expire_placing_leases`), fails unsent orders older than
     /// `accepted_max_age` (`aging::expire_unsent_orders`), then claims up
-    /// to `limit` due checks, which see what the expiry made due.
+    /// to `limit` due checks, which see what the expiry made due, and folds
+    /// the status counters' deltas (migration 0046) for `/metrics`.
     pub async fn reconcile_pass(
         &self,
         place_timeout: Duration,
@@ -136,6 +137,9 @@ impl Store {
         let expired_leases = super::orders::expire_placing_leases(&mut *tx, place_timeout).await?;
         let expired_unsent = super::aging::expire_unsent_orders(&mut *tx, accepted_max_age).await?;
         let claimed = claim_due_checks(&mut *tx, limit, lease).await?;
+        sqlx::query("select fold_order_status_deltas()")
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(ReconcilePass {
             expired_leases,

@@ -22,7 +22,8 @@ pub struct StatusCount {
 
 /// The statement behind [`Store::order_status_counts`]: the statuses orders
 /// only leave through an operator (completed, failed, canceled) come from
-/// `order_status_totals`, kept by triggers (migration 0041), with age 0;
+/// `order_status_totals` plus the deltas not folded into it yet, kept by
+/// triggers (migrations 0041, 0046), with age 0;
 /// every other status is counted live through its partial index, one
 /// branch each so that each matches its index's predicate.
 pub const STATUS_COUNTS: &str = formatcp!(
@@ -48,7 +49,10 @@ pub const STATUS_COUNTS: &str = formatcp!(
             from orders where status = {NEEDS_REVIEW}
           union all
           select status, sum(orders)::bigint, 0::float8
-            from order_status_totals group by status) counts
+            from (select status, orders from order_status_totals
+                  union all
+                  select status, orders::bigint from order_status_deltas) counted
+           group by status) counts
         where n > 0"
 );
 
