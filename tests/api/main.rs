@@ -18,6 +18,7 @@ mod intake_path;
 mod layers;
 mod ledger;
 mod load;
+mod lost_commit;
 mod metrics;
 mod notify;
 mod openapi;
