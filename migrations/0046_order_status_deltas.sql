@@ -7,17 +7,21 @@
 -- write-back's `update orders` took 3.6 ms, 2.7 of them waiting there.
 --
 -- Now the trigger only appends its +1 or -1 to `order_status_deltas`: an
--- insert without a unique index, so nothing waits on anything. The
--- reconciler's pass folds the deltas into `order_status_totals` (at most
--- once a pass per replica, in the pass's own transaction):
--- `fold_order_status_deltas()` deletes the deltas it sees and adds their
--- sums. Two folds at once cannot count a delta twice: the second waits on
--- the rows the first deleted and, once the first commits, skips them. A
--- delta committed after a fold's snapshot is left for the next fold.
+-- insert without a unique index, so nothing waits on anything. About every
+-- 10 s each replica's reconciler folds the deltas into
+-- `order_status_totals`, in statements of their own, after its pass
+-- committed (a fold must never hold up the pass, which expires leases and
+-- claims checks): `fold_order_status_deltas(batch)` deletes up to `batch`
+-- deltas and adds their sums in one statement. Only one fold runs at a
+-- time (a transaction-scoped advisory lock, tried, never waited for);
+-- the others fold nothing. A delta committed after a fold's snapshot is
+-- left for the next fold.
 --
 -- A scrape adds `order_status_totals` and the deltas not folded yet in one
--- statement, so it reads each delta exactly once (before or after a fold),
--- and reads at most a pass's worth of deltas per replica.
+-- statement, so it reads each delta exactly once (before or after a fold):
+-- about 10 s of settlements. If folding stops (every reconciler down), the
+-- deltas and the scrape grow until it resumes; folds then catch up by
+-- 10,000 deltas a statement.
 --
 -- During a rolling upgrade a replica still on the old code reads only the
 -- totals: its gauges for the three statuses lag by the deltas not folded
@@ -39,18 +43,31 @@ begin
 end;
 $$ language plpgsql;
 
--- Folds the deltas this snapshot sees into the totals (shard 0); returns
--- how many deltas it folded.
-create function fold_order_status_deltas() returns bigint as $$
+-- Folds up to `batch` deltas into the totals (shard 0); returns how many
+-- it folded. Never waits: when another fold holds the fold lock it folds
+-- nothing (the scrape reads the deltas meanwhile). The gateway runs it as
+-- a statement of its own (its transaction ends with it), never inside a
+-- transaction that goes on to do other work.
+create function fold_order_status_deltas(batch integer) returns bigint as $$
+declare
+    folded bigint;
+begin
+    if not pg_try_advisory_xact_lock(hashtext('fold_order_status_deltas')) then
+        return 0;
+    end if;
     with moved as (
-        delete from order_status_deltas returning status, orders),
+        delete from order_status_deltas
+         where ctid = any (array(select ctid from order_status_deltas limit batch))
+        returning status, orders),
     sums as (
-        select status, sum(orders)::bigint as n, count(*) as folded
+        select status, sum(orders)::bigint as n, count(*) as rows_folded
           from moved group by status),
     added as (
         insert into order_status_totals (status, shard, orders)
         select status, 0, n from sums
         on conflict (status, shard) do update
             set orders = order_status_totals.orders + excluded.orders)
-    select coalesce(sum(folded), 0)::bigint from sums;
-$$ language sql;
+    select coalesce(sum(rows_folded), 0)::bigint into folded from sums;
+    return folded;
+end;
+$$ language plpgsql;

@@ -274,6 +274,15 @@ pub const LOG_FORMAT: Var = var("LOG_FORMAT", "json", "Log format: json or prett
 pub mod fixed {
     use std::time::Duration;
 
+    /// How often each replica's reconciler folds the status counters'
+    /// deltas into their totals (migration 0046).
+    pub const FOLD_EVERY: Duration = Duration::from_secs(10);
+    /// Most deltas one fold statement moves.
+    pub const FOLD_BATCH: i32 = 10_000;
+    /// Most fold statements in one round (a backlog catches up by
+    /// `FOLD_BATCH` × this each [`FOLD_EVERY`]).
+    pub const FOLD_ROUNDS: usize = 10;
+
     /// Most orders the background dispatcher claims per pass.
     pub const DISPATCH_BATCH: i64 = 32;
     /// Most placeOrder calls in flight in one process.

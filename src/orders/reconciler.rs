@@ -17,7 +17,10 @@
 //! An error in the reconciler itself reschedules the order; a lost lease or
 //! a crash only delays it until the lease expires.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -97,6 +100,8 @@ impl ReconcileSettings {
 pub struct Reconciler {
     dispatcher: Dispatcher,
     settings: Arc<ReconcileSettings>,
+    /// When the status counters' deltas are next folded.
+    next_fold: Arc<std::sync::Mutex<Instant>>,
 }
 
 impl Reconciler {
@@ -106,6 +111,7 @@ impl Reconciler {
         Self {
             dispatcher,
             settings: Arc::new(settings),
+            next_fold: Arc::new(std::sync::Mutex::new(Instant::now() + fixed::FOLD_EVERY)),
         }
     }
 
@@ -142,7 +148,37 @@ impl Reconciler {
                     .spawn(async move { svc.reconcile_claimed(c).await }.instrument(span)),
             );
         }
+        self.fold_if_due().await;
         Ok(handles)
+    }
+
+    /// About every [`fixed::FOLD_EVERY`]: folds the status counters'
+    /// deltas into their totals, after the pass committed and apart from
+    /// it, so a slow fold never holds up lease expiry or checks. Errors
+    /// are logged; the deltas wait for the next round.
+    async fn fold_if_due(&self) {
+        {
+            let mut next = self.next_fold.lock().unwrap_or_else(|p| p.into_inner());
+            if Instant::now() < *next {
+                return;
+            }
+            *next = Instant::now() + fixed::FOLD_EVERY;
+        }
+        for _ in 0..fixed::FOLD_ROUNDS {
+            match self
+                .dispatcher
+                .store()
+                .fold_status_deltas(fixed::FOLD_BATCH)
+                .await
+            {
+                Ok(n) if n >= i64::from(fixed::FOLD_BATCH) => continue,
+                Ok(_) => return,
+                Err(e) => {
+                    warn!(error = %e, "could not fold the status counters; next round retries");
+                    return;
+                }
+            }
+        }
     }
 
     /// One pass, waiting for its checks (tests; `run_once` of habit 10).

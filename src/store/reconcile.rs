@@ -124,8 +124,7 @@ impl Store {
     /// Postgres one): expires dead `placing` leases
     /// (`orders::expire_placing_leases`), fails unsent orders older than
     /// `accepted_max_age` (`aging::expire_unsent_orders`), then claims up
-    /// to `limit` due checks, which see what the expiry made due, and folds
-    /// the status counters' deltas (migration 0046) for `/metrics`.
+    /// to `limit` due checks, which see what the expiry made due.
     pub async fn reconcile_pass(
         &self,
         place_timeout: Duration,
@@ -137,15 +136,22 @@ impl Store {
         let expired_leases = super::orders::expire_placing_leases(&mut *tx, place_timeout).await?;
         let expired_unsent = super::aging::expire_unsent_orders(&mut *tx, accepted_max_age).await?;
         let claimed = claim_due_checks(&mut *tx, limit, lease).await?;
-        sqlx::query("select fold_order_status_deltas()")
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(ReconcilePass {
             expired_leases,
             expired_unsent,
             claimed,
         })
+    }
+
+    /// Folds up to `batch` of the status counters' deltas into their totals
+    /// (migration 0046), in a statement of its own; 0 when another fold is
+    /// running (it never waits for one).
+    pub async fn fold_status_deltas(&self, batch: i32) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("select fold_order_status_deltas($1)")
+            .bind(batch)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Extends a lease still held; false when it was lost.

@@ -195,37 +195,57 @@ async fn concurrent_settlements_never_wait_on_each_others_counters() {
 }
 
 /// Two replicas folding the counters' deltas at the same moment count each
-/// delta once: the second fold waits on the rows the first deleted and
-/// skips them once it commits.
+/// delta once, and neither waits for the other: while one fold's
+/// transaction is open, another folds nothing and returns at once, and a
+/// reconciler pass is not held up.
 #[tokio::test]
-async fn deltas_folded_by_two_replicas_at_once_are_counted_once() {
-    // Arrange: 300 settled orders, 300 deltas (some may be folded already
-    // by the app's own reconciler pass).
+async fn a_fold_never_waits_for_another_and_counts_each_delta_once() {
+    // Arrange: 300 settled orders, 300 deltas (the app folds only 10 s
+    // after it starts).
     let app = spawn_app().await;
     store_history(&app, 300).await;
-    let fold = "select fold_order_status_deltas()";
+    let fold = "select fold_order_status_deltas(10000)";
 
-    // Act: one fold holds its transaction open while a second one starts.
+    // Act: one fold holds its transaction open (as a stalled replica
+    // would); another fold and a reconciler pass run meanwhile.
     let mut first = sqlx::PgConnection::connect(app.db_url()).await.unwrap();
     sqlx::query("begin").execute(&mut first).await.unwrap();
     let n_first: i64 = sqlx::query_scalar(fold)
         .fetch_one(&mut first)
         .await
         .unwrap();
-    let url = app.db_url().to_owned();
-    let second = tokio::spawn(async move {
-        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-        sqlx::query_scalar::<_, i64>("select fold_order_status_deltas()")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap()
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut second = sqlx::PgConnection::connect(app.db_url()).await.unwrap();
+    sqlx::query("set statement_timeout = '2s'")
+        .execute(&mut second)
+        .await
+        .unwrap();
+    let n_second: i64 = sqlx::query_scalar(fold)
+        .fetch_one(&mut second)
+        .await
+        .expect("the second fold waited for the first");
+    let started = std::time::Instant::now();
+    app.reconciler.reconcile_due().await.unwrap();
+    let pass_took = started.elapsed();
+    let text_during = app.get("/metrics").await.text().await.unwrap();
     sqlx::query("commit").execute(&mut first).await.unwrap();
-    let n_second = second.await.unwrap();
 
-    // Assert: nothing left to fold, and the totals alone are exact.
-    assert!(n_first + n_second <= 300, "{n_first} + {n_second}");
+    // Assert: the first folded all 300, the second none; the scrape during
+    // the open fold still counted every order once; the totals alone are
+    // exact after it.
+    assert_eq!((n_first, n_second), (300, 0));
+    assert!(
+        pass_took < std::time::Duration::from_secs(2),
+        "{pass_took:?}"
+    );
+    for line in [
+        "order_gateway_orders{status=\"completed\"} 200",
+        "order_gateway_orders{status=\"failed\"} 100",
+    ] {
+        assert!(
+            text_during.lines().any(|l| l == line),
+            "{line} missing:\n{text_during}"
+        );
+    }
     assert_eq!(app.count("order_status_deltas").await, 0);
     let totals: Vec<(String, i64)> = sqlx::query_as(
         "select status, sum(orders)::bigint from order_status_totals group by status order by status",
@@ -237,4 +257,53 @@ async fn deltas_folded_by_two_replicas_at_once_are_counted_once() {
         totals,
         vec![("completed".to_owned(), 200), ("failed".to_owned(), 100)]
     );
+}
+
+/// A backlog of deltas (folding stopped for a while) is folded in bounded
+/// statements, each well inside `statement_timeout`.
+#[tokio::test]
+async fn a_backlog_of_deltas_is_folded_in_bounded_statements() {
+    let app = spawn_app().await;
+    sqlx::query(
+        "insert into order_status_deltas (status, orders)
+         select 'completed', 1 from generate_series(1, 25000)",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let mut folded = Vec::new();
+    loop {
+        let n: i64 = sqlx::query_scalar("select fold_order_status_deltas(10000)")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        folded.push(n);
+    }
+    assert_eq!(folded, vec![10000, 10000, 5000]);
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let line = "order_gateway_orders{status=\"completed\"} 25000";
+    assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+}
+
+/// Each replica's reconciler folds the deltas by itself, about every 10 s.
+#[tokio::test]
+async fn the_reconciler_folds_the_deltas_by_itself() {
+    let app = spawn_app().await;
+    store_history(&app, 30).await;
+    assert_eq!(app.count("order_status_deltas").await, 30);
+    let mut left = 30;
+    for _ in 0..150 {
+        left = app.count("order_status_deltas").await;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "not folded within 15 s");
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let line = "order_gateway_orders{status=\"completed\"} 20";
+    assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
 }
