@@ -119,7 +119,7 @@ impl Reconciler {
     /// claim due checks (one transaction), run them concurrently. Returns
     /// the handles so tests can wait for them.
     pub async fn reconcile_due(&self) -> StoreResult<Vec<JoinHandle<()>>> {
-        let pass = self
+        let pass = match self
             .dispatcher
             .store()
             .reconcile_pass(
@@ -128,7 +128,14 @@ impl Reconciler {
                 self.settings.batch,
                 self.dispatcher.settings().lease,
             )
-            .await?;
+            .await
+        {
+            Ok(pass) => pass,
+            Err(e) => {
+                self.fold_if_due().await;
+                return Err(e);
+            }
+        };
         if pass.expired_leases > 0 {
             warn!(
                 expired = pass.expired_leases,
@@ -152,10 +159,11 @@ impl Reconciler {
         Ok(handles)
     }
 
-    /// About every [`fixed::FOLD_EVERY`]: folds the status counters'
-    /// deltas into their totals, after the pass committed and apart from
-    /// it, so a slow fold never holds up lease expiry or checks. Errors
-    /// are logged; the deltas wait for the next round.
+    /// About every [`fixed::FOLD_EVERY`], whatever the pass did: folds the
+    /// status counters' deltas into their totals, after the pass committed
+    /// and apart from it, so a slow fold never holds up another replica's
+    /// lease expiry or checks. Errors are logged; the deltas wait for the
+    /// next round.
     async fn fold_if_due(&self) {
         {
             let mut next = self.next_fold.lock().unwrap_or_else(|p| p.into_inner());
@@ -164,21 +172,28 @@ impl Reconciler {
             }
             *next = Instant::now() + fixed::FOLD_EVERY;
         }
+        if let Err(e) = self.fold_deltas().await {
+            warn!(error = %e, "could not fold the status counters; next round retries");
+        }
+    }
+
+    /// One round of folding: statements of [`fixed::FOLD_BATCH`] deltas
+    /// while they come back full, at most [`fixed::FOLD_ROUNDS`]. Returns
+    /// the deltas folded (0 while another replica folds).
+    pub async fn fold_deltas(&self) -> StoreResult<i64> {
+        let mut total = 0;
         for _ in 0..fixed::FOLD_ROUNDS {
-            match self
+            let n = self
                 .dispatcher
                 .store()
                 .fold_status_deltas(fixed::FOLD_BATCH)
-                .await
-            {
-                Ok(n) if n >= i64::from(fixed::FOLD_BATCH) => continue,
-                Ok(_) => return,
-                Err(e) => {
-                    warn!(error = %e, "could not fold the status counters; next round retries");
-                    return;
-                }
+                .await?;
+            total += n;
+            if n < i64::from(fixed::FOLD_BATCH) {
+                break;
             }
         }
+        Ok(total)
     }
 
     /// One pass, waiting for its checks (tests; `run_once` of habit 10).
