@@ -460,19 +460,23 @@ async fn core_phases(
         ratio: None,
         goal: Some(("≤ 1.05".into(), tx <= 1.05)),
     });
-    let rows = d.rows as f64 / replay.ok.max(1) as f64;
-    figs.push(Figure {
-        name: "replays: rows written per replay",
-        value: rows,
-        unit: "rows",
-        ratio: None,
-        goal: Some(("0 (no write)".into(), rows < 0.001)),
-    });
+    // Rows written come from counters each backend flushes when it likes
+    // (an idle one after 10 s), so background work done before the phase
+    // (the first order, a fold of the counters' deltas) can land in it;
+    // WAL is read from the server at once, so it judges "no write".
     figs.push(Figure::shown(
-        "replays: WAL per replay (cluster-wide)",
-        d.wal as f64 / replay.ok.max(1) as f64,
-        "bytes",
+        "replays: rows written per replay (stats may lag)",
+        d.rows as f64 / replay.ok.max(1) as f64,
+        "rows",
     ));
+    let wal = d.wal as f64 / replay.ok.max(1) as f64;
+    figs.push(Figure {
+        name: "replays: WAL per replay (cluster-wide)",
+        value: wal,
+        unit: "bytes",
+        ratio: None,
+        goal: Some(("0 (no write)".into(), wal < 1.0)),
+    });
     if replay.errors > 0 {
         bail!(
             "replay: {} failed ({})",
