@@ -55,6 +55,25 @@ async fn store_history(app: &crate::helpers::TestApp, n: i64) {
     .unwrap();
 }
 
+/// Asserts that a scrape now shows `n` orders in `status`.
+async fn assert_orders_gauge(app: &crate::helpers::TestApp, status: &str, n: i64) {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let line = format!("order_gateway_orders{{status=\"{status}\"}} {n}");
+    assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+}
+
+/// Appends `n` +1 deltas for `completed` (settlements not folded yet).
+async fn add_completed_deltas(app: &crate::helpers::TestApp, n: i64) {
+    sqlx::query(
+        "insert into order_status_deltas (status, orders)
+         select 'completed', 1 from generate_series(1, $1)",
+    )
+    .bind(n)
+    .execute(&app.db)
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn order_counts_stay_exact_through_every_status_change() {
     // Arrange: a history, then orders leaving and entering the statuses
@@ -189,9 +208,7 @@ async fn concurrent_settlements_never_wait_on_each_others_counters() {
     }
 
     // Assert: all counted.
-    let text = app.get("/metrics").await.text().await.unwrap();
-    let line = "order_gateway_orders{status=\"completed\"} 17";
-    assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    assert_orders_gauge(&app, "completed", 17).await;
 }
 
 /// Two replicas folding the counters' deltas at the same moment count each
@@ -265,13 +282,7 @@ async fn a_fold_never_waits_for_another_and_counts_each_delta_once() {
 #[tokio::test]
 async fn a_backlog_of_deltas_is_folded_in_bounded_statements() {
     let app = spawn_app().await;
-    sqlx::query(
-        "insert into order_status_deltas (status, orders)
-         select 'completed', 1 from generate_series(1, 25000)",
-    )
-    .execute(&app.db)
-    .await
-    .unwrap();
+    add_completed_deltas(&app, 25000).await;
     let mut folded = Vec::new();
     loop {
         let n: i64 = sqlx::query_scalar("select fold_order_status_deltas(10000)")
@@ -284,18 +295,10 @@ async fn a_backlog_of_deltas_is_folded_in_bounded_statements() {
         folded.push(n);
     }
     assert_eq!(folded, vec![10000, 10000, 5000]);
-    sqlx::query(
-        "insert into order_status_deltas (status, orders)
-         select 'completed', 1 from generate_series(1, 25000)",
-    )
-    .execute(&app.db)
-    .await
-    .unwrap();
+    add_completed_deltas(&app, 25000).await;
     assert_eq!(app.reconciler.fold_deltas().await.unwrap(), 25000);
     assert_eq!(app.count("order_status_deltas").await, 0);
-    let text = app.get("/metrics").await.text().await.unwrap();
-    let line = "order_gateway_orders{status=\"completed\"} 50000";
-    assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    assert_orders_gauge(&app, "completed", 50000).await;
 }
 
 /// Each replica's reconciler folds the deltas by itself, about every 10 s.
@@ -313,7 +316,5 @@ async fn the_reconciler_folds_the_deltas_by_itself() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(left, 0, "not folded within 15 s");
-    let text = app.get("/metrics").await.text().await.unwrap();
-    let line = "order_gateway_orders{status=\"completed\"} 20";
-    assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    assert_orders_gauge(&app, "completed", 20).await;
 }
