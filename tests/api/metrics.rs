@@ -55,6 +55,10 @@ async fn store_history(app: &crate::helpers::TestApp, n: i64) {
     .unwrap();
 }
 
+/// Takes the fold lock for the session (folds elsewhere fold nothing;
+/// folds on this connection still run: advisory locks are reentrant).
+const FOLD_LOCK: &str = "select pg_advisory_lock(hashtext('fold_order_status_deltas'))";
+
 /// Asserts that a scrape now shows `n` orders in `status`.
 async fn assert_orders_gauge(app: &crate::helpers::TestApp, status: &str, n: i64) {
     let text = app.get("/metrics").await.text().await.unwrap();
@@ -217,15 +221,16 @@ async fn concurrent_settlements_never_wait_on_each_others_counters() {
 /// reconciler pass is not held up.
 #[tokio::test]
 async fn a_fold_never_waits_for_another_and_counts_each_delta_once() {
-    // Arrange: 300 settled orders, 300 deltas (the app folds only 10 s
-    // after it starts).
+    // Arrange: 300 settled orders, 300 deltas. The first connection holds
+    // the fold lock for its session, so no background fold takes them.
     let app = spawn_app().await;
+    let mut first = sqlx::PgConnection::connect(app.db_url()).await.unwrap();
+    sqlx::query(FOLD_LOCK).execute(&mut first).await.unwrap();
     store_history(&app, 300).await;
     let fold = "select fold_order_status_deltas(10000)";
 
     // Act: one fold holds its transaction open (as a stalled replica
     // would); another fold and a reconciler pass run meanwhile.
-    let mut first = sqlx::PgConnection::connect(app.db_url()).await.unwrap();
     sqlx::query("begin").execute(&mut first).await.unwrap();
     let n_first: i64 = sqlx::query_scalar(fold)
         .fetch_one(&mut first)
@@ -282,11 +287,13 @@ async fn a_fold_never_waits_for_another_and_counts_each_delta_once() {
 #[tokio::test]
 async fn a_backlog_of_deltas_is_folded_in_bounded_statements() {
     let app = spawn_app().await;
+    let mut conn = sqlx::PgConnection::connect(app.db_url()).await.unwrap();
+    sqlx::query(FOLD_LOCK).execute(&mut conn).await.unwrap();
     add_completed_deltas(&app, 25000).await;
     let mut folded = Vec::new();
     loop {
         let n: i64 = sqlx::query_scalar("select fold_order_status_deltas(10000)")
-            .fetch_one(&app.db)
+            .fetch_one(&mut conn)
             .await
             .unwrap();
         if n == 0 {
@@ -295,6 +302,10 @@ async fn a_backlog_of_deltas_is_folded_in_bounded_statements() {
         folded.push(n);
     }
     assert_eq!(folded, vec![10000, 10000, 5000]);
+    sqlx::query("select pg_advisory_unlock(hashtext('fold_order_status_deltas'))")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     add_completed_deltas(&app, 25000).await;
     assert_eq!(app.reconciler.fold_deltas().await.unwrap(), 25000);
     assert_eq!(app.count("order_status_deltas").await, 0);
@@ -306,7 +317,6 @@ async fn a_backlog_of_deltas_is_folded_in_bounded_statements() {
 async fn the_reconciler_folds_the_deltas_by_itself() {
     let app = spawn_app().await;
     store_history(&app, 30).await;
-    assert_eq!(app.count("order_status_deltas").await, 30);
     let mut left = 30;
     for _ in 0..150 {
         left = app.count("order_status_deltas").await;
