@@ -119,7 +119,7 @@ impl Reconciler {
     /// claim due checks (one transaction), run them concurrently. Returns
     /// the handles so tests can wait for them.
     pub async fn reconcile_due(&self) -> StoreResult<Vec<JoinHandle<()>>> {
-        let pass = match self
+        let pass = self
             .dispatcher
             .store()
             .reconcile_pass(
@@ -128,14 +128,9 @@ impl Reconciler {
                 self.settings.batch,
                 self.dispatcher.settings().lease,
             )
-            .await
-        {
-            Ok(pass) => pass,
-            Err(e) => {
-                self.fold_if_due().await;
-                return Err(e);
-            }
-        };
+            .await;
+        self.fold_if_due().await;
+        let pass = pass?;
         if pass.expired_leases > 0 {
             warn!(
                 expired = pass.expired_leases,
@@ -155,7 +150,6 @@ impl Reconciler {
                     .spawn(async move { svc.reconcile_claimed(c).await }.instrument(span)),
             );
         }
-        self.fold_if_due().await;
         Ok(handles)
     }
 

@@ -55,9 +55,17 @@ async fn store_history(app: &crate::helpers::TestApp, n: i64) {
     .unwrap();
 }
 
-/// Takes the fold lock for the session (folds elsewhere fold nothing;
-/// folds on this connection still run: advisory locks are reentrant).
-const FOLD_LOCK: &str = "select pg_advisory_lock(hashtext('fold_order_status_deltas'))";
+/// A connection holding the fold lock for its session: folds elsewhere
+/// (the app's background fold) fold nothing, folds on it still run
+/// (advisory locks are reentrant).
+async fn fold_lock_holder(app: &crate::helpers::TestApp) -> sqlx::PgConnection {
+    let mut conn = sqlx::PgConnection::connect(app.db_url()).await.unwrap();
+    sqlx::query("select pg_advisory_lock(hashtext('fold_order_status_deltas'))")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
 
 /// Asserts that a scrape now shows `n` orders in `status`.
 async fn assert_orders_gauge(app: &crate::helpers::TestApp, status: &str, n: i64) {
@@ -224,8 +232,7 @@ async fn a_fold_never_waits_for_another_and_counts_each_delta_once() {
     // Arrange: 300 settled orders, 300 deltas. The first connection holds
     // the fold lock for its session, so no background fold takes them.
     let app = spawn_app().await;
-    let mut first = sqlx::PgConnection::connect(app.db_url()).await.unwrap();
-    sqlx::query(FOLD_LOCK).execute(&mut first).await.unwrap();
+    let mut first = fold_lock_holder(&app).await;
     store_history(&app, 300).await;
     let fold = "select fold_order_status_deltas(10000)";
 
@@ -287,8 +294,7 @@ async fn a_fold_never_waits_for_another_and_counts_each_delta_once() {
 #[tokio::test]
 async fn a_backlog_of_deltas_is_folded_in_bounded_statements() {
     let app = spawn_app().await;
-    let mut conn = sqlx::PgConnection::connect(app.db_url()).await.unwrap();
-    sqlx::query(FOLD_LOCK).execute(&mut conn).await.unwrap();
+    let mut conn = fold_lock_holder(&app).await;
     add_completed_deltas(&app, 25000).await;
     let mut folded = Vec::new();
     loop {

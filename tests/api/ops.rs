@@ -153,19 +153,14 @@ async fn a_cancelled_intake_statement_answers_503_and_the_same_key_creates_the_o
         .unwrap();
 
     let key = new_key();
-    let post = {
-        let (app_url, api_key, key) = (app.url("/v1/orders"), app.api_key.clone(), key.clone());
-        tokio::spawn(async move {
-            reqwest::Client::new()
-                .post(app_url)
-                .bearer_auth(api_key)
-                .header("Idempotency-Key", key)
-                .json(&order_body())
-                .send()
-                .await
-                .unwrap()
-        })
-    };
+    let post = tokio::spawn(
+        app.http
+            .post(app.url("/v1/orders"))
+            .bearer_auth(&app.api_key)
+            .header("Idempotency-Key", &key)
+            .json(&order_body())
+            .send(),
+    );
     let mut cancelled = false;
     for _ in 0..100 {
         cancelled = sqlx::query_scalar::<_, bool>(
@@ -182,7 +177,7 @@ async fn a_cancelled_intake_statement_answers_503_and_the_same_key_creates_the_o
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(cancelled, "the intake never waited on the table lock");
-    let problem = assert_problem(post.await.unwrap(), 503).await;
+    let problem = assert_problem(post.await.unwrap().unwrap(), 503).await;
     let detail = problem["detail"].as_str().unwrap();
     assert!(detail.contains("SAME Idempotency-Key"), "{detail}");
     holder.rollback().await.unwrap();
