@@ -116,20 +116,21 @@ pub const XOXODAY_ORDER_DETAILS_RATE: Var = var(
     "getOrderDetails calls per minute, all replicas together",
 );
 /// Window of the shared limits: Xoxoday's minute plus the longest a stamped
-/// call can take to arrive. The slot is stamped after the exchange row and
-/// the token read, just before the send (issue 9, window 10), so what is left
-/// is the connect ([`crate::xoxoday::CONNECT_TIMEOUT`], 4 s) and 1 s of clock
-/// and network jitter: two calls stamped 65 s apart can never land in one
-/// upstream minute (checked in `tuning`'s tests).
+/// call can take to arrive. The slot is stamped after the token read, just
+/// before the send (issue 9, window 10), so what is left is the connect
+/// ([`crate::xoxoday::CONNECT_TIMEOUT`], 4 s) and 1 s from the stamp to the
+/// send, which the sender enforces: a call found older is not sent
+/// ([`crate::tuning::send_margin`]). Two calls stamped 65 s apart can then
+/// never land in one upstream minute (checked in `tuning`'s tests).
 pub const XOXODAY_RATE_WINDOW: Var = var(
     "XOXODAY_RATE_WINDOW",
     "65s",
-    "Window of the shared rate limits (start-up refuses less than 60s)",
+    "Window of the shared rate limits (start-up refuses less than 65s)",
 );
 /// The test-only switch for a shorter window.
 pub const XOXODAY_ALLOW_SHORT_RATE_WINDOW: Var = no_default(
     "XOXODAY_ALLOW_SHORT_RATE_WINDOW",
-    "`1` or `true` accepts a rate window under 60s (tests only; unset: refused)",
+    "`1` or `true` accepts a rate window under 65s (tests only; unset: refused)",
 );
 /// Least time between two getBalance reads over all replicas.
 pub const XOXODAY_PROBE_INTERVAL: Var = var(

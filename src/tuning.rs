@@ -18,8 +18,29 @@ use crate::{
     },
 };
 
-/// The shortest `XOXODAY_RATE_WINDOW` outside tests: Xoxoday's own window.
-pub const MIN_RATE_WINDOW: Duration = Duration::from_secs(60);
+/// Xoxoday's own window: it counts calls per minute.
+pub const UPSTREAM_MINUTE: Duration = Duration::from_secs(60);
+
+/// The shortest `XOXODAY_RATE_WINDOW` outside tests: Xoxoday's minute, the
+/// connect ([`crate::xoxoday::CONNECT_TIMEOUT`], 4 s) and 1 s from the
+/// slot's stamp to the send ([`send_margin`]).
+pub const MIN_RATE_WINDOW: Duration = Duration::from_secs(65);
+
+/// How long after its slot's stamp a call may still be sent: what a window
+/// leaves beyond Xoxoday's minute and the connect. Two calls stamped a
+/// window apart then never reach Xoxoday within one minute of each other
+/// (the proof is in migration 0044). A call found older than this when it
+/// is due to go out is not sent (its order waits for another slot).
+///
+/// `None` for a window under [`MIN_RATE_WINDOW`], which only the test switch
+/// admits: such a window does not model Xoxoday's minute, so there is no
+/// margin to keep.
+pub fn send_margin(window: Duration) -> Option<Duration> {
+    if window < MIN_RATE_WINDOW {
+        return None;
+    }
+    window.checked_sub(UPSTREAM_MINUTE + crate::xoxoday::CONNECT_TIMEOUT)
+}
 
 /// `XOXODAY_ALLOW_SHORT_RATE_WINDOW=1` (or `true`): the test-only switch.
 fn allows_short_window(env: &Env) -> bool {
@@ -104,7 +125,8 @@ impl Tuning {
         } else {
             (
                 MIN_RATE_WINDOW,
-                "at least 60s: Xoxoday counts calls per minute \
+                "at least 65s: Xoxoday counts calls per minute, and a call may take 4s \
+                 to connect and 1s from its slot to its send \
                  (XOXODAY_ALLOW_SHORT_RATE_WINDOW=1 allows less, for tests only)",
             )
         };
@@ -153,8 +175,8 @@ mod tests {
 
     use super::*;
 
-    /// Clock and network jitter allowed for beyond the connect.
-    const JITTER: Duration = Duration::from_secs(1);
+    /// Time allowed from a slot's stamp to its send, beyond the connect.
+    const SEND: Duration = Duration::from_secs(1);
 
     #[test]
     fn every_default_parses_and_passes_validation() {
@@ -167,8 +189,24 @@ mod tests {
     }
 
     #[test]
-    fn the_default_window_covers_a_minute_the_connect_and_jitter() {
+    fn the_default_window_covers_a_minute_the_connect_and_the_send() {
         let t = Tuning::from_env(&Env::from_map(HashMap::new())).unwrap();
-        assert!(t.rate_window >= MIN_RATE_WINDOW + crate::xoxoday::CONNECT_TIMEOUT + JITTER);
+        assert!(t.rate_window >= UPSTREAM_MINUTE + crate::xoxoday::CONNECT_TIMEOUT + SEND);
+        assert_eq!(send_margin(t.rate_window), Some(SEND));
+    }
+
+    #[test]
+    fn the_send_margin_is_what_the_window_leaves_beyond_the_minute_and_the_connect() {
+        assert_eq!(
+            send_margin(Duration::from_secs(90)),
+            Some(Duration::from_secs(26))
+        );
+        assert_eq!(
+            send_margin(Duration::from_millis(65_500)),
+            Some(Duration::from_millis(1_500))
+        );
+        // Test windows (the switch) keep no margin: they model no minute.
+        assert_eq!(send_margin(Duration::from_secs(8)), None);
+        assert_eq!(send_margin(Duration::from_millis(64_999)), None);
     }
 }

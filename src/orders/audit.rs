@@ -57,6 +57,29 @@ pub fn end_of(cipher: &Cipher, exchange_id: Uuid, ex: &Exchange, outcome: &str) 
     }
 }
 
+/// The audit row's end for a call that was never sent (its rate slot grew
+/// too old first, [`crate::tuning::send_margin`]): no headers, no answer,
+/// outcome `not_sent`, which [`crate::store::proof`] counts as a call that
+/// cannot have created an order.
+pub fn not_sent(operation: &str, why: String) -> ExchangeEnd {
+    crate::metrics::observe_upstream(operation, NOT_SENT, std::time::Duration::ZERO);
+    ExchangeEnd {
+        request_headers: serde_json::Value::Null,
+        started_at: None,
+        duration_ms: 0,
+        response_status: None,
+        response_headers: None,
+        body_redacted: None,
+        body_encrypted: None,
+        key_id: None,
+        error: Some(why),
+        outcome: NOT_SENT.to_owned(),
+    }
+}
+
+/// The outcome of a call that was never sent.
+pub const NOT_SENT: &str = "not_sent";
+
 /// Associated data of a sealed response body.
 pub fn aad(exchange_id: Uuid) -> String {
     format!("exchange:{exchange_id}:response_body")

@@ -14,6 +14,7 @@ use secrecy::SecretString;
 use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
     task::JoinHandle,
+    time::Instant,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{Instrument as _, info, info_span, warn};
@@ -21,7 +22,7 @@ use uuid::Uuid;
 
 use super::{
     AccessTokens, DispatchSettings, UpstreamLimits, audit, holds,
-    limits::SpentBudget,
+    limits::{SlotTooOld, SpentBudget},
     outcome,
     worker::{Pace, Wakes, run_worker},
 };
@@ -164,6 +165,8 @@ impl Dispatcher {
         let slot = self.slot_ask(Operation::PlaceOrder);
         // Wait here, not on a pooled connection, while the lock is busy.
         let waiting = self.slot_waiters.acquire().await;
+        // The statement stamps the slot with a clock read under the lock.
+        let stamped_after = Instant::now();
         let begun = self
             .store
             .begin_place_attempt(order.id, lease, self.settings.lease, start, slot)
@@ -195,13 +198,15 @@ impl Dispatcher {
             exchange_id,
             token,
             attempt,
+            stamped_after,
         };
         self.send_begun(order, begun).await
     }
 
     /// Sends an attempt whose exchange row, slot and lease are committed,
     /// and writes its result back under the lease. The caller renews the
-    /// lease while this runs.
+    /// lease while this runs. An attempt whose slot is older than the send
+    /// margin is not sent ([`Self::not_sent`]).
     async fn send_begun(&self, order: &Order, begun: Begun) -> StoreResult<Option<Written>> {
         let Begun {
             lease,
@@ -209,7 +214,11 @@ impl Dispatcher {
             exchange_id,
             token,
             attempt,
+            stamped_after,
         } = begun;
+        if let Some(old) = self.slot_too_old(stamped_after) {
+            return self.not_sent(order.id, lease, exchange_id, old).await;
+        }
         let result = self.xoxoday.place_order(call, &token).await;
         let label = outcome::label(&result.outcome);
         info!(
@@ -268,6 +277,39 @@ impl Dispatcher {
         Ok(written.map(|order| Written { order, vouchers }))
     }
 
+    /// The attempt's slot is older than the send margin (a stall between the
+    /// stamp and the send: a slow commit, a paused process): sent now, the
+    /// call might reach Xoxoday in a minute that is already full. So it is
+    /// not sent: its exchange row is completed as `not_sent`, and the order
+    /// goes back to `accepted`, due at once, the attempt not counted (the
+    /// write-back of a deferred answer). The slot is wasted, never overspent.
+    async fn not_sent(
+        &self,
+        id: OrderId,
+        lease: Uuid,
+        exchange_id: Uuid,
+        old: SlotTooOld,
+    ) -> StoreResult<Option<Written>> {
+        old.warn(Operation::PlaceOrder);
+        let end = audit::not_sent(Operation::PlaceOrder.as_str(), old.why());
+        let next = PlaceResult::Deferred {
+            reason: "placeOrder was not sent (its rate slot grew too old); no order was created"
+                .into(),
+            retry_in: Duration::ZERO,
+        };
+        let written = self
+            .with_retries(|| {
+                self.store
+                    .record_place_result(id, lease, exchange_id, &end, &next)
+            })
+            .await?;
+        self.wakes.dispatcher().notify_one();
+        Ok(written.map(|order| Written {
+            order,
+            vouchers: Vec::new(),
+        }))
+    }
+
     /// A placeOrder found no slot: counted, and this replica claims nothing
     /// more until one may be free (at most a poll interval).
     fn no_slot(&self, wait: Duration) {
@@ -288,6 +330,8 @@ impl Dispatcher {
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             return Ticket::Busy;
         };
+        // Before a stocked slot is handed out: its send margin runs from then.
+        let token = self.tokens.access_token().await;
         let (block_waiter, stocked) = match self
             .fresh_slots
             .take_stocked(self.slot_ask(Operation::PlaceOrder))
@@ -320,8 +364,9 @@ impl Dispatcher {
             stocked,
             lease: Uuid::new_v4(),
             exchange_id: Uuid::now_v7(),
-            token: self.tokens.access_token().await,
+            token,
             call,
+            ready_at: Instant::now(),
         }))
     }
 
@@ -352,7 +397,13 @@ impl Dispatcher {
     ) -> Option<Written> {
         ticket.insert_done();
         match (fresh, ticket) {
-            (Fresh::Send(attempt), Ticket::Ready(t)) => {
+            (
+                Fresh::Send {
+                    attempt,
+                    stamped_after,
+                },
+                Ticket::Ready(t),
+            ) => {
                 let _permit = t.permit;
                 let begun = Begun {
                     lease: t.lease,
@@ -360,6 +411,7 @@ impl Dispatcher {
                     exchange_id: t.exchange_id,
                     token: t.token,
                     attempt,
+                    stamped_after,
                 };
                 let sent = self.send_begun(&order, begun);
                 self.with_heartbeat(order.id, t.lease, sent)
@@ -398,8 +450,12 @@ impl Dispatcher {
             return None;
         }
         warn!("the intake commit went through although its reply was lost; sending now");
-        let attempt = row.attempts;
-        self.start_fresh(row, Fresh::Send(attempt), ticket).await
+        let fresh = Fresh::Send {
+            attempt: row.attempts,
+            // Both come before any slot the insert may have been granted.
+            stamped_after: t.stocked.as_ref().map_or(t.ready_at, Stocked::handed),
+        };
+        self.start_fresh(row, fresh, ticket).await
     }
 
     /// One background pass: expire dead leases, claim due orders, place them
@@ -528,7 +584,7 @@ impl Ticket {
             start: audit::start_of(t.exchange_id, &t.call),
             slot: d.slot_ask(Operation::PlaceOrder),
             slots: &d.fresh_slots,
-            stocked: t.stocked.is_some(),
+            stocked: t.stocked.as_ref().map(Stocked::handed),
         })
     }
 }
@@ -544,6 +600,8 @@ pub(crate) struct FreshTicket {
     exchange_id: Uuid,
     token: SecretString,
     call: PreparedCall,
+    /// Made ready, before the insert: earlier than any block it is granted.
+    ready_at: Instant,
 }
 
 /// An attempt ready to send: exchange row, slot and lease committed.
@@ -553,6 +611,8 @@ struct Begun {
     exchange_id: Uuid,
     token: SecretString,
     attempt: i32,
+    /// No later than the slot's stamp.
+    stamped_after: Instant,
 }
 
 fn awaits_check(order: &Order) -> bool {

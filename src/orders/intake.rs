@@ -108,7 +108,7 @@ impl Intake {
         let (row, vouchers) = match gate {
             Gate::Created(row, fresh) => {
                 info!(order.id = %row.id, po_number = %row.po_number, "order stored");
-                let sent = matches!(fresh, Fresh::Send(_));
+                let sent = matches!(fresh, Fresh::Send { .. });
                 let done = self.wait_for_placement(row, sent, placed, deadline).await?;
                 return Ok(IntakeOutcome::Created(match done {
                     Ok(w) => self.queries.view_with(w.order, &w.vouchers)?,

@@ -60,6 +60,42 @@ impl SpentBudget {
     }
 }
 
+/// A rate slot older than the send margin when its call was due to go out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SlotTooOld {
+    age: Duration,
+    margin: Duration,
+}
+
+impl SlotTooOld {
+    /// Whether a slot of a `window` budget, stamped no earlier than
+    /// `stamped_after`, is older than the window's send margin now.
+    pub(crate) fn check(window: Duration, stamped_after: tokio::time::Instant) -> Option<Self> {
+        let margin = crate::tuning::send_margin(window)?;
+        let age = stamped_after.elapsed();
+        (age > margin).then_some(Self { age, margin })
+    }
+
+    /// What the audit row and the log say.
+    pub(crate) fn why(&self) -> String {
+        format!(
+            "not sent: its rate slot was {} ms old, more than the {} ms a call may wait",
+            self.age.as_millis(),
+            self.margin.as_millis()
+        )
+    }
+
+    /// Logged once where the call was dropped.
+    pub(crate) fn warn(&self, operation: Operation) {
+        warn!(
+            operation = operation.as_str(),
+            slot_age_ms = self.age.as_millis() as u64,
+            margin_ms = self.margin.as_millis() as u64,
+            "call not sent: its rate slot is older than the send margin"
+        );
+    }
+}
+
 impl Dispatcher {
     /// `op`'s shared budget, for the store to take one slot of it in the
     /// same transaction as the exchange row (`begin_place_attempt`,
@@ -74,6 +110,14 @@ impl Dispatcher {
             per_minute,
             window: self.upstream().rate_window,
         }
+    }
+
+    /// Whether a call whose slot was stamped no earlier than `stamped_after`
+    /// may no longer be sent: it is older than the window's send margin
+    /// ([`crate::tuning::send_margin`]). Such a call is recorded `not_sent`
+    /// and asked again with a new slot.
+    pub(crate) fn slot_too_old(&self, stamped_after: tokio::time::Instant) -> Option<SlotTooOld> {
+        SlotTooOld::check(self.upstream().rate_window, stamped_after)
     }
 
     /// A call that found no slot: counted in the metrics.

@@ -242,6 +242,8 @@ impl Reconciler {
         let tok = self.dispatcher.tokens().access_token().await;
         let slot = self.dispatcher.slot_ask(Operation::GetOrderDetails);
         let start = audit::start_of(exchange_id, &call);
+        // The statement stamps the slot with a clock read under the lock.
+        let stamped_after = tokio::time::Instant::now();
         match self
             .dispatcher
             .store()
@@ -260,6 +262,24 @@ impl Reconciler {
                 return self.finish(c, end).await;
             }
             Begin::LeaseLost | Begin::Hooked => return Ok(()),
+        }
+        if let Some(old) = self.dispatcher.slot_too_old(stamped_after) {
+            // Never sent: look again at once, with a new slot.
+            old.warn(Operation::GetOrderDetails);
+            let audit_end = audit::not_sent(Operation::GetOrderDetails.as_str(), old.why());
+            let end = CheckEnd::Retry {
+                delay: Duration::ZERO,
+                reason: old.why(),
+                counted: false,
+            };
+            self.dispatcher
+                .with_retries(|| {
+                    self.dispatcher
+                        .store()
+                        .finish_check(c, Some((exchange_id, &audit_end)), &end)
+                })
+                .await?;
+            return Ok(());
         }
         let result = self
             .dispatcher

@@ -14,7 +14,7 @@ use std::{sync::Arc, time::Duration};
 use tracing::info;
 use uuid::Uuid;
 
-use super::{AccessTokens, DispatchSettings, audit, outcome};
+use super::{AccessTokens, DispatchSettings, audit, limits::SlotTooOld, outcome};
 use crate::{
     crypto::Cipher,
     domain::{Order, OrderStatus},
@@ -25,7 +25,7 @@ use crate::{
         reconcile::{CheckEnd, CheckRow},
         review::{Claim, OperatorEnd},
     },
-    xoxoday::{LookupOutcome, XoxodayApi},
+    xoxoday::{LookupOutcome, Operation, XoxodayApi},
 };
 
 /// Longest an operator action waits for a getOrderDetails slot.
@@ -200,14 +200,18 @@ impl Operator {
         let call = self.xoxoday.prepare_order_details(&order.po_number);
         let exchange_id = Uuid::now_v7();
         let mut waited = Duration::ZERO;
-        loop {
+        // Read before the slot is taken: its send margin runs from then.
+        let tok = self.tokens.access_token().await;
+        let stamped_after = loop {
             let start = audit::start_of(exchange_id, &call);
+            // The statement stamps the slot with a clock read under the lock.
+            let stamped_after = tokio::time::Instant::now();
             match self
                 .store
                 .begin_lookup(order.id, token, start, self.details)
                 .await?
             {
-                Begin::Send(_) => break,
+                Begin::Send(_) => break stamped_after,
                 Begin::NoSlot(wait) if waited + wait <= MOST_WAIT => {
                     eprintln!(
                         "waiting {}s for the shared getOrderDetails budget",
@@ -226,8 +230,25 @@ impl Operator {
                     return Ok(Outcome::Refused("the order was claimed meanwhile".into()));
                 }
             }
+        };
+        if let Some(old) = SlotTooOld::check(self.details.window, stamped_after) {
+            old.warn(Operation::GetOrderDetails);
+            let end = audit::not_sent(Operation::GetOrderDetails.as_str(), old.why());
+            let note = format!("{}: getOrderDetails {}", action.name(), old.why());
+            self.store
+                .finish_operator_action(
+                    c,
+                    Some((exchange_id, &end)),
+                    &OperatorEnd::Keep,
+                    actor,
+                    &note,
+                )
+                .await?;
+            return Ok(Outcome::Unreachable(format!(
+                "getOrderDetails was {}; run the action again",
+                old.why()
+            )));
         }
-        let tok = self.tokens.access_token().await;
         let result = self.xoxoday.get_order_details(call, &tok).await;
         let label = result.outcome.label();
         info!(

@@ -6,6 +6,7 @@
 use super::status::{ACCEPTED, PLACING, RECONCILING};
 use const_format::formatcp;
 use std::time::Duration;
+use tokio::time::Instant;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -98,8 +99,8 @@ pub struct FreshSend<'a> {
     pub slot: SlotAsk,
     /// Where the slot is taken.
     pub slots: &'a SlotBlocks,
-    /// A slot already taken from the stock for this order: no block.
-    pub stocked: bool,
+    /// When a slot was taken from the stock for this order (then no block).
+    pub stocked: Option<Instant>,
 }
 
 /// What became of the first send a new order asked for.
@@ -112,7 +113,12 @@ pub enum Fresh {
     NoSlot(Duration),
     /// The order is `placing` under the given lease, attempt 1 counted, its
     /// exchange row written and its slot taken, all committed: send now.
-    Send(i32),
+    Send {
+        /// The attempt's number.
+        attempt: i32,
+        /// No later than the slot's stamp: the send margin counts from here.
+        stamped_after: Instant,
+    },
 }
 
 /// A voucher's columns next to its order's (null for none).
@@ -229,13 +235,12 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let gate = match gate(&mut *tx, caller, key, id, po, new).await? {
             Gate::Created(row, _) => {
-                let taken = if send.stocked {
-                    Taken::Granted
-                } else {
-                    send.slots.take(send.slot).await
+                let taken = match send.stocked {
+                    Some(handed) => Taken::Granted(handed),
+                    None => send.slots.take(send.slot).await,
                 };
                 let fresh = match taken {
-                    Taken::Granted => begin_granted(&mut tx, id, send).await?,
+                    Taken::Granted(at) => begin_granted(&mut tx, id, send, at).await?,
                     Taken::Wait(wait) => Fresh::NoSlot(wait),
                     Taken::Busy => Fresh::NotAsked,
                 };
@@ -509,6 +514,7 @@ async fn begin_granted(
     tx: &mut sqlx::PgConnection,
     id: OrderId,
     send: &FreshSend<'_>,
+    stamped_after: Instant,
 ) -> StoreResult<Fresh> {
     let attempt: Option<i32> =
         sqlx::query_scalar("select begin_granted_place($1, $2, $3, $4, $5, $6, $7, $8)")
@@ -522,5 +528,8 @@ async fn begin_granted(
             .bind(&send.start.request_body)
             .fetch_one(tx)
             .await?;
-    Ok(attempt.map_or(Fresh::NotAsked, Fresh::Send))
+    Ok(attempt.map_or(Fresh::NotAsked, |attempt| Fresh::Send {
+        attempt,
+        stamped_after,
+    }))
 }

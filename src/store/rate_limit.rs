@@ -180,8 +180,10 @@ const BLOCK_DEADLINE: Duration = Duration::from_millis(1250);
 /// What [`SlotBlocks::take`] got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Taken {
-    /// A slot is counted for this call: send it now.
-    Granted,
+    /// A slot is counted for this call: send it now, and not later than
+    /// the send margin after this instant, which is no later than the
+    /// slot's stamp ([`crate::tuning::send_margin`]).
+    Granted(Instant),
     /// No budget (or a pause); a slot may free after this long.
     Wait(Duration),
     /// The lock was busy or the database did not answer: nothing taken.
@@ -249,8 +251,8 @@ impl SlotBlocks {
     /// database does (a grant that comes later is a wasted slot, never an
     /// overspent one).
     pub async fn take(&self, ask: SlotAsk) -> Taken {
-        if self.take_stocked(ask).is_some() {
-            return Taken::Granted;
+        if let Some(slot) = self.take_stocked(ask) {
+            return Taken::Granted(slot.handed);
         }
         self.demand.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
@@ -287,6 +289,15 @@ impl SlotBlocks {
 pub struct Stocked {
     ask: SlotAsk,
     until: Instant,
+    handed: Instant,
+}
+
+impl Stocked {
+    /// When it was handed out: before its row's stamp, which is the end of
+    /// the quarter second it was taken for.
+    pub fn handed(&self) -> Instant {
+        self.handed
+    }
 }
 
 impl SlotBlocks {
@@ -295,11 +306,12 @@ impl SlotBlocks {
     pub fn take_stocked(&self, ask: SlotAsk) -> Option<Stocked> {
         let mut stock = lock(&self.stock);
         let until = stock.until?;
-        if !stock.hand_out(ask, Instant::now()) {
+        let handed = Instant::now();
+        if !stock.hand_out(ask, handed) {
             return None;
         }
         self.demand.fetch_add(1, Ordering::Relaxed);
-        Some(Stocked { ask, until })
+        Some(Stocked { ask, until, handed })
     }
 
     /// Forgets the slots taken ahead: they are wasted, never sent (a pause
@@ -371,7 +383,7 @@ impl BlockTask {
                     served += 1;
                 }
                 for reply in batch.drain(..served) {
-                    let _ = reply.send(Taken::Granted);
+                    let _ = reply.send(Taken::Granted(sent));
                 }
                 stock.left > 0 && stock.until.is_some_and(|until| sent < until)
             };
@@ -411,7 +423,12 @@ impl BlockTask {
                 }
             };
             for (i, reply) in batch.into_iter().enumerate() {
-                let _ = reply.send(if i < granted { Taken::Granted } else { rest });
+                // `sent` was read before the statement, so before its stamp.
+                let _ = reply.send(if i < granted {
+                    Taken::Granted(sent)
+                } else {
+                    rest
+                });
             }
         }
     }

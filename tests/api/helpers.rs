@@ -308,6 +308,12 @@ impl TestApp {
         &self._db.url
     }
 
+    /// Stops this gateway (server and workers); the emulator and the
+    /// database stay, for replicas the test starts itself.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
     /// Drops the test database under the running app (outage tests).
     pub async fn drop_database(&self) {
         TestDb::drop_now(&self._db.server, &self._db.name).await;

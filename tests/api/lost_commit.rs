@@ -1,12 +1,15 @@
-//! A COMMIT that reaches Postgres but whose reply never comes back: the
-//! intake cannot tell whether its order was stored. A TCP proxy between a
-//! replica and Postgres forwards the intake transaction's COMMIT, waits for
-//! Postgres to answer it, and then drops both sides without passing the
-//! answer on.
+//! A COMMIT that reaches Postgres but whose reply never comes back (the
+//! intake cannot tell whether its order was stored), or comes back late (the
+//! rate slot it took is old by the time the call could go out). A TCP proxy
+//! between a replica and Postgres forwards the COMMIT of the first
+//! transaction that carries a given statement (the intake's gate, a
+//! lookup's audit row), waits for Postgres to answer it, and then drops both
+//! sides without passing the answer on, or passes it on after a pause.
 
 use std::{
+    net::SocketAddr,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -14,6 +17,7 @@ use std::{
 
 use order_gateway::{
     config::{Env, ServeConfig},
+    emulator::{Fault as EmuFault, FaultOp},
     startup::Application,
 };
 use serde_json::Value;
@@ -23,15 +27,37 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{Options, assert_problem, env_pairs, new_key, order_body, spawn_app};
+use crate::{
+    helpers::{
+        Options, TestApp, assert_problem, env_pairs, new_key, order_body, spawn_app, spawn_app_with,
+    },
+    ledger::{fast, wait_all_settled},
+};
 
 /// The gate statement's text (`store::orders::gate`): a transaction that
 /// carries it is an intake transaction.
 const GATE: &[u8] = b"insert into orders (order_id, caller_id, idempotency_key";
 
-/// Forwards connections to `target`; while `armed`, the first intake
-/// transaction's COMMIT reply is swallowed and its connection dropped.
-async fn start_proxy(target: String, armed: Arc<AtomicBool>) -> u16 {
+/// The end of a lookup's audit insert (`Store::begin_lookup`): a
+/// transaction that carries it takes a getOrderDetails slot.
+const LOOKUP: &[u8] = b"returning coalesce(attempt, 0)";
+
+/// What the proxy does to a COMMIT reply.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// Never passed on; the connection is dropped.
+    Lost,
+    /// Passed on after this pause.
+    Late(Duration),
+}
+
+/// The fault for the COMMIT of the next transaction that carries the
+/// statement text; taken (`None` again) by it.
+type Armed = Arc<Mutex<Option<(&'static [u8], Fault)>>>;
+
+/// Forwards connections to `target`; while `armed`, the first COMMIT reply
+/// of a transaction with the armed statement suffers the fault.
+async fn start_proxy(target: String, armed: Armed) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -46,13 +72,15 @@ async fn start_proxy(target: String, armed: Arc<AtomicBool>) -> u16 {
 
 /// One connection. Frontend messages after the startup packet are a type
 /// byte, a big-endian length (itself included) and a payload.
-async fn relay(client: TcpStream, server: TcpStream, armed: Arc<AtomicBool>) {
+async fn relay(client: TcpStream, server: TcpStream, armed: Armed) {
     let (mut from_client, mut to_client) = client.into_split();
     let (mut from_server, mut to_server) = server.into_split();
     let lost = Arc::new(tokio::sync::Notify::new());
     let swallow = Arc::new(AtomicBool::new(false));
+    // The pause before passing on the next reply (the COMMIT's).
+    let late = Arc::new(Mutex::new(None::<Duration>));
     let upstream = {
-        let (lost, swallow) = (lost.clone(), swallow.clone());
+        let (lost, swallow, late) = (lost.clone(), swallow.clone(), late.clone());
         tokio::spawn(async move {
             let mut len = [0u8; 4];
             from_client.read_exact(&mut len).await?;
@@ -60,27 +88,36 @@ async fn relay(client: TcpStream, server: TcpStream, armed: Arc<AtomicBool>) {
             from_client.read_exact(&mut startup).await?;
             to_server.write_all(&len).await?;
             to_server.write_all(&startup).await?;
-            let mut in_intake = false;
+            let mut seen = Vec::<&[u8]>::new();
             loop {
                 let mut head = [0u8; 5];
                 from_client.read_exact(&mut head).await?;
                 let n = u32::from_be_bytes(head[1..5].try_into().unwrap()) as usize - 4;
                 let mut body = vec![0u8; n];
                 from_client.read_exact(&mut body).await?;
-                if body.windows(GATE.len()).any(|w| w == GATE) {
-                    in_intake = true;
+                for text in [GATE, LOOKUP] {
+                    if body.windows(text.len()).any(|w| w == text) {
+                        seen.push(text);
+                    }
                 }
                 let is_end = head[0] == b'Q'
                     && (body.starts_with(b"COMMIT") || body.starts_with(b"ROLLBACK"));
-                if is_end
-                    && in_intake
-                    && body.starts_with(b"COMMIT")
-                    && armed.swap(false, Ordering::SeqCst)
-                {
-                    swallow.store(true, Ordering::SeqCst);
+                if is_end && body.starts_with(b"COMMIT") {
+                    // Set before the COMMIT goes on, so before its reply.
+                    let mut armed = armed.lock().unwrap();
+                    match *armed {
+                        Some((text, fault)) if seen.contains(&text) => {
+                            *armed = None;
+                            match fault {
+                                Fault::Lost => swallow.store(true, Ordering::SeqCst),
+                                Fault::Late(pause) => *late.lock().unwrap() = Some(pause),
+                            }
+                        }
+                        _ => {}
+                    }
                 }
                 if is_end {
-                    in_intake = false;
+                    seen.clear();
                 }
                 to_server.write_all(&head).await?;
                 to_server.write_all(&body).await?;
@@ -103,6 +140,12 @@ async fn relay(client: TcpStream, server: TcpStream, armed: Arc<AtomicBool>) {
             lost.notify_one();
             break;
         }
+        let pause = late.lock().unwrap().take();
+        if let Some(pause) = pause {
+            // Postgres answered the COMMIT: the order is stored, and its
+            // slot stamped; the replica learns it only now.
+            tokio::time::sleep(pause).await;
+        }
         if to_client.write_all(&buf[..n]).await.is_err() {
             break;
         }
@@ -113,41 +156,19 @@ async fn relay(client: TcpStream, server: TcpStream, armed: Arc<AtomicBool>) {
 #[tokio::test]
 async fn an_intake_whose_commit_reply_is_lost_places_its_order_once_without_waiting_for_the_lease()
 {
-    // Arrange: a replica whose database connections go through the proxy
-    // (no statement cache, so every statement's text crosses it).
+    // Arrange
     let app = spawn_app().await;
-    let armed = Arc::new(AtomicBool::new(false));
-    let url = url::Url::parse(app.db_url()).unwrap();
-    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
-    let port = start_proxy(target, armed.clone()).await;
-    let mut via = url.clone();
-    via.set_port(Some(port)).unwrap();
-    via.set_query(Some("sslmode=disable&statement-cache-capacity=0"));
-    let mut pairs = env_pairs(app.db_url(), &app.emulator.base_url(), &Options::default());
-    pairs.insert("DATABASE_URL".into(), via.to_string());
-    let replica = Application::build(ServeConfig::from_env(&Env::from_map(pairs)).unwrap())
-        .await
-        .unwrap();
-    let addr = replica.local_addr();
-    let stop = CancellationToken::new();
-    tokio::spawn(replica.run(stop.clone()));
-    let post = |key: String| {
-        app.http
-            .post(format!("http://{addr}/v1/orders"))
-            .bearer_auth(&app.api_key)
-            .header("Idempotency-Key", key)
-            .json(&order_body())
-            .send()
-    };
+    let (addr, armed, stop) = replica_behind_proxy(&app, &Options::default()).await;
+    let post = |key: String| post_via(&app, addr, key);
     // Warm the replica's first slot block and connections.
     assert_eq!(post(new_key()).await.unwrap().status(), 201);
 
     // Act: the next intake's COMMIT reaches Postgres; its reply is lost.
-    armed.store(true, Ordering::SeqCst);
+    *armed.lock().unwrap() = Some((GATE, Fault::Lost));
     let key = new_key();
     let resp = post(key.clone()).await.unwrap();
     assert!(
-        !armed.load(Ordering::SeqCst),
+        armed.lock().unwrap().is_none(),
         "no intake COMMIT crossed the proxy"
     );
 
@@ -189,4 +210,163 @@ async fn an_intake_whose_commit_reply_is_lost_places_its_order_once_without_wait
     assert_eq!(order["attempts"], 1);
     assert_eq!(app.count("orders").await, 2);
     stop.cancel();
+}
+
+#[tokio::test]
+async fn a_call_whose_slot_grew_older_than_the_send_margin_is_not_sent_and_its_order_is_placed_with_a_new_slot()
+ {
+    // Arrange: the default window (65 s) leaves 1 s from a slot's stamp to
+    // its send.
+    let app = spawn_app().await;
+    let (addr, armed, stop) = replica_behind_proxy(&app, &Options::default()).await;
+    let post = |key: String| post_via(&app, addr, key);
+    assert_eq!(post(new_key()).await.unwrap().status(), 201);
+
+    // Act: the intake that took the slot learns of its commit 1.5 s late.
+    *armed.lock().unwrap() = Some((GATE, Fault::Late(Duration::from_millis(1500))));
+    let key = new_key();
+    let resp = post(key.clone()).await.unwrap();
+    assert!(
+        armed.lock().unwrap().is_none(),
+        "no intake COMMIT crossed the proxy"
+    );
+    assert!(resp.status().is_success(), "{}", resp.status());
+
+    // Assert: that call never went out; the order was placed once, with a
+    // slot of its own, and its one real call is its one counted attempt.
+    let po: String = sqlx::query_scalar("select po_number from orders where idempotency_key = $1")
+        .bind(&key)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let mut status = String::new();
+    for _ in 0..50 {
+        status = app.db_status(&po).await;
+        if status == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "completed", "not placed within 5 s");
+    assert_eq!(
+        app.emulator.place_calls(&po),
+        1,
+        "placeOrder calls for {po}"
+    );
+    let exchanges: Vec<(String, Option<i32>, Option<String>)> = sqlx::query_as(
+        "select x.outcome, x.response_status, x.error from upstream_exchanges x
+           join orders o using (order_id)
+         where o.po_number = $1 and x.operation = 'place_order' order by x.created_at",
+    )
+    .bind(&po)
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(exchanges.len(), 2, "{exchanges:?}");
+    let (outcome, status, error) = &exchanges[0];
+    assert_eq!(
+        (outcome.as_str(), *status),
+        ("not_sent", None),
+        "{exchanges:?}"
+    );
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains("rate slot")),
+        "{exchanges:?}"
+    );
+    assert_eq!(exchanges[1].1, Some(200), "{exchanges:?}");
+    let again = post(key).await.unwrap();
+    assert_eq!(again.status(), 200);
+    let order: Value = again.json().await.unwrap();
+    assert_eq!(order["attempts"], 1);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_lookup_whose_slot_grew_older_than_the_send_margin_is_not_sent_and_is_asked_again() {
+    // Arrange: only the replica behind the proxy works the orders; its
+    // first placeOrder creates the order but answers 500 (outcome unknown).
+    let app = spawn_app_with(fast(&[])).await;
+    app.stop();
+    let (addr, armed, stop) = replica_behind_proxy(&app, &fast(&[])).await;
+    *armed.lock().unwrap() = Some((LOOKUP, Fault::Late(Duration::from_millis(1500))));
+    app.emulator.push_fault(
+        FaultOp::PlaceOrder,
+        EmuFault::ErrorAfterCreate { status: 500 },
+    );
+
+    // Act
+    let key = new_key();
+    let resp = post_via(&app, addr, key.clone()).await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    wait_all_settled(&app.db, Duration::from_secs(30)).await;
+
+    // Assert: the first lookup learned of its slot 1.5 s late and was not
+    // sent; the next one found the order, which was never placed again.
+    assert!(
+        armed.lock().unwrap().is_none(),
+        "no lookup COMMIT crossed the proxy"
+    );
+    let po: String = sqlx::query_scalar("select po_number from orders where idempotency_key = $1")
+        .bind(&key)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(app.db_status(&po).await, "completed");
+    assert_eq!(app.emulator.place_calls(&po), 1);
+    let lookups: Vec<(String, Option<i32>)> = sqlx::query_as(
+        "select x.outcome, x.response_status from upstream_exchanges x
+           join orders o using (order_id)
+         where o.po_number = $1 and x.operation = 'get_order_details' order by x.created_at",
+    )
+    .bind(&po)
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        lookups.first(),
+        Some(&("not_sent".to_owned(), None)),
+        "{lookups:?}"
+    );
+    assert_eq!(lookups.get(1).and_then(|l| l.1), Some(200), "{lookups:?}");
+    stop.cancel();
+}
+
+/// A replica of `app` whose database connections go through a proxy (no
+/// statement cache, so every statement's text crosses it); the proxy's
+/// fault switch; the replica's stop.
+async fn replica_behind_proxy(
+    app: &TestApp,
+    opts: &Options,
+) -> (SocketAddr, Armed, CancellationToken) {
+    let armed = Armed::default();
+    let url = url::Url::parse(app.db_url()).unwrap();
+    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let port = start_proxy(target, armed.clone()).await;
+    let mut via = url.clone();
+    via.set_port(Some(port)).unwrap();
+    via.set_query(Some("sslmode=disable&statement-cache-capacity=0"));
+    let mut pairs = env_pairs(app.db_url(), &app.emulator.base_url(), opts);
+    pairs.insert("DATABASE_URL".into(), via.to_string());
+    let replica = Application::build(ServeConfig::from_env(&Env::from_map(pairs)).unwrap())
+        .await
+        .unwrap();
+    let addr = replica.local_addr();
+    let stop = CancellationToken::new();
+    tokio::spawn(replica.run(stop.clone()));
+    (addr, armed, stop)
+}
+
+/// `POST /v1/orders` to the replica at `addr` with `app`'s key.
+async fn post_via(
+    app: &TestApp,
+    addr: SocketAddr,
+    key: String,
+) -> reqwest::Result<reqwest::Response> {
+    app.http
+        .post(format!("http://{addr}/v1/orders"))
+        .bearer_auth(&app.api_key)
+        .header("Idempotency-Key", key)
+        .json(&order_body())
+        .send()
+        .await
 }

@@ -437,7 +437,7 @@ async fn blocks_and_single_slots_together_never_exceed_the_budget() {
     let mut granted = 0;
     for a in asks {
         match a.await.unwrap() {
-            Taken::Granted => granted += 1,
+            Taken::Granted(_) => granted += 1,
             Taken::Wait(w) => assert!(w <= Duration::from_secs(60)),
             Taken::Busy => panic!("the lock was held 100 ms, less than a block waits"),
         }
@@ -520,7 +520,7 @@ async fn a_stream_of_asks_takes_slots_ahead_and_never_exceeds_the_budget() {
             let start = tokio::time::Instant::now();
             while asked < 300 || start.elapsed() < Duration::from_secs(1) {
                 asked += 1;
-                if blocks.take(ask).await == Taken::Granted {
+                if matches!(blocks.take(ask).await, Taken::Granted(_)) {
                     granted += 1;
                 }
             }
@@ -560,11 +560,11 @@ async fn two_quick_asks_take_nothing_ahead() {
         per_minute: 100,
         window: Duration::from_secs(65),
     };
-    assert_eq!(blocks.take(ask).await, Taken::Granted);
+    assert!(matches!(blocks.take(ask).await, Taken::Granted(_)));
     tokio::time::sleep(Duration::from_secs(1)).await;
     // Two orders, back to back (e.g. two callers a few ms apart).
-    assert_eq!(blocks.take(ask).await, Taken::Granted);
-    assert_eq!(blocks.take(ask).await, Taken::Granted);
+    assert!(matches!(blocks.take(ask).await, Taken::Granted(_)));
+    assert!(matches!(blocks.take(ask).await, Taken::Granted(_)));
     tokio::time::sleep(Duration::from_millis(300)).await; // the stock expires unused
     let slots = app.slots_taken("rev_trickle").await;
     assert!(
@@ -583,16 +583,16 @@ async fn a_trickle_gets_no_slot_during_a_pause() {
         per_minute: 1000,
         window: Duration::from_secs(65),
     };
-    assert_eq!(blocks.take(ask).await, Taken::Granted);
+    assert!(matches!(blocks.take(ask).await, Taken::Granted(_)));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(blocks.take(ask).await, Taken::Granted);
-    assert_eq!(blocks.take(ask).await, Taken::Granted); // takes a stock
+    assert!(matches!(blocks.take(ask).await, Taken::Granted(_)));
+    assert!(matches!(blocks.take(ask).await, Taken::Granted(_))); // takes a stock
     order_gateway::store::rate_limit::pause(&app.db, "rev_pause", Duration::from_secs(60), "429")
         .await
         .unwrap();
     let mut granted_while_paused = 0;
     for _ in 0..20 {
-        if blocks.take(ask).await == Taken::Granted {
+        if matches!(blocks.take(ask).await, Taken::Granted(_)) {
             granted_while_paused += 1;
         }
     }
@@ -620,7 +620,7 @@ async fn concurrent_asks_waste_little() {
         async move {
             let mut granted = 0i64;
             for _ in 0..150 {
-                if blocks.take(ask).await == Taken::Granted {
+                if matches!(blocks.take(ask).await, Taken::Granted(_)) {
                     granted += 1;
                 }
                 tokio::time::sleep(pace).await;
@@ -660,7 +660,7 @@ async fn a_burst_over_three_replicas_uses_the_first_window() {
         let mut refused = 0;
         while refused < 20 {
             match blocks.take(ask).await {
-                Taken::Granted => granted += 1,
+                Taken::Granted(_) => granted += 1,
                 Taken::Wait(_) => refused += 1,
                 Taken::Busy => {}
             }
@@ -699,7 +699,7 @@ async fn slots_taken_ahead_are_dropped_when_a_pause_begins() {
     // A steady stream for half a second: slots are taken ahead.
     let until = tokio::time::Instant::now() + Duration::from_millis(600);
     while tokio::time::Instant::now() < until {
-        assert_eq!(blocks.take(ask).await, Taken::Granted);
+        assert!(matches!(blocks.take(ask).await, Taken::Granted(_)));
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let (granted_rows, slots) = (
@@ -716,9 +716,9 @@ async fn slots_taken_ahead_are_dropped_when_a_pause_begins() {
         .unwrap();
     blocks.drop_stock();
     for _ in 0..20 {
-        assert_ne!(
-            blocks.take(ask).await,
-            Taken::Granted,
+        let taken = blocks.take(ask).await;
+        assert!(
+            !matches!(taken, Taken::Granted(_)),
             "a slot handed out into the pause"
         );
     }
