@@ -268,6 +268,14 @@ pub fn observe_upstream(operation: &str, outcome: &str, duration: Duration) {
         .observe(duration.as_secs_f64());
 }
 
+/// Counts one call that ended without an exchange to time (`not_sent`).
+pub fn count_upstream(operation: &str, outcome: &str) {
+    PROCESS
+        .upstream_calls
+        .with_label_values(&[label(operation), label(outcome)])
+        .inc();
+}
+
 /// Records one wait for the shared rate limit of `operation`.
 pub fn record_rate_limit_wait(operation: &str, waited: Duration) {
     let labels = [label(operation)];

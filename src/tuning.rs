@@ -22,15 +22,20 @@ use crate::{
 pub const UPSTREAM_MINUTE: Duration = Duration::from_secs(60);
 
 /// The shortest `XOXODAY_RATE_WINDOW` outside tests: Xoxoday's minute, the
-/// connect ([`crate::xoxoday::CONNECT_TIMEOUT`], 4 s) and 1 s from the
-/// slot's stamp to the send ([`send_margin`]).
+/// connect ([`crate::xoxoday::CONNECT_TIMEOUT`], 4 s), [`ARRIVAL_JITTER`]
+/// and 0.75 s from the slot's stamp to the send ([`send_margin`]).
 pub const MIN_RATE_WINDOW: Duration = Duration::from_secs(65);
 
+/// What a call may take to reach Xoxoday beyond its connect: writing the
+/// request, half a round trip, clock slew between Postgres and Xoxoday.
+pub const ARRIVAL_JITTER: Duration = Duration::from_millis(250);
+
 /// How long after its slot's stamp a call may still be sent: what a window
-/// leaves beyond Xoxoday's minute and the connect. Two calls stamped a
-/// window apart then never reach Xoxoday within one minute of each other
-/// (the proof is in migration 0044). A call found older than this when it
-/// is due to go out is not sent (its order waits for another slot).
+/// leaves beyond Xoxoday's minute, the connect and [`ARRIVAL_JITTER`]
+/// (0.75 s at the default 65 s). Two calls stamped a window apart then
+/// never reach Xoxoday within one minute of each other (the proof is in
+/// migration 0044). A call found older than this when it is due to go out
+/// is not sent (its order waits for another slot).
 ///
 /// `None` for a window under [`MIN_RATE_WINDOW`], which only the test switch
 /// admits: such a window does not model Xoxoday's minute, so there is no
@@ -39,7 +44,7 @@ pub fn send_margin(window: Duration) -> Option<Duration> {
     if window < MIN_RATE_WINDOW {
         return None;
     }
-    window.checked_sub(UPSTREAM_MINUTE + crate::xoxoday::CONNECT_TIMEOUT)
+    window.checked_sub(UPSTREAM_MINUTE + crate::xoxoday::CONNECT_TIMEOUT + ARRIVAL_JITTER)
 }
 
 /// `XOXODAY_ALLOW_SHORT_RATE_WINDOW=1` (or `true`): the test-only switch.
@@ -126,7 +131,7 @@ impl Tuning {
             (
                 MIN_RATE_WINDOW,
                 "at least 65s: Xoxoday counts calls per minute, and a call may take 4s \
-                 to connect and 1s from its slot to its send \
+                 to connect and 1s more from its slot to its arrival \
                  (XOXODAY_ALLOW_SHORT_RATE_WINDOW=1 allows less, for tests only)",
             )
         };
@@ -175,8 +180,8 @@ mod tests {
 
     use super::*;
 
-    /// Time allowed from a slot's stamp to its send, beyond the connect.
-    const SEND: Duration = Duration::from_secs(1);
+    /// Time allowed from a slot's stamp to its send at the default window.
+    const SEND: Duration = Duration::from_millis(750);
 
     #[test]
     fn every_default_parses_and_passes_validation() {
@@ -191,7 +196,10 @@ mod tests {
     #[test]
     fn the_default_window_covers_a_minute_the_connect_and_the_send() {
         let t = Tuning::from_env(&Env::from_map(HashMap::new())).unwrap();
-        assert!(t.rate_window >= UPSTREAM_MINUTE + crate::xoxoday::CONNECT_TIMEOUT + SEND);
+        assert!(
+            t.rate_window
+                >= UPSTREAM_MINUTE + crate::xoxoday::CONNECT_TIMEOUT + ARRIVAL_JITTER + SEND
+        );
         assert_eq!(send_margin(t.rate_window), Some(SEND));
     }
 
@@ -199,11 +207,11 @@ mod tests {
     fn the_send_margin_is_what_the_window_leaves_beyond_the_minute_and_the_connect() {
         assert_eq!(
             send_margin(Duration::from_secs(90)),
-            Some(Duration::from_secs(26))
+            Some(Duration::from_millis(25_750))
         );
         assert_eq!(
             send_margin(Duration::from_millis(65_500)),
-            Some(Duration::from_millis(1_500))
+            Some(Duration::from_millis(1_250))
         );
         // Test windows (the switch) keep no margin: they model no minute.
         assert_eq!(send_margin(Duration::from_secs(8)), None);

@@ -62,7 +62,7 @@ pub fn end_of(cipher: &Cipher, exchange_id: Uuid, ex: &Exchange, outcome: &str) 
 /// outcome `not_sent`, which [`crate::store::proof`] counts as a call that
 /// cannot have created an order.
 pub fn not_sent(operation: &str, why: String) -> ExchangeEnd {
-    crate::metrics::observe_upstream(operation, NOT_SENT, std::time::Duration::ZERO);
+    crate::metrics::count_upstream(operation, NOT_SENT);
     ExchangeEnd {
         request_headers: serde_json::Value::Null,
         started_at: None,

@@ -165,15 +165,16 @@ impl Dispatcher {
         let slot = self.slot_ask(Operation::PlaceOrder);
         // Wait here, not on a pooled connection, while the lock is busy.
         let waiting = self.slot_waiters.acquire().await;
-        // The statement stamps the slot with a clock read under the lock.
-        let stamped_after = Instant::now();
         let begun = self
             .store
             .begin_place_attempt(order.id, lease, self.settings.lease, start, slot)
             .await?;
         drop(waiting);
-        let attempt = match begun {
-            Begin::Send(attempt) => attempt,
+        let (attempt, stamped_after) = match begun {
+            Begin::Send {
+                attempt,
+                stamped_after,
+            } => (attempt, stamped_after),
             Begin::NoSlot(wait) => {
                 self.no_slot(wait);
                 let reason = "waiting for the shared placeOrder rate budget";
@@ -292,10 +293,12 @@ impl Dispatcher {
     ) -> StoreResult<Option<Written>> {
         old.warn(Operation::PlaceOrder);
         let end = audit::not_sent(Operation::PlaceOrder.as_str(), old.why());
+        // Again after about as long as the stall lasted (at most 5 s): a
+        // stall that goes on does not waste a slot per round.
         let next = PlaceResult::Deferred {
             reason: "placeOrder was not sent (its rate slot grew too old); no order was created"
                 .into(),
-            retry_in: Duration::ZERO,
+            retry_in: old.retry_in(),
         };
         let written = self
             .with_retries(|| {
@@ -452,8 +455,8 @@ impl Dispatcher {
         warn!("the intake commit went through although its reply was lost; sending now");
         let fresh = Fresh::Send {
             attempt: row.attempts,
-            // Both come before any slot the insert may have been granted.
-            stamped_after: t.stocked.as_ref().map_or(t.ready_at, Stocked::handed),
+            // Both come no later than any slot the insert may have been granted.
+            stamped_after: t.stocked.as_ref().map_or(t.ready_at, Stocked::stamp_floor),
         };
         self.start_fresh(row, fresh, ticket).await
     }
@@ -584,7 +587,7 @@ impl Ticket {
             start: audit::start_of(t.exchange_id, &t.call),
             slot: d.slot_ask(Operation::PlaceOrder),
             slots: &d.fresh_slots,
-            stocked: t.stocked.as_ref().map(Stocked::handed),
+            stocked: t.stocked.as_ref().map(Stocked::stamp_floor),
         })
     }
 }

@@ -85,6 +85,13 @@ impl SlotTooOld {
         )
     }
 
+    /// When to ask again: about as long as the stall lasted, from 250 ms to
+    /// 5 s, so a stall that goes on does not waste a slot per round.
+    pub(crate) fn retry_in(&self) -> Duration {
+        self.age
+            .clamp(Duration::from_millis(250), Duration::from_secs(5))
+    }
+
     /// Logged once where the call was dropped.
     pub(crate) fn warn(&self, operation: Operation) {
         warn!(

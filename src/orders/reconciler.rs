@@ -242,15 +242,13 @@ impl Reconciler {
         let tok = self.dispatcher.tokens().access_token().await;
         let slot = self.dispatcher.slot_ask(Operation::GetOrderDetails);
         let start = audit::start_of(exchange_id, &call);
-        // The statement stamps the slot with a clock read under the lock.
-        let stamped_after = tokio::time::Instant::now();
-        match self
+        let stamped_after = match self
             .dispatcher
             .store()
             .begin_lookup(order.id, token, start, slot)
             .await?
         {
-            Begin::Send(_) => {}
+            Begin::Send { stamped_after, .. } => stamped_after,
             Begin::NoSlot(wait) => {
                 Dispatcher::note_no_slot(Operation::GetOrderDetails, wait);
                 let reason = "waiting for the shared getOrderDetails rate budget".to_owned();
@@ -262,15 +260,17 @@ impl Reconciler {
                 return self.finish(c, end).await;
             }
             Begin::LeaseLost | Begin::Hooked => return Ok(()),
-        }
+        };
         if let Some(old) = self.dispatcher.slot_too_old(stamped_after) {
-            // Never sent: look again at once, with a new slot.
+            // Never sent: look again soon, with a new slot. Counted, as a
+            // reconciler error is, so a stall that goes on backs off and
+            // the order's check budget still runs out.
             old.warn(Operation::GetOrderDetails);
             let audit_end = audit::not_sent(Operation::GetOrderDetails.as_str(), old.why());
             let end = CheckEnd::Retry {
-                delay: Duration::ZERO,
+                delay: old.retry_in().max(self.backoff(c)),
                 reason: old.why(),
-                counted: false,
+                counted: true,
             };
             self.dispatcher
                 .with_retries(|| {

@@ -204,14 +204,12 @@ impl Operator {
         let tok = self.tokens.access_token().await;
         let stamped_after = loop {
             let start = audit::start_of(exchange_id, &call);
-            // The statement stamps the slot with a clock read under the lock.
-            let stamped_after = tokio::time::Instant::now();
             match self
                 .store
                 .begin_lookup(order.id, token, start, self.details)
                 .await?
             {
-                Begin::Send(_) => break stamped_after,
+                Begin::Send { stamped_after, .. } => break stamped_after,
                 Begin::NoSlot(wait) if waited + wait <= MOST_WAIT => {
                     eprintln!(
                         "waiting {}s for the shared getOrderDetails budget",

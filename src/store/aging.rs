@@ -1,6 +1,6 @@
 //! Aging of orders that never left `accepted` (issue 9): one that was never
-//! sent (no placeOrder exchange exists for it, so no order can exist
-//! upstream) and is older than `ACCEPTED_MAX_AGE` becomes `failed` with the
+//! sent (no placeOrder exchange exists for it but those completed as
+//! `not_sent`, so no order can exist upstream) and is older than `ACCEPTED_MAX_AGE` becomes `failed` with the
 //! reason `expired_unsent`. The "never sent" test reads the audit in the
 //! same statement that fails the order, and a claim (`placing`) or any
 //! attempt excludes it, so a sent order can never be failed this way.
@@ -30,7 +30,9 @@ pub(super) async fn expire_unsent_orders<'e>(
                               for update skip locked)
            and o.status = {ACCEPTED}
            and not exists (select 1 from upstream_exchanges x
-                           where x.order_id = o.order_id and x.operation = 'place_order')"
+                           where x.order_id = o.order_id and x.operation = 'place_order'
+                             and not coalesce(x.outcome = 'not_sent'
+                                              and x.response_status is null, false))"
     ))
     .bind(max_age.as_secs_f64())
     .bind(EXPIRED_UNSENT)

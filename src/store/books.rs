@@ -165,13 +165,14 @@ impl Store {
     }
 
     /// Inserts the audit row of a call that belongs to no order and takes its
-    /// rate slot, in one transaction; `Some(wait)` (nothing written) when
-    /// the budget has no slot now.
+    /// rate slot, in one transaction: `Ok` with an instant no later than the
+    /// slot's stamp, `Err(wait)` (nothing written) when the budget has no
+    /// slot now.
     pub async fn begin_unowned_call(
         &self,
         start: ExchangeStart<'_>,
         slot: SlotAsk,
-    ) -> StoreResult<Option<Duration>> {
+    ) -> StoreResult<Result<tokio::time::Instant, Duration>> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "insert into upstream_exchanges (exchange_id, operation, method, url, request_body)

@@ -9,6 +9,7 @@
 
 use super::status::{PLACING, RECONCILING};
 use std::time::Duration;
+use tokio::time::Instant;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -66,8 +67,14 @@ pub struct ExchangeEnd {
 /// What beginning a call did. Only [`Begin::Send`] allows the send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Begin {
-    /// Row written, slot taken, committed: send now (this attempt number).
-    Send(i32),
+    /// Row written, slot taken, committed: send now.
+    Send {
+        /// This attempt's number.
+        attempt: i32,
+        /// Read just before the slot statement, so no later than the
+        /// slot's stamp: the send margin counts from here.
+        stamped_after: Instant,
+    },
     /// No rate slot (or a pause): nothing was written; ask again after this.
     NoSlot(Duration),
     /// The lease is no longer ours: nothing was written; do not send.
@@ -100,6 +107,7 @@ impl Store {
         slot: SlotAsk,
     ) -> StoreResult<Begin> {
         let mut tx = self.pool.begin().await?;
+        let stamped_after = Instant::now();
         let granted = try_take_slot(&mut *tx, slot.operation, slot.per_minute, slot.window).await?;
         if let Slot::Wait(wait) = granted {
             tx.rollback().await?;
@@ -134,7 +142,10 @@ impl Store {
             .await?;
         if let Some(attempt) = attempt {
             tx.commit().await?;
-            return Ok(Begin::Send(attempt));
+            return Ok(Begin::Send {
+                attempt,
+                stamped_after,
+            });
         }
         // Nothing to send: the slot goes back.
         tx.rollback().await?;
@@ -159,21 +170,23 @@ impl Store {
     }
 }
 
-/// Takes the slot as the last step of `tx` and commits; without one, rolls
-/// back and returns the wait.
+/// Takes the slot as the last step of `tx` and commits: `Ok` with an
+/// instant read just before the slot statement (no later than its stamp);
+/// without one, rolls back and returns the wait.
 pub(crate) async fn take_slot_or_roll_back(
     mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
     ask: SlotAsk,
-) -> StoreResult<Option<Duration>> {
+) -> StoreResult<Result<Instant, Duration>> {
+    let stamped_after = Instant::now();
     let slot = try_take_slot(&mut *tx, ask.operation, ask.per_minute, ask.window).await?;
     match slot {
         Slot::Granted => {
             tx.commit().await?;
-            Ok(None)
+            Ok(Ok(stamped_after))
         }
         Slot::Wait(wait) => {
             tx.rollback().await?;
-            Ok(Some(wait))
+            Ok(Err(wait))
         }
     }
 }

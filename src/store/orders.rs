@@ -99,7 +99,8 @@ pub struct FreshSend<'a> {
     pub slot: SlotAsk,
     /// Where the slot is taken.
     pub slots: &'a SlotBlocks,
-    /// When a slot was taken from the stock for this order (then no block).
+    /// When a slot was taken from the stock for this order (then no
+    /// block): no later than its row's stamp.
     pub stocked: Option<Instant>,
 }
 

@@ -252,7 +252,7 @@ impl SlotBlocks {
     /// overspent one).
     pub async fn take(&self, ask: SlotAsk) -> Taken {
         if let Some(slot) = self.take_stocked(ask) {
-            return Taken::Granted(slot.handed);
+            return Taken::Granted(slot.stamp_floor());
         }
         self.demand.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
@@ -289,14 +289,14 @@ impl SlotBlocks {
 pub struct Stocked {
     ask: SlotAsk,
     until: Instant,
-    handed: Instant,
 }
 
 impl Stocked {
-    /// When it was handed out: before its row's stamp, which is the end of
-    /// the quarter second it was taken for.
-    pub fn handed(&self) -> Instant {
-        self.handed
+    /// No later than its row's stamp: the end of the quarter second it was
+    /// taken for, measured from before the block's statement, while the row
+    /// is stamped that long after the statement's clock.
+    pub fn stamp_floor(&self) -> Instant {
+        self.until
     }
 }
 
@@ -306,12 +306,11 @@ impl SlotBlocks {
     pub fn take_stocked(&self, ask: SlotAsk) -> Option<Stocked> {
         let mut stock = lock(&self.stock);
         let until = stock.until?;
-        let handed = Instant::now();
-        if !stock.hand_out(ask, handed) {
+        if !stock.hand_out(ask, Instant::now()) {
             return None;
         }
         self.demand.fetch_add(1, Ordering::Relaxed);
-        Some(Stocked { ask, until, handed })
+        Some(Stocked { ask, until })
     }
 
     /// Forgets the slots taken ahead: they are wasted, never sent (a pause

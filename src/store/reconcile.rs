@@ -203,8 +203,13 @@ impl Store {
         let Some(attempt) = attempt else {
             return Ok(Begin::LeaseLost);
         };
-        let begun = take_slot_or_roll_back(tx, slot).await?;
-        Ok(begun.map_or(Begin::Send(attempt), Begin::NoSlot))
+        Ok(match take_slot_or_roll_back(tx, slot).await? {
+            Ok(stamped_after) => Begin::Send {
+                attempt,
+                stamped_after,
+            },
+            Err(wait) => Begin::NoSlot(wait),
+        })
     }
 
     /// Completes the lookup's audit row (if any) and applies `end` under the

@@ -16,7 +16,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::{AccessTokens, audit};
+use super::{AccessTokens, audit, limits::SlotTooOld};
 use crate::{
     crypto::Cipher,
     store::{
@@ -24,7 +24,7 @@ use crate::{
         books::{BookOrder, NewFinding, RunEnd},
         rate_limit::SlotAsk,
     },
-    xoxoday::{HistoryOrder, HistoryPage, ReadError, XoxodayApi},
+    xoxoday::{HistoryOrder, HistoryPage, Operation, ReadError, XoxodayApi},
 };
 
 mod compare;
@@ -260,7 +260,9 @@ impl BooksAudit {
         for _ in 0..PAGE_ATTEMPTS {
             let call = self.xoxoday.prepare_order_history(ask);
             let id = Uuid::now_v7();
-            loop {
+            // Read before the slot is taken: its send margin runs from then.
+            let token = self.tokens.access_token().await;
+            let stamped_after = loop {
                 let start = audit::start_of(id, &call);
                 match self
                     .store
@@ -268,14 +270,23 @@ impl BooksAudit {
                     .await
                     .map_err(|e| format!("database: {e}"))?
                 {
-                    None => break,
-                    Some(wait) => {
+                    Ok(stamped_after) => break stamped_after,
+                    Err(wait) => {
                         crate::metrics::record_rate_limit_wait("get_order_history", wait);
                         tokio::time::sleep(wait).await;
                     }
                 }
+            };
+            if let Some(old) = SlotTooOld::check(self.history.window, stamped_after) {
+                old.warn(Operation::GetOrderHistory);
+                let end = audit::not_sent(Operation::GetOrderHistory.as_str(), old.why());
+                self.store
+                    .finish_unowned_call(id, &end)
+                    .await
+                    .map_err(|e| format!("database: {e}"))?;
+                last = old.why();
+                continue;
             }
-            let token = self.tokens.access_token().await;
             let result = self.xoxoday.get_order_history(call, &token).await;
             let label = match &result.outcome {
                 Ok(_) => "history",
