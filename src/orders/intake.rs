@@ -10,8 +10,12 @@
 //! so the call goes out with nothing else to commit first. That work runs
 //! in a task of its own, which also sends the call and writes its result
 //! back; the request merely waits up to `Prefer: wait` for it.
+//!
+//! A key this process has seen stored is most likely a replay
+//! ([`SeenKeys`]): its insert asks for no first send and runs as one
+//! autocommit statement.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tokio::{
     sync::oneshot,
@@ -20,7 +24,12 @@ use tokio::{
 };
 use tracing::{Instrument as _, info, info_span, instrument};
 
-use super::{Dispatcher, OrderQueries, OrderView, dispatcher::Written, view::ViewError};
+use super::{
+    Dispatcher, OrderQueries, OrderView,
+    dispatcher::{Ticket, Written},
+    seen_keys::SeenKeys,
+    view::ViewError,
+};
 use crate::{
     domain::{Caller, IdempotencyKey, NewOrder, Order, OrderId, PoNumber},
     store::{
@@ -38,6 +47,8 @@ pub struct Intake {
     dispatcher: Dispatcher,
     /// Builds the answer's view (and forgets a revoked caller).
     queries: OrderQueries,
+    /// Keys seen stored: the replay hint.
+    seen: Arc<SeenKeys>,
 }
 
 /// What intake did.
@@ -77,6 +88,7 @@ impl Intake {
             store,
             dispatcher,
             queries,
+            seen: Arc::default(),
         }
     }
 
@@ -95,7 +107,8 @@ impl Intake {
         wait: Duration,
     ) -> Result<IntakeOutcome, IntakeError> {
         let deadline = Instant::now() + wait;
-        let (gate, placed) = self.store_and_send(caller, key, new);
+        let likely_replay = self.seen.contains(caller.id, key);
+        let (gate, placed) = self.store_and_send(caller, key, new, likely_replay);
         let Ok(gate) = gate.await else {
             // The task ended without an answer: it panicked (pass that on)
             // or shutdown cancelled it.
@@ -105,6 +118,9 @@ impl Intake {
             };
         };
         let gate = gate?;
+        if matches!(gate, Gate::Created(..) | Gate::Existing(..)) {
+            self.seen.insert(caller.id, key);
+        }
         let (row, vouchers) = match gate {
             Gate::Created(row, fresh) => {
                 info!(order.id = %row.id, po_number = %row.po_number, "order stored");
@@ -140,12 +156,14 @@ impl Intake {
     /// Spawns the task that stores the order (one transaction, which begins
     /// its first placeOrder when a permit and a slot are free) and then
     /// sends that call. The gate's answer comes first; the task's result is
-    /// the order after its write-back, when this task sent it.
+    /// the order after its write-back, when this task sent it. A
+    /// `likely_replay` asks for no send: one autocommit statement.
     fn store_and_send(
         &self,
         caller: &Caller,
         key: &IdempotencyKey,
         new: &NewOrder,
+        likely_replay: bool,
     ) -> (
         oneshot::Receiver<Result<Gate, StoreError>>,
         JoinHandle<Option<Written>>,
@@ -157,7 +175,11 @@ impl Intake {
         let span = info_span!("order.intake", order.id = %id, po_number = %po);
         let placed = self.dispatcher.tasks().spawn(
             async move {
-                let ticket = dispatcher.fresh_ticket(&po, &new).await;
+                let ticket = if likely_replay {
+                    Ticket::NotAsked
+                } else {
+                    dispatcher.fresh_ticket(&po, &new).await
+                };
                 let send = ticket.fresh_send(&dispatcher);
                 let stored = store
                     .insert_order(&caller, &key, id, &po, &new, send.as_ref())

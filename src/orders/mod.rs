@@ -34,6 +34,8 @@ mod lease;
 pub mod limits;
 /// Mapping of placeOrder outcomes to order states.
 mod outcome;
+/// Keys this process has seen stored: the replay hint of intake.
+mod seen_keys;
 /// Caller-scoped reads and key checks, for the HTTP layer.
 pub mod queries;
 /// Settles unknown outcomes and pending deliveries through getOrderDetails.
