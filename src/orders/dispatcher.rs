@@ -429,9 +429,8 @@ impl Dispatcher {
                 None
             }
             (_, Ticket::Spent) => None,
-            // No permit, the slot lock was busy, or not asked (a likely
-            // replay that was new after all): the background loop sends it
-            // (the ticket, and its permit, are dropped first).
+            // No permit, or the slot lock was busy: the background loop
+            // sends it (the ticket, and its permit, are dropped first).
             (_, ticket) => {
                 drop(ticket);
                 self.wakes.dispatcher().notify_one();
@@ -567,9 +566,6 @@ pub(crate) enum Ticket {
     Spent,
     /// Every placement permit is taken.
     Busy,
-    /// Not asked for: the key was seen stored, so this is most likely a
-    /// replay ([`super::seen_keys::SeenKeys`]).
-    NotAsked,
 }
 
 impl Ticket {

@@ -12,8 +12,8 @@
 //! back; the request merely waits up to `Prefer: wait` for it.
 //!
 //! A key this process has seen stored is most likely a replay
-//! ([`SeenKeys`]): its insert asks for no first send and runs as one
-//! autocommit statement.
+//! ([`SeenKeys`]): it is read first, one plain select (order and vouchers),
+//! and only when that finds nothing does the request take the insert path.
 
 use std::{sync::Arc, time::Duration};
 
@@ -25,9 +25,7 @@ use tokio::{
 use tracing::{Instrument as _, info, info_span, instrument};
 
 use super::{
-    Dispatcher, OrderQueries, OrderView,
-    dispatcher::{Ticket, Written},
-    seen_keys::SeenKeys,
+    Dispatcher, OrderQueries, OrderView, dispatcher::Written, seen_keys::SeenKeys,
     view::ViewError,
 };
 use crate::{
@@ -35,6 +33,7 @@ use crate::{
     store::{
         Store, StoreError,
         orders::{Fresh, Gate},
+        vouchers::VoucherRow,
     },
 };
 
@@ -107,8 +106,13 @@ impl Intake {
         wait: Duration,
     ) -> Result<IntakeOutcome, IntakeError> {
         let deadline = Instant::now() + wait;
-        let likely_replay = self.seen.contains(caller.id, key);
-        let (gate, placed) = self.store_and_send(caller, key, new, likely_replay);
+        if self.seen.contains(caller.id, key)
+            && let Some((row, vouchers)) = self.store.find_replay(caller, key).await?
+        {
+            // A read only, so it may run in the request's future.
+            return self.replay(row, Some(vouchers), new, deadline).await;
+        }
+        let (gate, placed) = self.store_and_send(caller, key, new);
         let Ok(gate) = gate.await else {
             // The task ended without an answer: it panicked (pass that on)
             // or shutdown cancelled it.
@@ -140,11 +144,24 @@ impl Intake {
                 (row, None)
             }
         };
+        self.replay(row, vouchers, new, deadline).await
+    }
+
+    /// The key holds `row` (and `vouchers`, when read with it): the same
+    /// request is answered with the order, once it is not moving or at
+    /// `deadline`; a different one is refused.
+    async fn replay(
+        &self,
+        row: Order,
+        vouchers: Option<Vec<VoucherRow>>,
+        new: &NewOrder,
+        deadline: Instant,
+    ) -> Result<IntakeOutcome, IntakeError> {
         if row.fingerprint != new.fingerprint() {
             return Err(IntakeError::Mismatch);
         }
         if let (false, Some(vouchers)) = (is_moving(&row), &vouchers) {
-            // Nothing to wait for: answered from the gate's one read.
+            // Nothing to wait for: answered from the one read.
             return Ok(IntakeOutcome::Replayed(
                 self.queries.view_with(row, vouchers)?,
             ));
@@ -156,14 +173,12 @@ impl Intake {
     /// Spawns the task that stores the order (one transaction, which begins
     /// its first placeOrder when a permit and a slot are free) and then
     /// sends that call. The gate's answer comes first; the task's result is
-    /// the order after its write-back, when this task sent it. A
-    /// `likely_replay` asks for no send: one autocommit statement.
+    /// the order after its write-back, when this task sent it.
     fn store_and_send(
         &self,
         caller: &Caller,
         key: &IdempotencyKey,
         new: &NewOrder,
-        likely_replay: bool,
     ) -> (
         oneshot::Receiver<Result<Gate, StoreError>>,
         JoinHandle<Option<Written>>,
@@ -175,11 +190,7 @@ impl Intake {
         let span = info_span!("order.intake", order.id = %id, po_number = %po);
         let placed = self.dispatcher.tasks().spawn(
             async move {
-                let ticket = if likely_replay {
-                    Ticket::NotAsked
-                } else {
-                    dispatcher.fresh_ticket(&po, &new).await
-                };
+                let ticket = dispatcher.fresh_ticket(&po, &new).await;
                 let send = ticket.fresh_send(&dispatcher);
                 let stored = store
                     .insert_order(&caller, &key, id, &po, &new, send.as_ref())

@@ -1,12 +1,12 @@
 //! Keys this process has seen stored (issue 11): a request under one of them
-//! is most likely a replay, so its intake asks for no first send (no
-//! placement permit, no token, no prepared call, no rate-slot waiter) and
-//! runs its idempotent insert as one autocommit statement instead of a
-//! transaction around it.
+//! is most likely a replay, so intake first reads the order under it (one
+//! plain select) instead of taking a placement permit, a token, a prepared
+//! call and a slot waiter for a transaction around the idempotent insert,
+//! which then finds the key taken.
 //!
-//! Only a hint, never a decision: the insert still decides. Were the key new
-//! after all (a hash collision), the order is stored `accepted` and the
-//! background dispatcher sends it, as with every order that found no permit.
+//! Only a hint, never a decision: when the read finds nothing (a hash
+//! collision, a revoked key), the request takes the insert path, which
+//! decides as always.
 //! Bounded: two generations of [`GENERATION`] keys, the older dropped when
 //! the newer fills, so memory stays under a few MB whatever the traffic.
 

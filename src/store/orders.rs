@@ -253,6 +253,33 @@ impl Store {
         Ok(gate)
     }
 
+    /// The caller's order under an idempotency key (live key only) with its
+    /// vouchers, in one read: the answer to a replay without the insert
+    /// machinery of the gate (no constraint checks, no arbiter indexes
+    /// opened). `None` when there is none or the key was revoked.
+    pub async fn find_replay(
+        &self,
+        caller: &Caller,
+        key: &IdempotencyKey,
+    ) -> StoreResult<Option<(Order, Vec<VoucherRow>)>> {
+        let sql = format!(
+            "select false as created, {ORDER_COLUMNS}, {VOUCHER_COLUMNS}
+             from orders o left join vouchers v on v.order_id = o.order_id
+             where o.caller_id = {LIVE_CALLER} and o.idempotency_key = $2
+             order by v_position"
+        );
+        let rows = sqlx::query_as::<_, GateRow>(&sql)
+            .bind(&caller.key_hash[..])
+            .bind(key.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        let vouchers: Vec<VoucherRow> = rows.iter().filter_map(GateRow::voucher).collect();
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|r| (r.row.into_order(), vouchers)))
+    }
+
     /// The caller's order under an idempotency key (live key only).
     pub async fn find_order_by_key(
         &self,

@@ -86,3 +86,24 @@ async fn a_revoked_key_is_refused_at_once_by_a_replica_that_cached_it() {
     assert_eq!(app.emulator.orders().len(), 1);
     stop.cancel();
 }
+
+#[tokio::test]
+async fn a_replay_after_revocation_is_refused_by_the_replica_that_stored_the_order() {
+    // Arrange: this gateway stored the order (so it reads a replay of its
+    // key before anything else) and cached the caller's key.
+    let app = spawn_app().await;
+    let key = new_key();
+    assert_eq!(app.post_order(&key, &order_body()).await.status(), 201);
+    assert_eq!(app.post_order(&key, &order_body()).await.status(), 200);
+
+    // Act
+    Store::from_pool(app.db.clone())
+        .revoke_api_keys("caller-a")
+        .await
+        .unwrap();
+    let replay = app.post_order(&key, &order_body()).await;
+
+    // Assert
+    assert_eq!(replay.status(), 401);
+    assert_eq!(app.emulator.orders().len(), 1);
+}
