@@ -7,9 +7,13 @@ use secrecy::SecretString;
 
 use crate::orders::{Intake, OrderQueries, WebhookIngest};
 
-/// What every handler can reach.
+/// What every handler can reach. Every extractor clones it, so it is one
+/// `Arc` (issue 11: a request cloned every role's handles several times).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Roles>);
+
+#[derive(Clone)]
+struct Roles {
     intake: Intake,
     queries: OrderQueries,
     webhooks: WebhookIngest,
@@ -26,24 +30,24 @@ impl AppState {
         webhooks: WebhookIngest,
         webhook_key: Option<Arc<SecretString>>,
     ) -> Self {
-        Self {
+        Self(Arc::new(Roles {
             intake,
             queries,
             webhooks,
             webhook_key,
             notify_metrics: None,
-        }
+        }))
     }
 
     /// Adds the caller-notification part of `/metrics`.
     pub fn with_notify_metrics(mut self, m: crate::notify::metrics::NotifyMetrics) -> Self {
-        self.notify_metrics = Some(m);
+        Arc::make_mut(&mut self.0).notify_metrics = Some(m);
         self
     }
 
     /// The caller-notification part of `/metrics` (empty without it).
     pub async fn notify_metrics_text(&self) -> String {
-        match &self.notify_metrics {
+        match &self.0.notify_metrics {
             Some(m) => m.text().await,
             None => String::new(),
         }
@@ -51,21 +55,21 @@ impl AppState {
 
     /// `POST /v1/orders`.
     pub fn intake(&self) -> &Intake {
-        &self.intake
+        &self.0.intake
     }
 
     /// Caller-scoped reads, readiness and metrics.
     pub fn queries(&self) -> &OrderQueries {
-        &self.queries
+        &self.0.queries
     }
 
     /// Delivery webhooks.
     pub fn webhooks(&self) -> &WebhookIngest {
-        &self.webhooks
+        &self.0.webhooks
     }
 
     /// `WEBHOOK_API_KEY`, if set.
     pub fn webhook_key(&self) -> Option<&SecretString> {
-        self.webhook_key.as_deref()
+        self.0.webhook_key.as_deref()
     }
 }

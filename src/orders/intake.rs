@@ -25,8 +25,7 @@ use tokio::{
 use tracing::{Instrument as _, info, info_span, instrument};
 
 use super::{
-    Dispatcher, OrderQueries, OrderView, dispatcher::Written, seen_keys::SeenKeys,
-    view::ViewError,
+    Dispatcher, OrderQueries, OrderView, dispatcher::Written, seen_keys::SeenKeys, view::ViewError,
 };
 use crate::{
     domain::{Caller, IdempotencyKey, NewOrder, Order, OrderId, PoNumber},

@@ -34,8 +34,6 @@ mod lease;
 pub mod limits;
 /// Mapping of placeOrder outcomes to order states.
 mod outcome;
-/// Keys this process has seen stored: the replay hint of intake.
-mod seen_keys;
 /// Caller-scoped reads and key checks, for the HTTP layer.
 pub mod queries;
 /// Settles unknown outcomes and pending deliveries through getOrderDetails.
@@ -44,6 +42,8 @@ pub mod reconciler;
 pub mod review;
 /// The scheduled books audit of `serve`.
 pub mod schedule;
+/// Keys this process has seen stored: the replay hint of intake.
+mod seen_keys;
 /// One token refresh across replicas.
 mod token_refresh;
 /// The Postgres-backed, rotating Xoxoday token pair.
