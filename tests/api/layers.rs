@@ -58,8 +58,13 @@ fn store_rows_and_the_pool_stay_in_the_store() {
     assert_eq!(outside, Vec::<String>::new());
 }
 
-/// The field lines of `pub struct {name}` in `text`, if it is declared there.
+/// The field lines of `pub struct {name}` in `text`, if it is declared there
+/// (a tuple struct's fields as one line).
 fn fields_of(text: &str, name: &str) -> Option<Vec<String>> {
+    if let Some(start) = text.find(&format!("pub struct {name}(")) {
+        let body = &text[start + format!("pub struct {name}(").len()..];
+        return Some(vec![body[..body.find(");").unwrap()].to_owned()]);
+    }
     let start = text.find(&format!("pub struct {name} {{"))?;
     let body = &text[start..];
     let end = body.find("\n}").unwrap();
