@@ -123,3 +123,48 @@ async fn keys_are_scoped_per_caller() {
     let resp = app.get_order(&other_key, a["id"].as_str().unwrap()).await;
     assert_problem(resp, 404).await;
 }
+
+#[tokio::test]
+async fn a_replay_of_a_key_this_gateway_stored_is_answered_by_a_read_without_an_insert() {
+    // Arrange: count every row the gateway proposes to `orders`. A BEFORE
+    // INSERT trigger fires for each proposed row, before ON CONFLICT finds
+    // the key taken, so the gate's insert counts even when it replays.
+    let app = spawn_app().await;
+    sqlx::raw_sql(
+        "create table proposed (n integer);
+         create function count_proposed() returns trigger language plpgsql as
+           $$ begin insert into proposed values (1); return new; end $$;
+         create trigger count_proposed before insert on orders
+           for each row execute function count_proposed();",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let key = new_key();
+    let first = app.post_order(&key, &order_body()).await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+
+    // Act
+    let replays = [
+        app.post_order(&key, &order_body()).await,
+        app.post_order(&key, &order_body()).await,
+    ];
+
+    // Assert: the same answer, and no insert proposed after the first.
+    for replay in replays {
+        assert_eq!(replay.status(), 200);
+        assert!(replay.headers().get("idempotent-replayed").is_some());
+        let body: Value = replay.json().await.unwrap();
+        assert_eq!(body["id"], first["id"]);
+        assert_eq!(body["vouchers"], first["vouchers"]);
+    }
+    let proposed: i64 = sqlx::query_scalar("select count(*) from proposed")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(proposed, 1);
+    // A different body under the key is still refused on this path.
+    let other = json!({"productId": 1001, "denomination": 25, "email": "a@example.com"});
+    assert_problem(app.post_order(&key, &other).await, 422).await;
+}
