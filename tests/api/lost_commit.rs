@@ -32,6 +32,7 @@ use crate::{
         Options, TestApp, assert_problem, env_pairs, new_key, order_body, spawn_app, spawn_app_with,
     },
     ledger::{fast, wait_all_settled},
+    operator,
 };
 
 /// The gate statement's text (`store::orders::gate`): a transaction that
@@ -41,6 +42,10 @@ const GATE: &[u8] = b"insert into orders (order_id, caller_id, idempotency_key";
 /// The end of a lookup's audit insert (`Store::begin_lookup`): a
 /// transaction that carries it takes a getOrderDetails slot.
 const LOOKUP: &[u8] = b"returning coalesce(attempt, 0)";
+
+/// The column list of a call owned by no order (`Store::begin_unowned_call`:
+/// a getOrderHistory page of the books audit).
+const HISTORY: &[u8] = b"(exchange_id, operation, method, url, request_body)\n";
 
 /// What the proxy does to a COMMIT reply.
 #[derive(Debug, Clone, Copy)]
@@ -95,7 +100,7 @@ async fn relay(client: TcpStream, server: TcpStream, armed: Armed) {
                 let n = u32::from_be_bytes(head[1..5].try_into().unwrap()) as usize - 4;
                 let mut body = vec![0u8; n];
                 from_client.read_exact(&mut body).await?;
-                for text in [GATE, LOOKUP] {
+                for text in [GATE, LOOKUP, HISTORY] {
                     if body.windows(text.len()).any(|w| w == text) {
                         seen.push(text);
                     }
@@ -388,6 +393,96 @@ async fn a_refusal_after_a_call_that_was_not_sent_fails_the_order_at_once() {
     stop.cancel();
 }
 
+#[tokio::test]
+async fn an_operators_recheck_whose_slot_grew_older_than_the_send_margin_is_not_sent_and_says_so() {
+    // Arrange: a completed order; the operator's command reaches Postgres
+    // through the proxy, and its lookup learns of its slot 1.5 s late.
+    let app = spawn_app().await;
+    let done = app.place_new().await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let po = done["poNumber"].as_str().unwrap().to_owned();
+    let (via, armed) = database_behind_proxy(&app).await;
+    *armed.lock().unwrap() = Some((LOOKUP, Fault::Late(Duration::from_millis(1500))));
+
+    // Act
+    let out = operator::gateway(
+        &app,
+        &["orders", "recheck", &po, "--actor", "erin"],
+        &[("DATABASE_URL", via.as_str())],
+    )
+    .await;
+
+    // Assert: nothing was asked of Xoxoday, the operator is told to run it
+    // again, the order is unchanged and the audit says why.
+    assert!(
+        armed.lock().unwrap().is_none(),
+        "no lookup COMMIT crossed the proxy"
+    );
+    assert_eq!(operator::code(&out), 1, "{}", operator::text(&out));
+    assert!(
+        operator::text(&out).contains("run the action again"),
+        "{}",
+        operator::text(&out)
+    );
+    assert_eq!(app.db_status(&po).await, "completed");
+    let lookups: Vec<(String, Option<i32>)> = sqlx::query_as(
+        "select x.outcome, x.response_status from upstream_exchanges x
+           join orders o using (order_id)
+         where o.po_number = $1 and x.operation = 'get_order_details'",
+    )
+    .bind(&po)
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(lookups, vec![("not_sent".to_owned(), None)]);
+}
+
+#[tokio::test]
+async fn a_books_audit_page_whose_slot_grew_older_than_the_send_margin_is_asked_again() {
+    // Arrange: one completed order; the audit reaches Postgres through the
+    // proxy, and its first getOrderHistory learns of its slot 1.5 s late.
+    let app = spawn_app().await;
+    let done = app.place_new().await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (via, armed) = database_behind_proxy(&app).await;
+    *armed.lock().unwrap() = Some((HISTORY, Fault::Late(Duration::from_millis(1500))));
+
+    // Act
+    let day = chrono::Utc::now().date_naive().to_string();
+    let out = operator::gateway(
+        &app,
+        &["audit", "books", "--from", &day, "--to", &day],
+        &[("DATABASE_URL", via.as_str())],
+    )
+    .await;
+
+    // Assert: the page was asked again with a new slot and the books agree.
+    assert!(
+        armed.lock().unwrap().is_none(),
+        "no history COMMIT crossed the proxy"
+    );
+    assert_eq!(operator::code(&out), 0, "{}", operator::text(&out));
+    let pages: Vec<(String, Option<i32>)> = sqlx::query_as(
+        "select outcome, response_status from upstream_exchanges
+         where operation = 'get_order_history' order by created_at",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        pages.first(),
+        Some(&("not_sent".to_owned(), None)),
+        "{pages:?}"
+    );
+    // The same page again, answered, then the next (empty) page.
+    assert_eq!(
+        pages.get(1),
+        Some(&("history".to_owned(), Some(200))),
+        "{pages:?}"
+    );
+    assert!(pages.iter().skip(1).all(|p| p.1.is_some()), "{pages:?}");
+}
+
 /// Polls the order's status for up to 10 s until it is `want`; returns the last.
 async fn wait_for_status(app: &TestApp, po: &str, want: &str) -> String {
     let mut status = String::new();
@@ -408,15 +503,9 @@ async fn replica_behind_proxy(
     app: &TestApp,
     opts: &Options,
 ) -> (SocketAddr, Armed, CancellationToken) {
-    let armed = Armed::default();
-    let url = url::Url::parse(app.db_url()).unwrap();
-    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
-    let port = start_proxy(target, armed.clone()).await;
-    let mut via = url.clone();
-    via.set_port(Some(port)).unwrap();
-    via.set_query(Some("sslmode=disable&statement-cache-capacity=0"));
+    let (via, armed) = database_behind_proxy(app).await;
     let mut pairs = env_pairs(app.db_url(), &app.emulator.base_url(), opts);
-    pairs.insert("DATABASE_URL".into(), via.to_string());
+    pairs.insert("DATABASE_URL".into(), via);
     let replica = Application::build(ServeConfig::from_env(&Env::from_map(pairs)).unwrap())
         .await
         .unwrap();
@@ -424,6 +513,19 @@ async fn replica_behind_proxy(
     let stop = CancellationToken::new();
     tokio::spawn(replica.run(stop.clone()));
     (addr, armed, stop)
+}
+
+/// A `DATABASE_URL` for `app`'s database through a proxy (no statement
+/// cache, so every statement's text crosses it), and the proxy's fault switch.
+async fn database_behind_proxy(app: &TestApp) -> (String, Armed) {
+    let armed = Armed::default();
+    let url = url::Url::parse(app.db_url()).unwrap();
+    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let port = start_proxy(target, armed.clone()).await;
+    let mut via = url.clone();
+    via.set_port(Some(port)).unwrap();
+    via.set_query(Some("sslmode=disable&statement-cache-capacity=0"));
+    (via.to_string(), armed)
 }
 
 /// `POST /v1/orders` to the replica at `addr` with `app`'s key.
