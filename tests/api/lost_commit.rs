@@ -161,21 +161,10 @@ async fn relay(client: TcpStream, server: TcpStream, armed: Armed) {
 #[tokio::test]
 async fn an_intake_whose_commit_reply_is_lost_places_its_order_once_without_waiting_for_the_lease()
 {
-    // Arrange
+    // Arrange, act: the next intake's COMMIT reaches Postgres; its reply
+    // is lost.
     let app = spawn_app().await;
-    let (addr, armed, stop) = replica_behind_proxy(&app, &Options::default()).await;
-    let post = |key: String| post_via(&app, addr, key);
-    // Warm the replica's first slot block and connections.
-    assert_eq!(post(new_key()).await.unwrap().status(), 201);
-
-    // Act: the next intake's COMMIT reaches Postgres; its reply is lost.
-    *armed.lock().unwrap() = Some((GATE, Fault::Lost));
-    let key = new_key();
-    let resp = post(key.clone()).await.unwrap();
-    assert!(
-        armed.lock().unwrap().is_none(),
-        "no intake COMMIT crossed the proxy"
-    );
+    let (replica, key, resp) = post_with_faulty_commit(&app, Fault::Lost).await;
 
     // Assert: the caller is told to retry with the same key; the order was
     // stored all the same and is placed once, well before its 15 s lease
@@ -188,78 +177,32 @@ async fn an_intake_whose_commit_reply_is_lost_places_its_order_once_without_wait
             .contains("SAME Idempotency-Key"),
         "{problem}"
     );
-    let po: String = sqlx::query_scalar("select po_number from orders where idempotency_key = $1")
-        .bind(&key)
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    let mut status = String::new();
-    for _ in 0..50 {
-        status = app.db_status(&po).await;
-        if status == "completed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, "completed", "not placed within 5 s");
-    assert_eq!(
-        app.emulator.place_calls(&po),
-        1,
-        "placeOrder calls for {po}"
-    );
+    let po = completed_with_one_call(&app, &key).await;
     assert_eq!(app.emulator.orders_for(&po).len(), 1);
-    let again = post(key).await.unwrap();
+    let again = post_via(&app, replica.0, key).await.unwrap();
     assert_eq!(again.status(), 200);
     let order: Value = again.json().await.unwrap();
     assert_eq!(order["poNumber"], po.as_str());
     assert_eq!(order["attempts"], 1);
     assert_eq!(app.count("orders").await, 2);
-    stop.cancel();
+    replica.1.cancel();
 }
 
 #[tokio::test]
 async fn a_call_whose_slot_grew_older_than_the_send_margin_is_not_sent_and_its_order_is_placed_with_a_new_slot()
  {
-    // Arrange: the default window (65 s) leaves 0.75 s from a slot's stamp
-    // to its send.
+    // Arrange, act: the default window (65 s) leaves 0.75 s from a slot's
+    // stamp to its send; the intake that took the slot learns of its
+    // commit 1.5 s late.
     let app = spawn_app().await;
-    let (addr, armed, stop) = replica_behind_proxy(&app, &Options::default()).await;
-    let post = |key: String| post_via(&app, addr, key);
-    assert_eq!(post(new_key()).await.unwrap().status(), 201);
-
-    // Act: the intake that took the slot learns of its commit 1.5 s late.
-    *armed.lock().unwrap() = Some((GATE, Fault::Late(Duration::from_millis(1500))));
-    let key = new_key();
-    let resp = post(key.clone()).await.unwrap();
-    assert!(
-        armed.lock().unwrap().is_none(),
-        "no intake COMMIT crossed the proxy"
-    );
+    let late = Fault::Late(Duration::from_millis(1500));
+    let (replica, key, resp) = post_with_faulty_commit(&app, late).await;
     assert!(resp.status().is_success(), "{}", resp.status());
 
     // Assert: that call never went out; the order was placed once, with a
     // slot of its own, and its one real call is its one counted attempt.
-    let po: String = sqlx::query_scalar("select po_number from orders where idempotency_key = $1")
-        .bind(&key)
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    let status = wait_for_status(&app, &po, "completed").await;
-    assert_eq!(status, "completed", "not placed within 10 s");
-    assert_eq!(
-        app.emulator.place_calls(&po),
-        1,
-        "placeOrder calls for {po}"
-    );
-    let exchanges: Vec<(String, Option<i32>, Option<String>)> = sqlx::query_as(
-        "select x.outcome, x.response_status, x.error from upstream_exchanges x
-           join orders o using (order_id)
-         where o.po_number = $1 and x.operation = 'place_order' order by x.created_at",
-    )
-    .bind(&po)
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
+    let po = completed_with_one_call(&app, &key).await;
+    let exchanges = exchanges_of(&app, Some(&po), "place_order").await;
     // (A stall of this slow machine may make a later attempt too old as
     // well: more `not_sent` rows, never a second call.)
     let (outcome, status, error) = &exchanges[0];
@@ -279,11 +222,11 @@ async fn a_call_whose_slot_grew_older_than_the_send_margin_is_not_sent_and_its_o
         exchanges.iter().all(|x| x.1.is_some() || x.0 == "not_sent"),
         "{exchanges:?}"
     );
-    let again = post(key).await.unwrap();
+    let again = post_via(&app, replica.0, key).await.unwrap();
     assert_eq!(again.status(), 200);
     let order: Value = again.json().await.unwrap();
     assert_eq!(order["attempts"], 1);
-    stop.cancel();
+    replica.1.cancel();
 }
 
 #[tokio::test]
@@ -311,27 +254,12 @@ async fn a_lookup_whose_slot_grew_older_than_the_send_margin_is_not_sent_and_is_
         armed.lock().unwrap().is_none(),
         "no lookup COMMIT crossed the proxy"
     );
-    let po: String = sqlx::query_scalar("select po_number from orders where idempotency_key = $1")
-        .bind(&key)
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let po = po_of(&app, &key).await;
     assert_eq!(app.db_status(&po).await, "completed");
     assert_eq!(app.emulator.place_calls(&po), 1);
-    let lookups: Vec<(String, Option<i32>)> = sqlx::query_as(
-        "select x.outcome, x.response_status from upstream_exchanges x
-           join orders o using (order_id)
-         where o.po_number = $1 and x.operation = 'get_order_details' order by x.created_at",
-    )
-    .bind(&po)
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
-    assert_eq!(
-        lookups.first(),
-        Some(&("not_sent".to_owned(), None)),
-        "{lookups:?}"
-    );
+    let lookups = exchanges_of(&app, Some(&po), "get_order_details").await;
+    let first = lookups.first().map(|l| (l.0.as_str(), l.1));
+    assert_eq!(first, Some(("not_sent", None)), "{lookups:?}");
     assert!(lookups.iter().any(|l| l.1 == Some(200)), "{lookups:?}");
     assert!(
         lookups.iter().all(|l| l.1.is_some() || l.0 == "not_sent"),
@@ -345,41 +273,28 @@ async fn a_refusal_after_a_call_that_was_not_sent_fails_the_order_at_once() {
     // Arrange: the first placeOrder is not sent (its commit reply comes
     // late); Xoxoday then refuses the real one with a clean 400.
     let app = spawn_app().await;
-    let (addr, armed, stop) = replica_behind_proxy(&app, &Options::default()).await;
-    assert_eq!(post_via(&app, addr, new_key()).await.unwrap().status(), 201);
-    app.emulator.push_fault(
-        FaultOp::PlaceOrder,
-        EmuFault::Respond {
-            status: 400,
-            body: serde_json::json!({"code": 400, "errorId": "PLE10001",
-                "errorInfo": "Validation error in place order", "error": "Bad request"}),
-        },
-    );
-    *armed.lock().unwrap() = Some((GATE, Fault::Late(Duration::from_millis(1500))));
+    let refused = EmuFault::Respond {
+        status: 400,
+        body: serde_json::json!({"code": 400, "errorId": "PLE10001",
+            "errorInfo": "Validation error in place order", "error": "Bad request"}),
+    };
 
     // Act
-    let key = new_key();
-    let resp = post_via(&app, addr, key.clone()).await.unwrap();
+    let late = Fault::Late(Duration::from_millis(1500));
+    let (replica, key, resp) = post_with_faulty_commit_then(&app, late, Some(refused)).await;
     assert!(resp.status().is_success(), "{}", resp.status());
 
     // Assert: a call never sent cannot have created an order, so the
     // refusal fails it (no reconciling, no waiting out the settle window).
-    let po: String = sqlx::query_scalar("select po_number from orders where idempotency_key = $1")
-        .bind(&key)
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let po = po_of(&app, &key).await;
     let status = wait_for_status(&app, &po, "failed").await;
     assert_eq!(status, "failed", "not failed within 10 s");
     assert_eq!(app.emulator.place_calls(&po), 1);
-    let outcomes: Vec<String> = sqlx::query_scalar(
-        "select x.outcome from upstream_exchanges x join orders o using (order_id)
-         where o.po_number = $1 and x.operation = 'place_order' order by x.created_at",
-    )
-    .bind(&po)
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
+    let outcomes: Vec<String> = exchanges_of(&app, Some(&po), "place_order")
+        .await
+        .into_iter()
+        .map(|x| x.0)
+        .collect();
     assert_eq!(
         outcomes.first().map(String::as_str),
         Some("not_sent"),
@@ -390,7 +305,7 @@ async fn a_refusal_after_a_call_that_was_not_sent_fails_the_order_at_once() {
         Some("rejected"),
         "{outcomes:?}"
     );
-    stop.cancel();
+    replica.1.cancel();
 }
 
 #[tokio::test]
@@ -401,23 +316,13 @@ async fn an_operators_recheck_whose_slot_grew_older_than_the_send_margin_is_not_
     let done = app.place_new().await;
     assert_eq!(done["status"], "completed", "{done}");
     let po = done["poNumber"].as_str().unwrap().to_owned();
-    let (via, armed) = database_behind_proxy(&app).await;
-    *armed.lock().unwrap() = Some((LOOKUP, Fault::Late(Duration::from_millis(1500))));
 
     // Act
-    let out = operator::gateway(
-        &app,
-        &["orders", "recheck", &po, "--actor", "erin"],
-        &[("DATABASE_URL", via.as_str())],
-    )
-    .await;
+    let recheck = ["orders", "recheck", &po, "--actor", "erin"];
+    let out = command_with_late_commit(&app, LOOKUP, &recheck).await;
 
     // Assert: nothing was asked of Xoxoday, the operator is told to run it
     // again, the order is unchanged and the audit says why.
-    assert!(
-        armed.lock().unwrap().is_none(),
-        "no lookup COMMIT crossed the proxy"
-    );
     assert_eq!(operator::code(&out), 1, "{}", operator::text(&out));
     assert!(
         operator::text(&out).contains("run the action again"),
@@ -425,16 +330,9 @@ async fn an_operators_recheck_whose_slot_grew_older_than_the_send_margin_is_not_
         operator::text(&out)
     );
     assert_eq!(app.db_status(&po).await, "completed");
-    let lookups: Vec<(String, Option<i32>)> = sqlx::query_as(
-        "select x.outcome, x.response_status from upstream_exchanges x
-           join orders o using (order_id)
-         where o.po_number = $1 and x.operation = 'get_order_details'",
-    )
-    .bind(&po)
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
-    assert_eq!(lookups, vec![("not_sent".to_owned(), None)]);
+    let lookups = exchanges_of(&app, Some(&po), "get_order_details").await;
+    assert_eq!(lookups.len(), 1, "{lookups:?}");
+    assert_eq!((lookups[0].0.as_str(), lookups[0].1), ("not_sent", None));
 }
 
 #[tokio::test]
@@ -444,31 +342,19 @@ async fn a_books_audit_page_whose_slot_grew_older_than_the_send_margin_is_asked_
     let app = spawn_app().await;
     let done = app.place_new().await;
     assert_eq!(done["status"], "completed", "{done}");
-    let (via, armed) = database_behind_proxy(&app).await;
-    *armed.lock().unwrap() = Some((HISTORY, Fault::Late(Duration::from_millis(1500))));
 
     // Act
     let day = chrono::Utc::now().date_naive().to_string();
-    let out = operator::gateway(
-        &app,
-        &["audit", "books", "--from", &day, "--to", &day],
-        &[("DATABASE_URL", via.as_str())],
-    )
-    .await;
+    let audit = ["audit", "books", "--from", &day, "--to", &day];
+    let out = command_with_late_commit(&app, HISTORY, &audit).await;
 
     // Assert: the page was asked again with a new slot and the books agree.
-    assert!(
-        armed.lock().unwrap().is_none(),
-        "no history COMMIT crossed the proxy"
-    );
     assert_eq!(operator::code(&out), 0, "{}", operator::text(&out));
-    let pages: Vec<(String, Option<i32>)> = sqlx::query_as(
-        "select outcome, response_status from upstream_exchanges
-         where operation = 'get_order_history' order by created_at",
-    )
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
+    let pages: Vec<(String, Option<i32>)> = exchanges_of(&app, None, "get_order_history")
+        .await
+        .into_iter()
+        .map(|x| (x.0, x.1))
+        .collect();
     assert_eq!(
         pages.first(),
         Some(&("not_sent".to_owned(), None)),
@@ -513,6 +399,100 @@ async fn replica_behind_proxy(
     let stop = CancellationToken::new();
     tokio::spawn(replica.run(stop.clone()));
     (addr, armed, stop)
+}
+
+/// A replica behind the proxy, warmed by one order; then an order under a
+/// new key whose intake COMMIT reply suffers `fault`. Returns the replica
+/// (address, stop), the key and the answer.
+async fn post_with_faulty_commit(
+    app: &TestApp,
+    fault: Fault,
+) -> ((SocketAddr, CancellationToken), String, reqwest::Response) {
+    post_with_faulty_commit_then(app, fault, None).await
+}
+
+/// [`post_with_faulty_commit`], with `upstream` as the emulator's next
+/// placeOrder fault once the replica is warm.
+async fn post_with_faulty_commit_then(
+    app: &TestApp,
+    fault: Fault,
+    upstream: Option<EmuFault>,
+) -> ((SocketAddr, CancellationToken), String, reqwest::Response) {
+    let (addr, armed, stop) = replica_behind_proxy(app, &Options::default()).await;
+    // Warm the replica's first slot block and connections.
+    assert_eq!(post_via(app, addr, new_key()).await.unwrap().status(), 201);
+    if let Some(upstream) = upstream {
+        app.emulator.push_fault(FaultOp::PlaceOrder, upstream);
+    }
+    *armed.lock().unwrap() = Some((GATE, fault));
+    let key = new_key();
+    let resp = post_via(app, addr, key.clone()).await.unwrap();
+    assert!(
+        armed.lock().unwrap().is_none(),
+        "no intake COMMIT crossed the proxy"
+    );
+    ((addr, stop), key, resp)
+}
+
+/// Runs `order-gateway args` against `app`'s database through the proxy,
+/// the first transaction that carries `statement` learning of its commit
+/// 1.5 s late.
+async fn command_with_late_commit(
+    app: &TestApp,
+    statement: &'static [u8],
+    args: &[&str],
+) -> std::process::Output {
+    let (via, armed) = database_behind_proxy(app).await;
+    *armed.lock().unwrap() = Some((statement, Fault::Late(Duration::from_millis(1500))));
+    let out = operator::gateway(app, args, &[("DATABASE_URL", via.as_str())]).await;
+    assert!(
+        armed.lock().unwrap().is_none(),
+        "no COMMIT of that statement crossed the proxy"
+    );
+    out
+}
+
+/// The poNumber of the order under `key`, once it is `completed` (within
+/// 10 s) with one placeOrder call upstream.
+async fn completed_with_one_call(app: &TestApp, key: &str) -> String {
+    let po = po_of(app, key).await;
+    let status = wait_for_status(app, &po, "completed").await;
+    assert_eq!(status, "completed", "not placed within 10 s");
+    assert_eq!(
+        app.emulator.place_calls(&po),
+        1,
+        "placeOrder calls for {po}"
+    );
+    po
+}
+
+/// (outcome, response status, error) of the exchanges of `operation`, of
+/// the order `po` (or of none), oldest first.
+async fn exchanges_of(
+    app: &TestApp,
+    po: Option<&str>,
+    operation: &str,
+) -> Vec<(String, Option<i32>, Option<String>)> {
+    sqlx::query_as(
+        "select x.outcome, x.response_status, x.error from upstream_exchanges x
+           left join orders o using (order_id)
+         where o.po_number is not distinct from $1 and x.operation = $2
+         order by x.created_at",
+    )
+    .bind(po)
+    .bind(operation)
+    .fetch_all(&app.db)
+    .await
+    .unwrap()
+}
+
+/// The poNumber of the order under `key`.
+async fn po_of(app: &TestApp, key: &str) -> String {
+    sqlx::query_scalar("select po_number from orders where idempotency_key = $1")
+        .bind(key)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
 }
 
 /// A `DATABASE_URL` for `app`'s database through a proxy (no statement
