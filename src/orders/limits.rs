@@ -178,3 +178,49 @@ impl Dispatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::time::Instant;
+
+    use super::*;
+
+    const WINDOW: Duration = Duration::from_secs(65);
+
+    #[test]
+    fn a_slot_is_too_old_only_past_the_margin_and_a_test_window_keeps_none() {
+        let now = Instant::now();
+        assert!(SlotTooOld::check(WINDOW, now).is_none());
+        assert!(SlotTooOld::check(WINDOW, now - Duration::from_millis(500)).is_none());
+        let old = SlotTooOld::check(WINDOW, now - Duration::from_millis(900)).unwrap();
+        assert!(old.why().contains("more than the 750 ms"), "{}", old.why());
+        // A window the test switch admits models no minute: no margin.
+        assert!(SlotTooOld::check(Duration::from_secs(8), now - Duration::from_secs(5)).is_none());
+        // A floor in the future (a slot taken ahead) is not old.
+        assert!(SlotTooOld::check(WINDOW, now + Duration::from_millis(200)).is_none());
+    }
+
+    #[test]
+    fn the_retry_follows_the_stall_within_a_quarter_second_and_five_seconds() {
+        let now = Instant::now();
+        let retry = |age_ms: u64| {
+            SlotTooOld::check(WINDOW, now - Duration::from_millis(age_ms))
+                .unwrap()
+                .retry_in()
+        };
+        assert!(retry(800) >= Duration::from_millis(800));
+        assert!(retry(800) < Duration::from_secs(2));
+        let aged = |age: Duration| SlotTooOld {
+            age,
+            margin: Duration::ZERO,
+        };
+        assert_eq!(
+            aged(Duration::from_secs(60)).retry_in(),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            aged(Duration::from_millis(10)).retry_in(),
+            Duration::from_millis(250)
+        );
+    }
+}
