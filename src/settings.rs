@@ -120,8 +120,9 @@ pub const XOXODAY_ORDER_DETAILS_RATE: Var = var(
 /// before the send (issue 9, window 10), so what is left is the connect
 /// ([`crate::xoxoday::CONNECT_TIMEOUT`], 4 s), 0.25 s for the request to
 /// arrive, and 0.75 s from the stamp to the send, which the sender
-/// enforces: a call found older is not sent ([`crate::tuning::send_margin`]). Two calls stamped 65 s apart can then
-/// never land in one upstream minute (checked in `tuning`'s tests).
+/// enforces: a call found older is not sent ([`crate::tuning::send_margin`]).
+/// Two calls stamped 65 s apart can then never land in one upstream minute
+/// (checked in `tuning`'s tests).
 pub const XOXODAY_RATE_WINDOW: Var = var(
     "XOXODAY_RATE_WINDOW",
     "65s",

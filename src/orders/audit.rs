@@ -4,10 +4,11 @@
 
 use uuid::Uuid;
 
+use super::limits::SlotTooOld;
 use crate::{
     crypto::Cipher,
     store::exchanges::{ExchangeEnd, ExchangeStart},
-    xoxoday::{Exchange, PreparedCall, redact_json},
+    xoxoday::{Exchange, Operation, PreparedCall, redact_json},
 };
 
 /// The request half of the audit row, built before sending.
@@ -57,12 +58,13 @@ pub fn end_of(cipher: &Cipher, exchange_id: Uuid, ex: &Exchange, outcome: &str) 
     }
 }
 
-/// The audit row's end for a call that was never sent (its rate slot grew
-/// too old first, [`crate::tuning::send_margin`]): no headers, no answer,
-/// outcome `not_sent`, which [`crate::store::proof`] counts as a call that
-/// cannot have created an order.
-pub fn not_sent(operation: &str, why: String) -> ExchangeEnd {
-    crate::metrics::count_upstream(operation, NOT_SENT);
+/// The audit row's end for a call of `operation` that was never sent (its
+/// rate slot grew too old first, [`crate::tuning::send_margin`]): no
+/// headers, no answer, outcome `not_sent`, which [`crate::store::proof`]
+/// counts as a call that cannot have created an order. Logged and counted.
+pub(crate) fn not_sent(operation: Operation, old: &SlotTooOld) -> ExchangeEnd {
+    old.warn(operation);
+    crate::metrics::count_upstream(operation.as_str(), NOT_SENT);
     ExchangeEnd {
         request_headers: serde_json::Value::Null,
         started_at: None,
@@ -72,7 +74,7 @@ pub fn not_sent(operation: &str, why: String) -> ExchangeEnd {
         body_redacted: None,
         body_encrypted: None,
         key_id: None,
-        error: Some(why),
+        error: Some(old.why()),
         outcome: NOT_SENT.to_owned(),
     }
 }

@@ -291,8 +291,7 @@ impl Dispatcher {
         exchange_id: Uuid,
         old: SlotTooOld,
     ) -> StoreResult<Option<Written>> {
-        old.warn(Operation::PlaceOrder);
-        let end = audit::not_sent(Operation::PlaceOrder.as_str(), old.why());
+        let end = audit::not_sent(Operation::PlaceOrder, &old);
         // Again after about as long as the stall lasted (at most 5 s): a
         // stall that goes on does not waste a slot per round.
         let next = PlaceResult::Deferred {

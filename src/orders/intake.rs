@@ -105,11 +105,9 @@ impl Intake {
         wait: Duration,
     ) -> Result<IntakeOutcome, IntakeError> {
         let deadline = Instant::now() + wait;
-        if self.seen.contains(caller.id, key)
+        if self.seen.recall(caller.id, key)
             && let Some((row, vouchers)) = self.store.find_replay(caller, key).await?
         {
-            // Kept among the newest, so a key replayed often stays hinted.
-            self.seen.insert(caller.id, key);
             // A read only, so it may run in the request's future.
             return self.replay(row, Some(vouchers), new, deadline).await;
         }

@@ -92,7 +92,8 @@ impl SlotTooOld {
             .clamp(Duration::from_millis(250), Duration::from_secs(5))
     }
 
-    /// Logged once where the call was dropped.
+    /// Logged once, with the call's `not_sent` audit end
+    /// ([`super::audit::not_sent`]).
     pub(crate) fn warn(&self, operation: Operation) {
         warn!(
             operation = operation.as_str(),

@@ -265,8 +265,7 @@ impl Reconciler {
             // Never sent: look again soon, with a new slot. Counted, as a
             // reconciler error is, so a stall that goes on backs off and
             // the order's check budget still runs out.
-            old.warn(Operation::GetOrderDetails);
-            let audit_end = audit::not_sent(Operation::GetOrderDetails.as_str(), old.why());
+            let audit_end = audit::not_sent(Operation::GetOrderDetails, &old);
             let end = CheckEnd::Retry {
                 delay: old.retry_in().max(self.backoff(c)),
                 reason: old.why(),

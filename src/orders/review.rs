@@ -230,8 +230,7 @@ impl Operator {
             }
         };
         if let Some(old) = SlotTooOld::check(self.details.window, stamped_after) {
-            old.warn(Operation::GetOrderDetails);
-            let end = audit::not_sent(Operation::GetOrderDetails.as_str(), old.why());
+            let end = audit::not_sent(Operation::GetOrderDetails, &old);
             let note = format!("{}: getOrderDetails {}", action.name(), old.why());
             self.store
                 .finish_operator_action(

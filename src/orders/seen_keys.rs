@@ -29,17 +29,30 @@ pub struct SeenKeys {
 }
 
 impl SeenKeys {
-    /// Whether (caller, key) was seen stored, as far as this process recalls.
-    pub fn contains(&self, caller: CallerId, key: &IdempotencyKey) -> bool {
+    /// Whether (caller, key) was seen stored, as far as this process
+    /// recalls; a key recalled is kept among the newest, so one replayed
+    /// often stays hinted.
+    pub fn recall(&self, caller: CallerId, key: &IdempotencyKey) -> bool {
         let h = self.hash(caller, key);
-        let g = self.lock();
-        g[0].contains(&h) || g[1].contains(&h)
+        let mut g = self.lock();
+        if g[0].contains(&h) {
+            return true;
+        }
+        let older = g[1].contains(&h);
+        if older {
+            Self::add(&mut g, h);
+        }
+        older
     }
 
     /// (caller, key) is stored.
     pub fn insert(&self, caller: CallerId, key: &IdempotencyKey) {
         let h = self.hash(caller, key);
-        let mut g = self.lock();
+        Self::add(&mut self.lock(), h);
+    }
+
+    /// Into the newer generation, which becomes the older one when full.
+    fn add(g: &mut [HashSet<u64>; 2], h: u64) {
         if g[0].len() >= GENERATION && !g[0].contains(&h) {
             g[1] = std::mem::take(&mut g[0]);
         }
@@ -73,9 +86,9 @@ mod tests {
             CallerId::from_uuid(uuid::Uuid::new_v4()),
         );
         seen.insert(a, &key(1));
-        assert!(seen.contains(a, &key(1)));
-        assert!(!seen.contains(b, &key(1)));
-        assert!(!seen.contains(a, &key(2)));
+        assert!(seen.recall(a, &key(1)));
+        assert!(!seen.recall(b, &key(1)));
+        assert!(!seen.recall(a, &key(2)));
     }
 
     #[test]
@@ -88,8 +101,8 @@ mod tests {
         let g = seen.lock();
         assert!(g[0].len() + g[1].len() <= 2 * GENERATION);
         drop(g);
-        assert!(seen.contains(a, &key(3 * GENERATION - 1)));
-        assert!(seen.contains(a, &key(2 * GENERATION)));
-        assert!(!seen.contains(a, &key(0)));
+        assert!(seen.recall(a, &key(3 * GENERATION - 1)));
+        assert!(seen.recall(a, &key(2 * GENERATION)));
+        assert!(!seen.recall(a, &key(0)));
     }
 }

@@ -1,7 +1,7 @@
 //! Aging of orders that never left `accepted` (issue 9): one that was never
 //! sent (no placeOrder exchange exists for it but those completed as
-//! `not_sent`, so no order can exist upstream) and is older than `ACCEPTED_MAX_AGE` becomes `failed` with the
-//! reason `expired_unsent`. The "never sent" test reads the audit in the
+//! `not_sent`, so no order can exist upstream) and is older than
+//! `ACCEPTED_MAX_AGE` becomes `failed` with the reason `expired_unsent`. The "never sent" test reads the audit in the
 //! same statement that fails the order, and a claim (`placing`) or any
 //! attempt excludes it, so a sent order can never be failed this way.
 

@@ -237,7 +237,7 @@ impl Store {
         let gate = match gate(&mut *tx, caller, key, id, po, new).await? {
             Gate::Created(row, _) => {
                 let taken = match send.stocked {
-                    Some(handed) => Taken::Granted(handed),
+                    Some(floor) => Taken::Granted(floor),
                     None => send.slots.take(send.slot).await,
                 };
                 let fresh = match taken {

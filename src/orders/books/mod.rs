@@ -278,8 +278,7 @@ impl BooksAudit {
                 }
             };
             if let Some(old) = SlotTooOld::check(self.history.window, stamped_after) {
-                old.warn(Operation::GetOrderHistory);
-                let end = audit::not_sent(Operation::GetOrderHistory.as_str(), old.why());
+                let end = audit::not_sent(Operation::GetOrderHistory, &old);
                 self.store
                     .finish_unowned_call(id, &end)
                     .await
