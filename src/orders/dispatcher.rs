@@ -25,6 +25,7 @@ use super::{
     limits::{SlotTooOld, SpentBudget},
     outcome,
     worker::{Pace, Wakes, run_worker},
+    write_backs::WriteBacks,
 };
 use crate::{
     crypto::Cipher,
@@ -34,7 +35,7 @@ use crate::{
         Store, StoreError, StoreResult,
         exchanges::Begin,
         orders::{Fresh, FreshSend},
-        outcomes::PlaceResult,
+        outcomes::{PlaceResult, WriteBack},
         rate_limit::{BLOCK_LOCK_WAIT, SlotBlocks, Stocked},
         vouchers::VoucherRow,
     },
@@ -65,6 +66,8 @@ pub struct Dispatcher {
     slot_waiters: Arc<Semaphore>,
     /// New orders' placeOrder slots, taken in blocks.
     fresh_slots: Arc<SlotBlocks>,
+    /// placeOrder write-backs, committed in batches.
+    write_backs: Arc<WriteBacks>,
 }
 
 impl Dispatcher {
@@ -90,6 +93,7 @@ impl Dispatcher {
             place_spent: Arc::default(),
             slot_waiters: Arc::new(Semaphore::new(fixed::SLOT_LOCK_WAITERS)),
             fresh_slots: Arc::new(SlotBlocks::new(&store)),
+            write_backs: Arc::new(WriteBacks::new(store.clone())),
             store,
         }
     }
@@ -254,12 +258,14 @@ impl Dispatcher {
         if let (true, PlaceResult::Deferred { retry_in, .. }) = (retry_now, &mut next) {
             *retry_in = Duration::ZERO;
         }
-        let written = self
-            .with_retries(|| {
-                self.store
-                    .record_place_result(order.id, lease, exchange_id, &end, &next)
-            })
-            .await?;
+        let wb = Arc::new(WriteBack {
+            order: order.id,
+            lease,
+            exchange_id,
+            end,
+            result: next,
+        });
+        let written = self.with_retries(|| self.write_backs.record(&wb)).await?;
         match &written {
             None => warn!(
                 outcome = label,
@@ -271,8 +277,8 @@ impl Dispatcher {
             Some(_) => {}
         }
         // The vouchers just stored answer the caller without reading them back.
-        let vouchers = match next {
-            PlaceResult::Placed(facts) => facts.vouchers,
+        let vouchers = match &wb.result {
+            PlaceResult::Placed(facts) => facts.vouchers.clone(),
             _ => Vec::new(),
         };
         Ok(written.map(|order| Written { order, vouchers }))
@@ -299,12 +305,14 @@ impl Dispatcher {
                 .into(),
             retry_in: old.retry_in(),
         };
-        let written = self
-            .with_retries(|| {
-                self.store
-                    .record_place_result(id, lease, exchange_id, &end, &next)
-            })
-            .await?;
+        let wb = Arc::new(WriteBack {
+            order: id,
+            lease,
+            exchange_id,
+            end,
+            result: next,
+        });
+        let written = self.with_retries(|| self.write_backs.record(&wb)).await?;
         self.wakes.dispatcher().notify_one();
         Ok(written.map(|order| Written {
             order,

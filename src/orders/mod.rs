@@ -56,6 +56,8 @@ pub mod view;
 pub mod webhooks;
 /// The background worker loop and retry jitter.
 mod worker;
+/// Group commit of placeOrder write-backs.
+pub mod write_backs;
 
 pub use crate::domain::TokenState;
 pub use callers::CallerCache;

@@ -97,44 +97,81 @@ const GUARD: &str =
 /// answers decrement it).
 const CLEAN: &str = formatcp!("({ONLY_REFUSED} and not {HOOKED})");
 
+/// One placeOrder write-back: the exchange's answer and what it led to,
+/// applied under the lease that sent the call.
+#[derive(Debug)]
+pub struct WriteBack {
+    /// The order.
+    pub order: OrderId,
+    /// The lease that sent the call: the order is updated only under it.
+    pub lease: Uuid,
+    /// The call's exchange row, completed unconditionally.
+    pub exchange_id: Uuid,
+    /// The call's answer half.
+    pub end: ExchangeEnd,
+    /// What the answer led to.
+    pub result: PlaceResult,
+}
+
 impl Store {
-    /// Completes the exchange and applies `result` under the lease; `None`
-    /// when the lease was lost (the audit row is still completed).
-    pub async fn record_place_result(
-        &self,
-        order: OrderId,
-        lease_token: Uuid,
-        exchange_id: Uuid,
-        end: &ExchangeEnd,
-        result: &PlaceResult,
-    ) -> StoreResult<Option<Order>> {
+    /// Completes the exchange and applies the result under the lease, in
+    /// a transaction of its own; `None` when the lease was lost (the audit
+    /// row is still completed).
+    pub async fn record_place_result(&self, wb: &WriteBack) -> StoreResult<Option<Order>> {
         let mut tx = self.pool.begin().await?;
-        complete_exchange(&mut tx, exchange_id, end).await?;
-        let sql = result_sql(result);
-        let q = sqlx::query_as::<_, OrderRow>(&sql)
-            .bind(order.as_uuid())
-            .bind(lease_token);
-        let q = match result {
-            PlaceResult::Placed(f) => f.bind(q).bind(f.next_check_in.map(|d| d.as_secs_f64())),
-            PlaceResult::Failed { failure, check_in } => {
-                q.bind(pg_json(failure)).bind(check_in.as_secs_f64())
-            }
-            PlaceResult::Reconciling {
-                reason,
-                check_in: d,
-            }
-            | PlaceResult::Deferred {
-                reason,
-                retry_in: d,
-            } => q.bind(pg_text(reason).into_owned()).bind(d.as_secs_f64()),
-        };
-        let row = q.fetch_optional(&mut *tx).await?;
-        if let (Some(_), PlaceResult::Placed(f)) = (&row, result) {
-            insert_vouchers(&mut tx, &f.vouchers).await?;
+        let row = write_back(&mut tx, wb).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// The write-backs `wbs` in one transaction (group commit, issue 11),
+    /// one answer each in the same order. Each is fenced by its own lease
+    /// exactly as alone; they are applied in order id order, so two
+    /// batches never lock the same orders in opposite orders. One error
+    /// rolls all of them back: the caller then writes each alone.
+    pub async fn record_place_results<W>(&self, wbs: &[W]) -> StoreResult<Vec<Option<Order>>>
+    where
+        W: std::ops::Deref<Target = WriteBack>,
+    {
+        let mut by_order: Vec<usize> = (0..wbs.len()).collect();
+        by_order.sort_by_key(|&i| (wbs[i].order.as_uuid(), wbs[i].exchange_id));
+        let mut rows: Vec<Option<Order>> = (0..wbs.len()).map(|_| None).collect();
+        let mut tx = self.pool.begin().await?;
+        for i in by_order {
+            rows[i] = write_back(&mut tx, &wbs[i]).await?;
         }
         tx.commit().await?;
-        Ok(row.map(OrderRow::into_order))
+        Ok(rows)
     }
+}
+
+/// One write-back on `conn`, inside the caller's transaction.
+async fn write_back(conn: &mut sqlx::PgConnection, wb: &WriteBack) -> StoreResult<Option<Order>> {
+    complete_exchange(conn, wb.exchange_id, &wb.end).await?;
+    let result = &wb.result;
+    let sql = result_sql(result);
+    let q = sqlx::query_as::<_, OrderRow>(&sql)
+        .bind(wb.order.as_uuid())
+        .bind(wb.lease);
+    let q = match result {
+        PlaceResult::Placed(f) => f.bind(q).bind(f.next_check_in.map(|d| d.as_secs_f64())),
+        PlaceResult::Failed { failure, check_in } => {
+            q.bind(pg_json(failure)).bind(check_in.as_secs_f64())
+        }
+        PlaceResult::Reconciling {
+            reason,
+            check_in: d,
+        }
+        | PlaceResult::Deferred {
+            reason,
+            retry_in: d,
+        } => q.bind(pg_text(reason).into_owned()).bind(d.as_secs_f64()),
+    };
+    let row = q.fetch_optional(&mut *conn).await?;
+    if let (Some(_), PlaceResult::Placed(f)) = (&row, result) {
+        insert_vouchers(conn, &f.vouchers).await?;
+    }
+    Ok(row.map(OrderRow::into_order))
 }
 
 /// A guarded `update … returning` order query under construction.

@@ -41,4 +41,5 @@ mod tokens_lease;
 mod tokens_storm;
 mod webhooks;
 mod webhooks_contradictions;
+mod write_backs;
 mod xoxoday_client;

@@ -266,7 +266,7 @@ async fn a_stale_lease_cannot_write_back_and_expired_leases_reconcile() {
         store::{
             Store,
             exchanges::{Begin, ExchangeStart},
-            outcomes::PlaceResult,
+            outcomes::{PlaceResult, WriteBack},
             rate_limit::SlotAsk,
         },
     };
@@ -330,16 +330,16 @@ async fn a_stale_lease_cannot_write_back_and_expired_leases_reconcile() {
         .await
         .unwrap();
     let written = store
-        .record_place_result(
-            oid,
-            stale,
+        .record_place_result(&WriteBack {
+            order: oid,
+            lease: stale,
             exchange_id,
-            &Default::default(),
-            &PlaceResult::Failed {
+            end: Default::default(),
+            result: PlaceResult::Failed {
                 failure: json!({"httpStatus": 400}),
                 check_in: Duration::from_secs(1),
             },
-        )
+        })
         .await
         .unwrap();
     assert!(written.is_none(), "a stale lease must not write back");
