@@ -81,6 +81,7 @@ impl Dispatcher {
         upstream: UpstreamLimits,
         wakes: Wakes,
     ) -> Self {
+        let tasks = TaskTracker::new();
         Self {
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
             xoxoday,
@@ -89,11 +90,11 @@ impl Dispatcher {
             settings: Arc::new(settings),
             upstream: Arc::new(upstream),
             wakes,
-            tasks: TaskTracker::new(),
+            tasks: tasks.clone(),
             place_spent: Arc::default(),
             slot_waiters: Arc::new(Semaphore::new(fixed::SLOT_LOCK_WAITERS)),
             fresh_slots: Arc::new(SlotBlocks::new(&store)),
-            write_backs: Arc::new(WriteBacks::new(store.clone())),
+            write_backs: Arc::new(WriteBacks::new(store.clone(), tasks.clone())),
             store,
         }
     }
@@ -265,7 +266,7 @@ impl Dispatcher {
             end,
             result: next,
         });
-        let written = self.with_retries(|| self.write_backs.record(&wb)).await?;
+        let written = self.write_back(&wb).await?;
         match &written {
             None => warn!(
                 outcome = label,
@@ -312,7 +313,7 @@ impl Dispatcher {
             end,
             result: next,
         });
-        let written = self.with_retries(|| self.write_backs.record(&wb)).await?;
+        let written = self.write_back(&wb).await?;
         self.wakes.dispatcher().notify_one();
         Ok(written.map(|order| Written {
             order,
@@ -531,6 +532,25 @@ impl Dispatcher {
             wake: self.wakes.dispatcher(),
         };
         run_worker(pace, shutdown, || self.dispatch_due()).await;
+    }
+
+    /// Writes `wb` back in a batch ([`WriteBacks`]), then, while the
+    /// database is unavailable, alone ([`Self::with_retries`]): a retry
+    /// never joins a batch again, so a write-back that keeps failing costs
+    /// no other its batch.
+    async fn write_back(&self, wb: &Arc<WriteBack>) -> StoreResult<Option<Order>> {
+        let mut batched = false;
+        self.with_retries(|| {
+            let first = !std::mem::replace(&mut batched, true);
+            async move {
+                if first {
+                    self.write_backs.record(wb).await
+                } else {
+                    self.write_backs.record_alone(wb).await
+                }
+            }
+        })
+        .await
     }
 
     /// Retries a write-back while the database is unavailable (≈ 15 s), so a

@@ -6,17 +6,26 @@
 //! [`PIPES`] batches are running starts a batch at once (alone, when
 //! nothing else is waiting); only while all of them run do others queue,
 //! and the next batch takes every one queued (at most [`MOST`]). So a
-//! batch grows with the load and costs nothing when there is none.
+//! batch grows with the load and costs nothing when there is none. A batch
+//! of one is the write-back alone, exactly as without batching.
 //!
 //! Each write-back in a batch is fenced by its own lease exactly as alone
-//! ([`Store::record_place_results`]). A batch that fails rolls all of them
-//! back, and each is then written alone, so one bad write-back never costs
-//! another its answer. The batches run in tasks of their own: a caller that
-//! stops waiting does not cancel the commit.
+//! ([`Store::record_place_results`]). A batch never waits long for company
+//! it does not need: a row lock held elsewhere fails it after
+//! [`LOCK_WAIT`], and a batch not done within [`DEADLINE`] (a connection
+//! that hangs) is given up. A batch that fails or is given up is rolled
+//! back, and each of its write-backs is written alone, so one that cannot
+//! be written costs the others only that retry. The batches run in tasks
+//! of their own, tracked with the placements drained at shutdown: a
+//! caller that stops waiting does not cancel the commit.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::{
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
 
 use tokio::sync::oneshot;
+use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use crate::{
@@ -29,12 +38,20 @@ pub const PIPES: usize = 2;
 /// Most write-backs in one batch: each holds its order's row lock until
 /// the batch commits.
 pub const MOST: usize = 32;
+/// Longest a batch waits for a row lock held elsewhere (`lock_timeout`):
+/// then it rolls back and each of its write-backs waits alone.
+pub const LOCK_WAIT: Duration = Duration::from_millis(200);
+/// Longest a batch may take (about 1 ms per write-back when healthy): a
+/// batch on a connection that hangs is given up, and its write-backs are
+/// written alone on others.
+pub const DEADLINE: Duration = Duration::from_secs(5);
 
 type Answer = StoreResult<Option<Order>>;
 
-/// The queue of write-backs waiting for a batch; cheap to share.
+/// The queue of write-backs waiting for a batch.
 pub struct WriteBacks {
     store: Store,
+    tasks: TaskTracker,
     state: Arc<Mutex<State>>,
 }
 
@@ -52,10 +69,11 @@ struct Waiting {
 }
 
 impl WriteBacks {
-    /// Batches committed on `store`'s pool.
-    pub fn new(store: Store) -> Self {
+    /// Batches committed on `store`'s pool, in tasks of `tasks`.
+    pub fn new(store: Store, tasks: TaskTracker) -> Self {
         Self {
             store,
+            tasks,
             state: Arc::default(),
         }
     }
@@ -75,45 +93,101 @@ impl WriteBacks {
             lead
         };
         if lead {
-            tokio::spawn(lead_batches(self.store.clone(), self.state.clone()));
+            let leader = Leader {
+                store: self.store.clone(),
+                tasks: self.tasks.clone(),
+                state: self.state.clone(),
+                left: false,
+            };
+            self.tasks.spawn(leader.run());
         }
         match answer.await {
             Ok(Some(answer)) => answer,
-            // The batch failed (or its task died): alone, as before batching.
+            // The batch failed, or was given up: alone, as without batching.
             Ok(None) | Err(_) => self.store.record_place_result(wb).await,
+        }
+    }
+
+    /// Writes `wb` back alone (a retry: it does not join a batch again).
+    pub async fn record_alone(&self, wb: &WriteBack) -> Answer {
+        self.store.record_place_result(wb).await
+    }
+}
+
+/// Takes batches until the queue is empty, and leaves under the same lock
+/// that found it empty (so nothing queued is left without a leader).
+/// Dropped any other way (never run, a panic), it still gives its place
+/// back, and the last leader to go lets every write-back still queued be
+/// written alone.
+struct Leader {
+    store: Store,
+    tasks: TaskTracker,
+    state: Arc<Mutex<State>>,
+    left: bool,
+}
+
+impl Leader {
+    async fn run(mut self) {
+        loop {
+            let batch: Vec<Waiting> = {
+                let mut state = lock(&self.state);
+                if state.queue.is_empty() {
+                    state.leaders -= 1;
+                    self.left = true;
+                    return;
+                }
+                let n = state.queue.len().min(MOST);
+                state.queue.drain(..n).collect()
+            };
+            // A task of its own: a panic costs that batch (its callers
+            // write alone), not the leader.
+            let _ = self.tasks.spawn(commit(self.store.clone(), batch)).await;
         }
     }
 }
 
-/// Commits batches until the queue is empty, then leaves. Each batch runs
-/// in a task of its own, so a panic costs that batch (its callers write
-/// alone) and not the leader.
-async fn lead_batches(store: Store, state: Arc<Mutex<State>>) {
-    loop {
-        let batch: Vec<Waiting> = {
-            let mut state = lock(&state);
-            if state.queue.is_empty() {
-                state.leaders -= 1;
-                return;
-            }
-            let n = state.queue.len().min(MOST);
-            state.queue.drain(..n).collect()
-        };
-        let store = store.clone();
-        let _ = tokio::spawn(commit(store, batch)).await;
+impl Drop for Leader {
+    fn drop(&mut self) {
+        if self.left {
+            return;
+        }
+        let mut state = lock(&self.state);
+        state.leaders -= 1;
+        if state.leaders == 0 {
+            // No leader is left to take them: each writes alone.
+            state.queue.clear();
+        }
     }
 }
 
-/// One batch: all in one transaction; on an error, each caller is told to
-/// write alone (an error of a batch of one is that write-back's own).
+/// One batch in one transaction. When it fails or takes longer than
+/// [`DEADLINE`], each caller is told to write alone; the error of a batch
+/// of one (the write-back alone) is its own.
 async fn commit(store: Store, batch: Vec<Waiting>) {
     let (wbs, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|w| (w.wb, w.reply)).unzip();
-    let answers: Vec<Option<Answer>> = match store.record_place_results(&wbs).await {
-        Ok(rows) => rows.into_iter().map(|row| Some(Ok(row))).collect(),
-        Err(e) if wbs.len() == 1 => vec![Some(Err(e))],
-        Err(e) => {
-            warn!(error = %e, batch = wbs.len(), "write-back batch failed; writing each alone");
-            wbs.iter().map(|_| None).collect()
+    let answers: Vec<Option<Answer>> = if let [wb] = wbs.as_slice() {
+        match tokio::time::timeout(DEADLINE, store.record_place_result(wb)).await {
+            Ok(answer) => vec![Some(answer)],
+            Err(_) => {
+                warn!("write-back took too long; writing it again on another connection");
+                vec![None]
+            }
+        }
+    } else {
+        let batch = store.record_place_results(&wbs, LOCK_WAIT);
+        match tokio::time::timeout(DEADLINE, batch).await {
+            Ok(Ok(rows)) => rows.into_iter().map(|row| Some(Ok(row))).collect(),
+            Ok(Err(e)) => {
+                warn!(error = %e, batch = wbs.len(), "write-back batch failed; writing each alone");
+                wbs.iter().map(|_| None).collect()
+            }
+            Err(_) => {
+                warn!(
+                    batch = wbs.len(),
+                    "write-back batch took too long; writing each alone"
+                );
+                wbs.iter().map(|_| None).collect()
+            }
         }
     };
     for (reply, answer) in replies.into_iter().zip(answers) {

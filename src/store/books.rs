@@ -191,7 +191,8 @@ impl Store {
     /// Completes the audit row of [`Store::begin_unowned_call`].
     pub async fn finish_unowned_call(&self, id: Uuid, end: &ExchangeEnd) -> StoreResult<()> {
         let mut conn = self.pool.acquire().await?;
-        complete_exchange(&mut conn, id, end).await
+        complete_exchange(&mut conn, id, end).await?;
+        Ok(())
     }
 
     /// Takes the scheduled audit's lease when no replica holds it and the

@@ -223,13 +223,14 @@ impl Store {
     }
 }
 
-/// Completes an exchange row inside the caller's transaction.
+/// Completes an exchange row inside the caller's transaction; false when
+/// it was completed already (a write-back that ran before).
 pub(crate) async fn complete_exchange(
     conn: &mut sqlx::PgConnection,
     exchange_id: Uuid,
     end: &ExchangeEnd,
-) -> StoreResult<()> {
-    sqlx::query(
+) -> StoreResult<bool> {
+    let done = sqlx::query(
         "update upstream_exchanges set
            request_headers = $2, started_at = coalesce($3, started_at), duration_ms = $4,
            response_status = $5, response_headers = $6, response_body_redacted = $7,
@@ -250,5 +251,5 @@ pub(crate) async fn complete_exchange(
     .bind(&end.outcome)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }

@@ -47,6 +47,9 @@ const LOOKUP: &[u8] = b"returning coalesce(attempt, 0)";
 /// a getOrderHistory page of the books audit).
 const HISTORY: &[u8] = b"(exchange_id, operation, method, url, request_body)\n";
 
+/// A placeOrder write-back's first statement (`complete_exchange`).
+const WRITE_BACK: &[u8] = b"update upstream_exchanges set";
+
 /// What the proxy does to a COMMIT reply.
 #[derive(Debug, Clone, Copy)]
 enum Fault {
@@ -100,7 +103,7 @@ async fn relay(client: TcpStream, server: TcpStream, armed: Armed) {
                 let n = u32::from_be_bytes(head[1..5].try_into().unwrap()) as usize - 4;
                 let mut body = vec![0u8; n];
                 from_client.read_exact(&mut body).await?;
-                for text in [GATE, LOOKUP, HISTORY] {
+                for text in [GATE, LOOKUP, HISTORY, WRITE_BACK] {
                     if body.windows(text.len()).any(|w| w == text) {
                         seen.push(text);
                     }
@@ -367,6 +370,39 @@ async fn a_books_audit_page_whose_slot_grew_older_than_the_send_margin_is_asked_
         "{pages:?}"
     );
     assert!(pages.iter().skip(1).all(|p| p.1.is_some()), "{pages:?}");
+}
+
+#[tokio::test]
+async fn a_write_back_whose_commit_reply_hangs_is_given_up_and_answered_from_the_row() {
+    use order_gateway::{
+        domain::OrderStatus,
+        orders::write_backs::{DEADLINE, WriteBacks},
+        store::Store,
+    };
+    let app = spawn_app().await;
+    let (url, armed) = database_behind_proxy(&app).await;
+    let via = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&url)
+        .await
+        .unwrap();
+    let write_backs = WriteBacks::new(Store::from_pool(via), Default::default());
+    let direct = Store::from_pool(app.db.clone());
+    let wb = crate::write_backs::placing(&app, &direct, "wb-hang").await;
+    let wb = crate::write_backs::placed(&wb, 41, Vec::new());
+    // Postgres commits the write-back; its answer is held for a minute
+    // (a connection that hangs after the commit).
+    *armed.lock().unwrap() = Some((WRITE_BACK, Fault::Late(Duration::from_secs(60))));
+    let answer = tokio::time::timeout(DEADLINE * 4, write_backs.record(&wb))
+        .await
+        .expect("the batch is given up, not waited for")
+        .unwrap()
+        .expect("answered from the row its commit left");
+    assert_eq!(
+        (answer.status, answer.xoxoday_order_id),
+        (OrderStatus::Completed, Some(41))
+    );
+    assert!(armed.lock().unwrap().is_none(), "the fault was met");
 }
 
 /// Polls the order's status for up to 10 s until it is `want`; returns the last.

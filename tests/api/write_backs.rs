@@ -12,7 +12,7 @@ use std::{pin::Pin, sync::Arc, time::Duration};
 use futures::{Future, poll};
 use order_gateway::{
     domain::{Order, OrderId, OrderStatus},
-    orders::write_backs::{PIPES, WriteBacks},
+    orders::write_backs::{LOCK_WAIT, PIPES, WriteBacks},
     store::{
         Store, StoreResult,
         exchanges::{Begin, ExchangeStart},
@@ -22,7 +22,8 @@ use order_gateway::{
     },
 };
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::{PgPool, postgres::PgPoolOptions};
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::helpers::{TestApp, spawn_app};
@@ -33,7 +34,7 @@ type Pending<'a> = Pin<Box<dyn Future<Output = StoreResult<Option<Order>>> + Sen
 async fn write_backs_ready_together_commit_in_one_transaction_each_under_its_own_lease() {
     let app = spawn_app().await;
     let store = Store::from_pool(app.db.clone());
-    let write_backs = WriteBacks::new(store.clone());
+    let write_backs = WriteBacks::new(store.clone(), TaskTracker::new());
     let blockers = [
         placing(&app, &store, "wb-block-1").await,
         placing(&app, &store, "wb-block-2").await,
@@ -81,7 +82,7 @@ async fn write_backs_ready_together_commit_in_one_transaction_each_under_its_own
 async fn a_write_back_that_fails_in_a_batch_costs_the_others_nothing() {
     let app = spawn_app().await;
     let store = Store::from_pool(app.db.clone());
-    let write_backs = WriteBacks::new(store.clone());
+    let write_backs = WriteBacks::new(store.clone(), TaskTracker::new());
     let blockers = [
         placing(&app, &store, "wb-block-a").await,
         placing(&app, &store, "wb-block-b").await,
@@ -128,6 +129,101 @@ async fn a_write_back_that_fails_in_a_batch_costs_the_others_nothing() {
     assert!(completed);
 }
 
+#[tokio::test]
+async fn a_row_lock_held_elsewhere_fails_the_batch_fast_and_the_others_are_written_without_it() {
+    let app = spawn_app().await;
+    // More connections than the harness pool: the held lock, the blockers'
+    // lock, two pipes and the write-backs written alone.
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with((*app.db.connect_options()).clone())
+        .await
+        .unwrap();
+    let store = Store::from_pool(pool.clone());
+    let write_backs = WriteBacks::new(store.clone(), TaskTracker::new());
+    let blockers = [
+        placing(&app, &store, "wb-lk-block-1").await,
+        placing(&app, &store, "wb-lk-block-2").await,
+    ];
+    let free_1 = placing(&app, &store, "wb-lk-free-1").await;
+    let held = placing(&app, &store, "wb-lk-held").await;
+    let free_2 = placing(&app, &store, "wb-lk-free-2").await;
+    // Someone else (an operator's transaction, say) holds `held`'s row.
+    let mut elsewhere = pool.begin().await.unwrap();
+    sqlx::query("select 1 from orders where order_id = $1 for update")
+        .bind(held.order.as_uuid())
+        .execute(&mut *elsewhere)
+        .await
+        .unwrap();
+    let queued = [
+        placed(&free_1, 21, Vec::new()),
+        placed(&held, 22, Vec::new()),
+        placed(&free_2, 23, Vec::new()),
+    ];
+    let blocking = blockers.each_ref().map(|wb| placed(wb, 1, Vec::new()));
+    let batch = batch_behind_blockers(&pool, &write_backs, &blocking, &queued);
+    tokio::pin!(batch);
+    // The free orders are written while the lock is still held (not after
+    // the ten seconds of `statement_timeout`, nor when it is released).
+    let mut settled = false;
+    for _ in 0..400 {
+        tokio::select! {
+            _ = &mut batch => unreachable!("the held order cannot be written yet"),
+            () = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+        if status_of(&app.db, free_1.order).await == "completed"
+            && status_of(&app.db, free_2.order).await == "completed"
+        {
+            settled = true;
+            break;
+        }
+    }
+    assert!(
+        settled,
+        "the others waited for a lock they did not need (batch lock wait {LOCK_WAIT:?})"
+    );
+    assert_eq!(status_of(&app.db, held.order).await, "placing");
+    elsewhere.rollback().await.unwrap();
+    let [a1, a_held, a2] = batch.await;
+    assert_eq!(a1.unwrap().unwrap().status, OrderStatus::Completed);
+    assert_eq!(a2.unwrap().unwrap().status, OrderStatus::Completed);
+    let a_held = a_held
+        .unwrap()
+        .expect("written alone once the lock is gone");
+    assert_eq!(
+        (a_held.status, a_held.xoxoday_order_id),
+        (OrderStatus::Completed, Some(22))
+    );
+}
+
+#[tokio::test]
+async fn a_write_back_written_again_answers_the_order_as_it_stands_not_lease_lost() {
+    // A COMMIT whose answer was lost (or a batch given up after it
+    // committed): the write-back runs again, finds its exchange completed
+    // and its lease gone, and answers the order as its first run left it.
+    let app = spawn_app().await;
+    let store = Store::from_pool(app.db.clone());
+    let wb = placed(&placing(&app, &store, "wb-twice").await, 31, Vec::new());
+    let first = store
+        .record_place_result(&wb)
+        .await
+        .unwrap()
+        .expect("written");
+    let again = store.record_place_result(&wb).await.unwrap();
+    let again = again.expect("answered from the row, not as a lost lease");
+    assert_eq!((again.id, again.status), (first.id, OrderStatus::Completed));
+    assert_eq!(again.xoxoday_order_id, Some(31));
+    // A stale lease whose exchange is still open is still fenced out.
+    let stale = placing(&app, &store, "wb-stale").await;
+    sqlx::query("update orders set lease_token = gen_random_uuid() where order_id = $1")
+        .bind(stale.order.as_uuid())
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let stale = placed(&stale, 32, Vec::new());
+    assert!(store.record_place_result(&stale).await.unwrap().is_none());
+}
+
 /// Holds the blockers' order rows locked while their write-backs take
 /// every batch pipe, queues `queued`, releases the lock and returns the
 /// queued write-backs' answers, in order.
@@ -165,15 +261,13 @@ async fn batch_behind_blockers(
     for f in blocked {
         f.await.unwrap().expect("a blocker is written");
     }
-    let mut answers = Vec::new();
-    for f in waiting {
-        answers.push(f.await);
-    }
+    // Together: a write-back told to write alone does so when polled.
+    let answers = futures::future::join_all(waiting).await;
     answers.try_into().unwrap_or_else(|_| unreachable!())
 }
 
 /// An order in `placing` under a lease, its call begun (exchange row, slot).
-async fn placing(app: &TestApp, store: &Store, key: &str) -> WriteBack {
+pub(crate) async fn placing(app: &TestApp, store: &Store, key: &str) -> WriteBack {
     let id = Uuid::now_v7();
     sqlx::query(
         "insert into orders (order_id, caller_id, idempotency_key, request_fingerprint, po_number,
@@ -221,7 +315,11 @@ async fn placing(app: &TestApp, store: &Store, key: &str) -> WriteBack {
 }
 
 /// `wb`'s order placed upstream as `xoxoday_order_id`, with `vouchers`.
-fn placed(wb: &WriteBack, xoxoday_order_id: i64, vouchers: Vec<VoucherRow>) -> Arc<WriteBack> {
+pub(crate) fn placed(
+    wb: &WriteBack,
+    xoxoday_order_id: i64,
+    vouchers: Vec<VoucherRow>,
+) -> Arc<WriteBack> {
     Arc::new(WriteBack {
         order: wb.order,
         lease: wb.lease,
