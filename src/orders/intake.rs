@@ -11,6 +11,11 @@
 //! in a task of its own, which also sends the call and writes its result
 //! back; the request merely waits up to `Prefer: wait` for it.
 //!
+//! A new order with nothing to begin (the budget known spent, every
+//! permit taken) is stored with the other such orders of the moment, in
+//! one statement ([`NewOrders`], [`super::batches`]); one the statement
+//! did not store asks the gate alone.
+//!
 //! A key this process has seen stored is most likely a replay
 //! ([`SeenKeys`]): it is read first, one plain select (order and vouchers),
 //! and only when that finds nothing does the request take the insert path.
@@ -25,13 +30,17 @@ use tokio::{
 use tracing::{Instrument as _, info, info_span, instrument};
 
 use super::{
-    Dispatcher, OrderQueries, OrderView, dispatcher::Written, seen_keys::SeenKeys, view::ViewError,
+    Dispatcher, OrderQueries, OrderView,
+    batches::{Batchable, Batches},
+    dispatcher::Written,
+    seen_keys::SeenKeys,
+    view::ViewError,
 };
 use crate::{
     domain::{Caller, IdempotencyKey, NewOrder, Order, OrderId, PoNumber},
     store::{
-        Store, StoreError,
-        orders::{Fresh, Gate},
+        Store, StoreError, StoreResult,
+        orders::{Fresh, Gate, NewGate},
         vouchers::VoucherRow,
     },
 };
@@ -47,6 +56,8 @@ pub struct Intake {
     queries: OrderQueries,
     /// Keys seen stored: the replay hint.
     seen: Arc<SeenKeys>,
+    /// New orders without a first send, stored in batches.
+    inserts: Arc<Batches<NewOrders>>,
 }
 
 /// What intake did.
@@ -82,7 +93,9 @@ impl Intake {
     /// Intake over `store`, placing through `dispatcher`, answering through
     /// `queries`.
     pub fn new(store: Store, dispatcher: Dispatcher, queries: OrderQueries) -> Self {
+        let inserts = Batches::new(NewOrders(store.clone()), dispatcher.tasks().clone());
         Self {
+            inserts: Arc::new(inserts),
             store,
             dispatcher,
             queries,
@@ -184,6 +197,7 @@ impl Intake {
     ) {
         let (tell, gate) = oneshot::channel();
         let (store, dispatcher) = (self.store.clone(), self.dispatcher.clone());
+        let inserts = self.inserts.clone();
         let (caller, key, new) = (caller.clone(), key.clone(), new.clone());
         let (id, po) = (OrderId::generate(), PoNumber::generate());
         let span = info_span!("order.intake", order.id = %id, po_number = %po);
@@ -191,9 +205,25 @@ impl Intake {
             async move {
                 let ticket = dispatcher.fresh_ticket(&po, &new).await;
                 let send = ticket.fresh_send(&dispatcher);
-                let stored = store
-                    .insert_order(&caller, &key, id, &po, &new, send.as_ref())
-                    .await;
+                let stored = match &send {
+                    Some(send) => {
+                        store
+                            .insert_order(&caller, &key, id, &po, &new, Some(send))
+                            .await
+                    }
+                    // Nothing to begin: stored with the other new orders
+                    // of the moment, in one statement.
+                    None => {
+                        let gate = NewGate {
+                            caller,
+                            key,
+                            id,
+                            po,
+                            new,
+                        };
+                        inserts.run(&Arc::new(gate)).await
+                    }
+                };
                 drop(send);
                 let created = match &stored {
                     Ok(Gate::Created(row, fresh)) => Some((row.clone(), *fresh)),
@@ -265,4 +295,30 @@ impl Intake {
 fn is_moving(row: &Order) -> bool {
     use crate::domain::OrderStatus::{Accepted, Placing};
     matches!(row.status, Accepted | Placing)
+}
+
+/// New orders' inserts without a first send, alone (the gate) or in one
+/// statement ([`Store::insert_new_orders`]); an order a batch did not store
+/// asks the gate alone, which tells a replay, a mismatch and a revoked key
+/// apart.
+pub struct NewOrders(pub Store);
+
+impl Batchable for NewOrders {
+    type Item = NewGate;
+    type Answer = StoreResult<Gate>;
+    const KIND: &'static str = "new order insert";
+
+    async fn alone(&self, g: &NewGate) -> StoreResult<Gate> {
+        self.0
+            .insert_order(&g.caller, &g.key, g.id, &g.po, &g.new, None)
+            .await
+    }
+
+    async fn together(&self, gs: &[Arc<NewGate>]) -> StoreResult<Vec<Option<StoreResult<Gate>>>> {
+        let stored = self.0.insert_new_orders(gs).await?;
+        Ok(stored
+            .into_iter()
+            .map(|row| row.map(|row| Ok(Gate::Created(row, Fresh::NotAsked))))
+            .collect())
+    }
 }

@@ -16,6 +16,8 @@ pub mod aging;
 pub mod audit;
 /// The wallet balance, read once a minute over all replicas.
 pub mod balance;
+/// Group commit: work of one kind ready at the same moment, done together.
+pub mod batches;
 /// The books audit against getOrderHistory.
 pub mod books;
 /// API key hashing, generation, and the in-memory caller cache.

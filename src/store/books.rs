@@ -191,8 +191,7 @@ impl Store {
     /// Completes the audit row of [`Store::begin_unowned_call`].
     pub async fn finish_unowned_call(&self, id: Uuid, end: &ExchangeEnd) -> StoreResult<()> {
         let mut conn = self.pool.acquire().await?;
-        complete_exchange(&mut conn, id, end).await?;
-        Ok(())
+        complete_exchange(&mut conn, id, end).await
     }
 
     /// Takes the scheduled audit's lease when no replica holds it and the

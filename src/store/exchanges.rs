@@ -223,14 +223,13 @@ impl Store {
     }
 }
 
-/// Completes an exchange row inside the caller's transaction; false when
-/// it was completed already (a write-back that ran before).
+/// Completes an exchange row inside the caller's transaction.
 pub(crate) async fn complete_exchange(
     conn: &mut sqlx::PgConnection,
     exchange_id: Uuid,
     end: &ExchangeEnd,
-) -> StoreResult<bool> {
-    let done = sqlx::query(
+) -> StoreResult<()> {
+    sqlx::query(
         "update upstream_exchanges set
            request_headers = $2, started_at = coalesce($3, started_at), duration_ms = $4,
            response_status = $5, response_headers = $6, response_body_redacted = $7,
@@ -251,5 +250,5 @@ pub(crate) async fn complete_exchange(
     .bind(&end.outcome)
     .execute(conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(())
 }

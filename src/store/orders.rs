@@ -84,6 +84,22 @@ pub enum Gate {
     Neither,
 }
 
+/// A new order to store without a first send, in a batch
+/// ([`Store::insert_new_orders`]).
+#[derive(Debug)]
+pub struct NewGate {
+    /// Who asks (its key is checked live).
+    pub caller: Caller,
+    /// The idempotency key.
+    pub key: IdempotencyKey,
+    /// The new order's id.
+    pub id: OrderId,
+    /// Its poNumber.
+    pub po: PoNumber,
+    /// The validated request.
+    pub new: NewOrder,
+}
+
 /// The first placeOrder a new order may begin in its own insert
 /// ([`Store::insert_order`]): the call is prepared, its lease token chosen
 /// and a placement permit held before the statement runs.
@@ -251,6 +267,85 @@ impl Store {
         };
         tx.commit().await?;
         Ok(gate)
+    }
+
+    /// New orders without a first send, in one statement (issue 11: a
+    /// burst costs Postgres one statement and one commit per batch, not
+    /// per order). One answer per order, in the same order: `Some` with
+    /// the row when this statement stored it (`accepted`), `None` when it
+    /// stored nothing for it (the key was taken, also by an earlier order
+    /// of the same batch, or revoked): the caller then asks the gate alone
+    /// ([`Self::insert_order`]), which tells a replay, a mismatch and a
+    /// revoked key apart. Every key is checked live, as in the gate; rows
+    /// go in (caller, key) order, so two batches never wait on each
+    /// other's keys in opposite orders, and of two orders of the batch
+    /// under one key the earlier is stored.
+    pub async fn insert_new_orders<G>(&self, gates: &[G]) -> StoreResult<Vec<Option<Order>>>
+    where
+        G: std::ops::Deref<Target = NewGate>,
+    {
+        let sql = format!(
+            "with r as (
+               select * from unnest($1::bytea[], $2::uuid[], $3::text[], $4::bytea[], $5::text[],
+                 $6::int8[], $7::numeric[], $8::int4[], $9::text[], $10::text[], $11::text[],
+                 $12::bool[], $13::bool[], $14::jsonb[], $15::bool[]) with ordinality
+               as r(key_hash, order_id, idempotency_key, request_fingerprint, po_number,
+                 product_id, denomination, quantity, email, contact, tag, notify_receiver_email,
+                 notify_admin_email, user_meta, perform_operator_validation, n)),
+             ins as (
+               insert into orders (order_id, caller_id, idempotency_key, request_fingerprint,
+                 po_number, product_id, denomination, quantity, email, contact, tag,
+                 notify_receiver_email, notify_admin_email, user_meta, perform_operator_validation)
+               select r.order_id, k.caller_id, r.idempotency_key, r.request_fingerprint,
+                 r.po_number, r.product_id, r.denomination, r.quantity, r.email, r.contact, r.tag,
+                 r.notify_receiver_email, r.notify_admin_email, r.user_meta,
+                 r.perform_operator_validation
+               from r join api_keys k on k.key_hash = r.key_hash and k.revoked_at is null
+               order by k.caller_id, r.idempotency_key, r.n
+               on conflict (caller_id, idempotency_key) do nothing
+               returning *)
+             select {ORDER_COLUMNS} from ins o"
+        );
+        let news = || gates.iter().map(|g| &g.new);
+        let rows = sqlx::query_as::<_, OrderRow>(&sql)
+            .bind(
+                gates
+                    .iter()
+                    .map(|g| &g.caller.key_hash[..])
+                    .collect::<Vec<_>>(),
+            )
+            .bind(gates.iter().map(|g| g.id.as_uuid()).collect::<Vec<_>>())
+            .bind(gates.iter().map(|g| g.key.as_str()).collect::<Vec<_>>())
+            .bind(news().map(|n| n.fingerprint().to_vec()).collect::<Vec<_>>())
+            .bind(gates.iter().map(|g| g.po.as_str()).collect::<Vec<_>>())
+            .bind(news().map(|n| n.product_id).collect::<Vec<_>>())
+            .bind(news().map(|n| n.denomination.value()).collect::<Vec<_>>())
+            .bind(news().map(|n| n.quantity).collect::<Vec<_>>())
+            .bind(news().map(|n| n.email.as_deref()).collect::<Vec<_>>())
+            .bind(news().map(|n| n.contact.as_deref()).collect::<Vec<_>>())
+            .bind(news().map(|n| n.tag.as_deref()).collect::<Vec<_>>())
+            .bind(news().map(|n| n.notify_receiver_email).collect::<Vec<_>>())
+            .bind(news().map(|n| n.notify_admin_email).collect::<Vec<_>>())
+            .bind(
+                news()
+                    .map(|n| n.user_meta.clone().map(serde_json::Value::Object))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                news()
+                    .map(|n| n.perform_operator_validation)
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_all(&self.pool)
+            .await?;
+        let mut stored: Vec<Option<Order>> = gates.iter().map(|_| None).collect();
+        for row in rows {
+            let order = row.into_order();
+            if let Some(i) = gates.iter().position(|g| g.id == order.id) {
+                stored[i] = Some(order);
+            }
+        }
+        Ok(stored)
     }
 
     /// The caller's order under an idempotency key (live key only) with its

@@ -129,12 +129,14 @@ impl Store {
     /// exactly as alone; they are applied in order id order, so two
     /// batches never lock the same orders in opposite orders. A row lock
     /// held by someone else fails the batch within `lock_timeout` rather
-    /// than keep the others waiting with it. One error rolls all of them
-    /// back: the caller then writes each alone.
+    /// than keep the others waiting with it, and the server ends a batch
+    /// left idle for `idle_limit` (its client gone). One error rolls all
+    /// of them back: the caller then writes each alone.
     pub async fn record_place_results<W>(
         &self,
         wbs: &[W],
         lock_timeout: Duration,
+        idle_limit: Duration,
     ) -> StoreResult<Vec<Option<Order>>>
     where
         W: std::ops::Deref<Target = WriteBack>,
@@ -143,10 +145,17 @@ impl Store {
         by_order.sort_by_key(|&i| (wbs[i].order.as_uuid(), wbs[i].exchange_id));
         let mut rows: Vec<Option<Order>> = (0..wbs.len()).map(|_| None).collect();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("select set_config('lock_timeout', $1, true)")
-            .bind(format!("{}ms", lock_timeout.as_millis().max(1)))
-            .execute(&mut *tx)
-            .await?;
+        // A batch on a connection that dies mid-way would keep its
+        // members' rows locked until the server noticed: the server ends
+        // it once it has waited that long for the next statement.
+        sqlx::query(
+            "select set_config('lock_timeout', $1, true),
+                    set_config('idle_in_transaction_session_timeout', $2, true)",
+        )
+        .bind(format!("{}ms", lock_timeout.as_millis().max(1)))
+        .bind(format!("{}ms", idle_limit.as_millis().max(1)))
+        .execute(&mut *tx)
+        .await?;
         for i in by_order {
             rows[i] = write_back(&mut tx, &wbs[i]).await?;
         }
@@ -156,14 +165,8 @@ impl Store {
 }
 
 /// One write-back on `conn`, inside the caller's transaction.
-///
-/// Only this write-back completes its exchange row. Found completed, it
-/// ran before and committed (a COMMIT whose answer was lost, or a batch
-/// that committed before its caller stopped waiting): the lease it
-/// cleared fences the update, and the answer is the order as it is now,
-/// not "lease lost".
 async fn write_back(conn: &mut sqlx::PgConnection, wb: &WriteBack) -> StoreResult<Option<Order>> {
-    let first = complete_exchange(conn, wb.exchange_id, &wb.end).await?;
+    complete_exchange(conn, wb.exchange_id, &wb.end).await?;
     let result = &wb.result;
     let sql = result_sql(result);
     let q = sqlx::query_as::<_, OrderRow>(&sql)
@@ -186,14 +189,6 @@ async fn write_back(conn: &mut sqlx::PgConnection, wb: &WriteBack) -> StoreResul
     let row = q.fetch_optional(&mut *conn).await?;
     if let (Some(_), PlaceResult::Placed(f)) = (&row, result) {
         insert_vouchers(conn, &f.vouchers).await?;
-    }
-    if row.is_none() && !first {
-        let sql = format!("select {ORDER_COLUMNS} from orders o where o.order_id = $1");
-        return Ok(sqlx::query_as::<_, OrderRow>(&sql)
-            .bind(wb.order.as_uuid())
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(OrderRow::into_order));
     }
     Ok(row.map(OrderRow::into_order))
 }

@@ -2,6 +2,7 @@
 
 mod balance_pause;
 mod balance_reads;
+mod batched_inserts;
 mod books_audit;
 mod caller_keys;
 mod campaign;
