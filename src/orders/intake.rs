@@ -297,6 +297,10 @@ fn is_moving(row: &Order) -> bool {
     matches!(row.status, Accepted | Placing)
 }
 
+/// Longest a batch of inserts waits for a key held by another
+/// transaction: then each of its orders asks the gate alone.
+const LOCK_WAIT: Duration = Duration::from_millis(200);
+
 /// New orders' inserts without a first send, alone (the gate) or in one
 /// statement ([`Store::insert_new_orders`]); an order a batch did not store
 /// asks the gate alone, which tells a replay, a mismatch and a revoked key
@@ -309,13 +313,20 @@ impl Batchable for NewOrders {
     const KIND: &'static str = "new order insert";
 
     async fn alone(&self, g: &NewGate) -> StoreResult<Gate> {
-        self.0
+        let gate = self
+            .0
             .insert_order(&g.caller, &g.key, g.id, &g.po, &g.new, None)
-            .await
+            .await?;
+        Ok(match gate {
+            // This very order, stored by a batch that committed after it
+            // was given up: created by this request, not a replay.
+            Gate::Existing(row, _) if row.id == g.id => Gate::Created(row, Fresh::NotAsked),
+            other => other,
+        })
     }
 
     async fn together(&self, gs: &[Arc<NewGate>]) -> StoreResult<Vec<Option<StoreResult<Gate>>>> {
-        let stored = self.0.insert_new_orders(gs).await?;
+        let stored = self.0.insert_new_orders(gs, LOCK_WAIT).await?;
         Ok(stored
             .into_iter()
             .map(|row| row.map(|row| Ok(Gate::Created(row, Fresh::NotAsked))))

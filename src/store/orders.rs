@@ -276,11 +276,16 @@ impl Store {
     /// stored nothing for it (the key was taken, also by an earlier order
     /// of the same batch, or revoked): the caller then asks the gate alone
     /// ([`Self::insert_order`]), which tells a replay, a mismatch and a
-    /// revoked key apart. Every key is checked live, as in the gate; rows
-    /// go in (caller, key) order, so two batches never wait on each
+    /// revoked key apart. A key held by another transaction fails the
+    /// batch within `lock_timeout`. Every key is checked live, as in the
+    /// gate; rows go in (caller, key) order, so two batches never wait on each
     /// other's keys in opposite orders, and of two orders of the batch
     /// under one key the earlier is stored.
-    pub async fn insert_new_orders<G>(&self, gates: &[G]) -> StoreResult<Vec<Option<Order>>>
+    pub async fn insert_new_orders<G>(
+        &self,
+        gates: &[G],
+        lock_timeout: Duration,
+    ) -> StoreResult<Vec<Option<Order>>>
     where
         G: std::ops::Deref<Target = NewGate>,
     {
@@ -335,9 +340,17 @@ impl Store {
                 news()
                     .map(|n| n.perform_operator_validation)
                     .collect::<Vec<_>>(),
-            )
-            .fetch_all(&self.pool)
+            );
+        // A key held by another transaction (a same-key request on the
+        // send path holds its row while it waits for a slot block) fails
+        // the batch within `lock_timeout` instead of holding the others.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("select set_config('lock_timeout', $1, true)")
+            .bind(format!("{}ms", lock_timeout.as_millis().max(1)))
+            .execute(&mut *tx)
             .await?;
+        let rows = rows.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
         let mut stored: Vec<Option<Order>> = gates.iter().map(|_| None).collect();
         for row in rows {
             let order = row.into_order();

@@ -5,7 +5,7 @@
 //! alone, so replays, mismatches and revoked keys answer as without
 //! batching.
 
-use std::{pin::Pin, sync::Arc};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use futures::{Future, poll};
 use order_gateway::{
@@ -74,7 +74,10 @@ async fn one_statement_stores_only_new_keys_and_leaves_the_rest_to_the_gate() {
         },
         gate(&caller, "b-other", 70),
     ];
-    let stored = store.insert_new_orders(&batch.each_ref()).await.unwrap();
+    let stored = store
+        .insert_new_orders(&batch.each_ref(), Duration::from_millis(200))
+        .await
+        .unwrap();
     let ids: Vec<Option<OrderId>> = stored.iter().map(|o| o.as_ref().map(|o| o.id)).collect();
     assert_eq!(
         ids,
@@ -154,6 +157,30 @@ async fn new_orders_ready_together_are_stored_by_one_statement() {
         xmins.iter().all(|x| *x == xmins[0]),
         "one statement stored the queued orders: {xmins:?}"
     );
+}
+
+#[tokio::test]
+async fn a_key_held_elsewhere_fails_the_batch_fast() {
+    let app = spawn_app().await;
+    let store = Store::from_pool(app.db.clone());
+    let caller = caller(&app, &store).await;
+    // A same-key request on the send path holds its row (say, waiting for
+    // a block of rate slots).
+    let mut held = app.db.begin().await.unwrap();
+    store_in(&mut held, &caller, "z-held").await;
+    let batch = [gate(&caller, "a-free", 50), gate(&caller, "z-held", 50)];
+    let refs = batch.each_ref();
+    let insert = store.insert_new_orders(&refs, Duration::from_millis(200));
+    let failed = tokio::time::timeout(Duration::from_secs(5), insert)
+        .await
+        .expect("not held for as long as the other transaction");
+    assert!(failed.is_err(), "the batch gives up on the held key");
+    assert_eq!(
+        app.count("orders where idempotency_key = 'a-free'").await,
+        0,
+        "rolled back: each order then asks the gate alone"
+    );
+    held.rollback().await.unwrap();
 }
 
 #[tokio::test]
