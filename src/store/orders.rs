@@ -297,6 +297,12 @@ impl Store {
                as r(key_hash, order_id, idempotency_key, request_fingerprint, po_number,
                  product_id, denomination, quantity, email, contact, tag, notify_receiver_email,
                  notify_admin_email, user_meta, perform_operator_validation, n)),
+             -- A key held by another transaction (a same-key request on
+             -- the send path holds its row while it waits for a slot
+             -- block) fails the batch within $16 instead of holding the
+             -- others. Set before the first row is inserted (the insert
+             -- reads this), for this statement's own transaction only.
+             lt as (select set_config('lock_timeout', $16, true)),
              ins as (
                insert into orders (order_id, caller_id, idempotency_key, request_fingerprint,
                  po_number, product_id, denomination, quantity, email, contact, tag,
@@ -306,6 +312,7 @@ impl Store {
                  r.notify_receiver_email, r.notify_admin_email, r.user_meta,
                  r.perform_operator_validation
                from r join api_keys k on k.key_hash = r.key_hash and k.revoked_at is null
+                 cross join lt
                order by k.caller_id, r.idempotency_key, r.n
                on conflict (caller_id, idempotency_key) do nothing
                returning *)
@@ -341,16 +348,10 @@ impl Store {
                     .map(|n| n.perform_operator_validation)
                     .collect::<Vec<_>>(),
             );
-        // A key held by another transaction (a same-key request on the
-        // send path holds its row while it waits for a slot block) fails
-        // the batch within `lock_timeout` instead of holding the others.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("select set_config('lock_timeout', $1, true)")
+        let rows = rows
             .bind(format!("{}ms", lock_timeout.as_millis().max(1)))
-            .execute(&mut *tx)
+            .fetch_all(&self.pool)
             .await?;
-        let rows = rows.fetch_all(&mut *tx).await?;
-        tx.commit().await?;
         let mut stored: Vec<Option<Order>> = gates.iter().map(|_| None).collect();
         for row in rows {
             let order = row.into_order();
