@@ -5,28 +5,23 @@
 //! alone, so replays, mismatches and revoked keys answer as without
 //! batching.
 
-use std::{pin::Pin, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use futures::{Future, poll};
 use order_gateway::{
     domain::{Caller, IdempotencyKey, NewOrder, OrderId, OrderStatus, PoNumber},
-    orders::{
-        batches::{Batches, PIPES},
-        callers::hash_key,
-        intake::NewOrders,
-    },
+    orders::{batches::Batches, callers::hash_key, intake::NewOrders},
     store::{
         Store, StoreResult,
         orders::{Gate, NewGate},
     },
 };
 use serde_json::{Value, json};
-use sqlx::PgPool;
 use tokio_util::task::TaskTracker;
 
 use crate::{
     helpers::{TestApp, new_key, order_body, spawn_app, spawn_app_with},
     ledger::fast,
+    write_backs::{Pending, behind_busy_pipes, order_xmin},
 };
 
 #[tokio::test]
@@ -117,34 +112,23 @@ async fn new_orders_ready_together_are_stored_by_one_statement() {
     for b in &blockers {
         store_in(&mut lock, &caller, b.key.as_str()).await;
     }
-    type Pending<'a> = Pin<Box<dyn Future<Output = StoreResult<Gate>> + Send + 'a>>;
-    let mut blocked: Vec<Pending<'_>> = blockers
-        .iter()
-        .map(|b| Box::pin(batches.run(b)) as Pending<'_>)
-        .collect();
-    for (i, f) in blocked.iter_mut().enumerate() {
-        assert!(poll!(f.as_mut()).is_pending());
-        crate::write_backs::wait_for_lock_waiters(&app.db, i + 1).await;
-    }
-    assert_eq!(blocked.len(), PIPES);
     let queued = [
         gate(&caller, "q-1", 50),
         gate(&caller, "q-2", 60),
         gate(&caller, "q-3", 70),
     ]
     .map(Arc::new);
-    let mut waiting: Vec<Pending<'_>> = queued
-        .iter()
-        .map(|g| Box::pin(batches.run(g)) as Pending<'_>)
-        .collect();
-    for f in &mut waiting {
-        assert!(poll!(f.as_mut()).is_pending());
+    let run = |g| Box::pin(batches.run(g)) as Pending<'_, StoreResult<Gate>>;
+    let (blocked, answers) = behind_busy_pipes(
+        &app.db,
+        lock,
+        blockers.iter().map(run).collect(),
+        queued.iter().map(run).collect(),
+    )
+    .await;
+    for b in blocked {
+        assert!(matches!(b.unwrap(), Gate::Created(..)));
     }
-    lock.rollback().await.unwrap();
-    for f in blocked {
-        assert!(matches!(f.await.unwrap(), Gate::Created(..)));
-    }
-    let answers = futures::future::join_all(waiting).await;
     let mut xmins = Vec::new();
     for (g, answer) in queued.iter().zip(answers) {
         match answer.unwrap() {
@@ -289,12 +273,4 @@ async fn store_in(tx: &mut sqlx::PgConnection, caller: &Caller, key: &str) {
     .execute(tx)
     .await
     .unwrap();
-}
-
-async fn order_xmin(db: &PgPool, order: OrderId) -> i64 {
-    sqlx::query_scalar("select xmin::text::bigint from orders where order_id = $1")
-        .bind(order.as_uuid())
-        .fetch_one(db)
-        .await
-        .unwrap()
 }

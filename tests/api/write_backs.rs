@@ -28,8 +28,6 @@ use uuid::Uuid;
 
 use crate::helpers::{TestApp, spawn_app};
 
-type Pending<'a> = Pin<Box<dyn Future<Output = StoreResult<Option<Order>>> + Send + 'a>>;
-
 #[tokio::test]
 async fn write_backs_ready_together_commit_in_one_transaction_each_under_its_own_lease() {
     let app = spawn_app().await;
@@ -237,29 +235,49 @@ async fn batch_behind_blockers(
             .await
             .unwrap();
     }
-    let mut blocked: Vec<Pending<'_>> = blocking
-        .iter()
-        .map(|wb| Box::pin(write_backs.record(wb)) as Pending<'_>)
-        .collect();
+    let run = |wb| Box::pin(write_backs.record(wb)) as Pending<'_, StoreResult<Option<Order>>>;
+    let (blocked, answers) = behind_busy_pipes(
+        db,
+        lock,
+        blocking.iter().map(run).collect(),
+        queued.iter().map(run).collect(),
+    )
+    .await;
+    for b in blocked {
+        b.unwrap().expect("a blocker is written");
+    }
+    answers.try_into().unwrap_or_else(|_| unreachable!())
+}
+
+/// A batched operation under way.
+pub(crate) type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Makes a batch of `queued` deterministic: each of `blocking` (one per
+/// pipe) is started alone and left waiting for a row `lock` holds, so the
+/// next ones queue (polled once each); then the lock is released. Returns
+/// the answers of both, in order.
+pub(crate) async fn behind_busy_pipes<T>(
+    db: &PgPool,
+    lock: sqlx::Transaction<'_, sqlx::Postgres>,
+    mut blocking: Vec<Pending<'_, T>>,
+    mut queued: Vec<Pending<'_, T>>,
+) -> (Vec<T>, Vec<T>) {
+    assert_eq!(blocking.len(), PIPES);
     // One at a time: a leader takes everything queued when it starts.
-    for (i, f) in blocked.iter_mut().enumerate() {
+    for (i, f) in blocking.iter_mut().enumerate() {
         assert!(poll!(f.as_mut()).is_pending());
         wait_for_lock_waiters(db, i + 1).await;
     }
-    let mut waiting: Vec<Pending<'_>> = queued
-        .iter()
-        .map(|wb| Box::pin(write_backs.record(wb)) as Pending<'_>)
-        .collect();
-    for f in &mut waiting {
+    for f in &mut queued {
         assert!(poll!(f.as_mut()).is_pending());
     }
     lock.rollback().await.unwrap();
-    for f in blocked {
-        f.await.unwrap().expect("a blocker is written");
+    let mut blocked = Vec::new();
+    for f in blocking {
+        blocked.push(f.await);
     }
-    // Together: a write-back told to write alone does so when polled.
-    let answers = futures::future::join_all(waiting).await;
-    answers.try_into().unwrap_or_else(|_| unreachable!())
+    // Together: an item told to go alone does so when polled.
+    (blocked, futures::future::join_all(queued).await)
 }
 
 /// An order in `placing` under a lease, its call begun (exchange row, slot).
@@ -362,7 +380,7 @@ async fn status_of(db: &PgPool, order: OrderId) -> String {
         .unwrap()
 }
 
-async fn order_xmin(db: &PgPool, order: OrderId) -> i64 {
+pub(crate) async fn order_xmin(db: &PgPool, order: OrderId) -> i64 {
     sqlx::query_scalar("select xmin::text::bigint from orders where order_id = $1")
         .bind(order.as_uuid())
         .fetch_one(db)
