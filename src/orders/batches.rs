@@ -32,6 +32,9 @@ use crate::store::StoreResult;
 pub const PIPES: usize = 2;
 /// Most items in one batch.
 pub const MOST: usize = 32;
+/// Longest a batch waits for a row or key held by another transaction
+/// (`lock_timeout`): then it fails, and each of its items waits alone.
+pub const LOCK_WAIT: Duration = Duration::from_millis(200);
 /// Longest a batch may take, pool wait included (about a millisecond per
 /// item when healthy; the pool gives up after 3 s): a batch on a
 /// connection that hangs is given up, and its items are done alone on

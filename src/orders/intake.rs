@@ -31,7 +31,7 @@ use tracing::{Instrument as _, info, info_span, instrument};
 
 use super::{
     Dispatcher, OrderQueries, OrderView,
-    batches::{Batchable, Batches},
+    batches::{Batchable, Batches, LOCK_WAIT},
     dispatcher::Written,
     seen_keys::SeenKeys,
     view::ViewError,
@@ -296,10 +296,6 @@ fn is_moving(row: &Order) -> bool {
     use crate::domain::OrderStatus::{Accepted, Placing};
     matches!(row.status, Accepted | Placing)
 }
-
-/// Longest a batch of inserts waits for a key held by another
-/// transaction: then each of its orders asks the gate alone.
-const LOCK_WAIT: Duration = Duration::from_millis(200);
 
 /// New orders' inserts without a first send, alone (the gate) or in one
 /// statement ([`Store::insert_new_orders`]); an order a batch did not store

@@ -8,21 +8,15 @@
 //! whose connection dies mid-way is ended by the server after
 //! [`DEADLINE`] idle, so its members' rows do not stay locked.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use tokio_util::task::TaskTracker;
 
-use super::batches::{Batchable, Batches};
+use super::batches::{Batchable, Batches, DEADLINE, LOCK_WAIT};
 use crate::{
     domain::Order,
     store::{Store, StoreResult, outcomes::WriteBack},
 };
-
-pub use super::batches::{DEADLINE, MOST, PIPES};
-
-/// Longest a batch waits for a row lock held elsewhere (`lock_timeout`):
-/// then it rolls back and each of its write-backs waits alone.
-pub const LOCK_WAIT: Duration = Duration::from_millis(200);
 
 type Answer = StoreResult<Option<Order>>;
 

@@ -376,7 +376,7 @@ async fn a_books_audit_page_whose_slot_grew_older_than_the_send_margin_is_asked_
 async fn a_write_back_whose_commit_reply_hangs_is_given_up_after_the_deadline() {
     use order_gateway::{
         domain::OrderStatus,
-        orders::write_backs::{DEADLINE, WriteBacks},
+        orders::{batches::DEADLINE, write_backs::WriteBacks},
         store::Store,
     };
     let app = spawn_app().await;

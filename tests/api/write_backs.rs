@@ -12,7 +12,10 @@ use std::{pin::Pin, sync::Arc, time::Duration};
 use futures::{Future, poll};
 use order_gateway::{
     domain::{Order, OrderId, OrderStatus},
-    orders::write_backs::{LOCK_WAIT, PIPES, WriteBacks},
+    orders::{
+        batches::{LOCK_WAIT, PIPES},
+        write_backs::WriteBacks,
+    },
     store::{
         Store, StoreResult,
         exchanges::{Begin, ExchangeStart},
@@ -33,13 +36,8 @@ async fn write_backs_ready_together_commit_in_one_transaction_each_under_its_own
     let app = spawn_app().await;
     let store = Store::from_pool(app.db.clone());
     let write_backs = WriteBacks::new(store.clone(), TaskTracker::new());
-    let blockers = [
-        placing(&app, &store, "wb-block-1").await,
-        placing(&app, &store, "wb-block-2").await,
-    ];
-    let good_1 = placing(&app, &store, "wb-good-1").await;
-    let fenced = placing(&app, &store, "wb-fenced").await;
-    let good_2 = placing(&app, &store, "wb-good-2").await;
+    let (blockers, [good_1, fenced, good_2]) =
+        blockers_and_three(&app, &store, "wb", ["good-1", "fenced", "good-2"]).await;
     // A newer claim owns `fenced` now.
     sqlx::query("update orders set lease_token = gen_random_uuid() where order_id = $1")
         .bind(fenced.order.as_uuid())
@@ -81,13 +79,8 @@ async fn a_write_back_that_fails_in_a_batch_costs_the_others_nothing() {
     let app = spawn_app().await;
     let store = Store::from_pool(app.db.clone());
     let write_backs = WriteBacks::new(store.clone(), TaskTracker::new());
-    let blockers = [
-        placing(&app, &store, "wb-block-a").await,
-        placing(&app, &store, "wb-block-b").await,
-    ];
-    let good_1 = placing(&app, &store, "wb-ok-1").await;
-    let bad = placing(&app, &store, "wb-bad").await;
-    let good_2 = placing(&app, &store, "wb-ok-2").await;
+    let (blockers, [good_1, bad, good_2]) =
+        blockers_and_three(&app, &store, "wb", ["ok-1", "bad", "ok-2"]).await;
     // A voucher of an order that does not exist: the foreign key refuses it.
     let orphan = VoucherRow {
         order_id: Uuid::now_v7(),
@@ -139,13 +132,8 @@ async fn a_row_lock_held_elsewhere_fails_the_batch_fast_and_the_others_are_writt
         .unwrap();
     let store = Store::from_pool(pool.clone());
     let write_backs = WriteBacks::new(store.clone(), TaskTracker::new());
-    let blockers = [
-        placing(&app, &store, "wb-lk-block-1").await,
-        placing(&app, &store, "wb-lk-block-2").await,
-    ];
-    let free_1 = placing(&app, &store, "wb-lk-free-1").await;
-    let held = placing(&app, &store, "wb-lk-held").await;
-    let free_2 = placing(&app, &store, "wb-lk-free-2").await;
+    let (blockers, [free_1, held, free_2]) =
+        blockers_and_three(&app, &store, "wb-lk", ["free-1", "held", "free-2"]).await;
     // Someone else (an operator's transaction, say) holds `held`'s row.
     let mut elsewhere = pool.begin().await.unwrap();
     sqlx::query("select 1 from orders where order_id = $1 for update")
@@ -278,6 +266,30 @@ pub(crate) async fn behind_busy_pipes<T>(
     }
     // Together: an item told to go alone does so when polled.
     (blocked, futures::future::join_all(queued).await)
+}
+
+/// One order per batch pipe to block it, and three to queue, each
+/// `placing` with its call begun; keys `{prefix}-block-N` and
+/// `{prefix}-{name}`.
+async fn blockers_and_three(
+    app: &TestApp,
+    store: &Store,
+    prefix: &str,
+    names: [&str; 3],
+) -> ([WriteBack; PIPES], [WriteBack; 3]) {
+    let mut blockers = Vec::new();
+    for n in 1..=PIPES {
+        blockers.push(placing(app, store, &format!("{prefix}-block-{n}")).await);
+    }
+    let mut queued = Vec::new();
+    for name in names {
+        queued.push(placing(app, store, &format!("{prefix}-{name}")).await);
+    }
+    (array(blockers), array(queued))
+}
+
+fn array<const N: usize>(v: Vec<WriteBack>) -> [WriteBack; N] {
+    v.try_into().unwrap_or_else(|_| unreachable!())
 }
 
 /// An order in `placing` under a lease, its call begun (exchange row, slot).
