@@ -3,12 +3,19 @@
 //! (new orders' inserts), so a busy process pays Postgres' per-commit and
 //! per-statement cost once for several orders instead of once per order.
 //!
-//! No item waits for company. One arriving while fewer than [`PIPES`]
-//! batches are running starts a batch at once (alone, when nothing else
-//! is waiting); only while all of them run do others queue, and the next
-//! batch takes every one queued (at most [`MOST`]). So a batch grows with
-//! the load and costs nothing when there is none. A batch of one is the
-//! item alone, exactly as without batching.
+//! No item waits for company. One arriving while fewer than
+//! [`Batchable::PIPES`] batches of its kind are running starts a batch at
+//! once (alone, when nothing else is waiting); only while all of them run
+//! do others queue, and the next batch takes every one queued (at most
+//! [`Batchable::MOST`]). So a batch grows with the load and costs nothing
+//! when there is none. A batch of one is the item alone, exactly as without
+//! batching.
+//!
+//! A batch still running after [`STALLED`] (waiting for a row or a key
+//! another transaction holds, or on a slow connection) gives up its pipe:
+//! the items queued behind it start another batch at once, up to
+//! [`MOST_PIPES`] batches of a kind in all. So one stuck item does not hold
+//! the others, even where a kind runs one pipe.
 //!
 //! A batch that fails, or is not done within [`DEADLINE`] (a connection
 //! that hangs), answers none of its items: each is then done alone, so one
@@ -28,10 +35,12 @@ use tracing::warn;
 
 use crate::store::StoreResult;
 
-/// Most batches running at once in one process, per kind.
-pub const PIPES: usize = 2;
-/// Most items in one batch.
-pub const MOST: usize = 32;
+/// How long a batch may run before the items queued behind it start
+/// another one (about ten times a busy batch's time on the benchmark).
+pub const STALLED: Duration = Duration::from_millis(50);
+/// Most batches of one kind running at once in one process, stalled ones
+/// included (each holds a connection).
+pub const MOST_PIPES: usize = 4;
 /// Longest a batch waits for a row or key held by another transaction
 /// (`lock_timeout`): then it fails, and each of its items waits alone.
 pub const LOCK_WAIT: Duration = Duration::from_millis(200);
@@ -49,6 +58,10 @@ pub trait Batchable: Send + Sync + 'static {
     type Answer: Send + 'static;
     /// Its name in the log.
     const KIND: &'static str;
+    /// Most batches running at once that have not stalled.
+    const PIPES: usize;
+    /// Most items in one batch.
+    const MOST: usize;
 
     /// One item on its own: without batching, a batch of one, or a member
     /// of a batch that did not answer it.
@@ -67,12 +80,23 @@ pub struct Batches<B: Batchable> {
     kind: Arc<B>,
     tasks: TaskTracker,
     state: Arc<Mutex<State<B>>>,
+    stalled_after: Duration,
 }
 
 struct State<B: Batchable> {
     queue: Vec<Waiting<B>>,
-    /// Batch leaders running (at most [`PIPES`]).
+    /// Batch leaders running (at most [`MOST_PIPES`]).
     leaders: usize,
+    /// Of those, the ones whose batch has run longer than the stall time.
+    stalled: usize,
+}
+
+impl<B: Batchable> State<B> {
+    /// Whether another leader may start: fewer than [`Batchable::PIPES`]
+    /// run without having stalled, and fewer than [`MOST_PIPES`] in all.
+    fn may_lead(&self) -> bool {
+        self.leaders - self.stalled < B::PIPES && self.leaders < MOST_PIPES
+    }
 }
 
 struct Waiting<B: Batchable> {
@@ -90,8 +114,18 @@ impl<B: Batchable> Batches<B> {
             state: Arc::new(Mutex::new(State {
                 queue: Vec::new(),
                 leaders: 0,
+                stalled: 0,
             })),
+            stalled_after: STALLED,
         }
+    }
+
+    /// The same, with `after` as the stall time instead of [`STALLED`]
+    /// (tests that keep pipes busy on purpose).
+    #[must_use]
+    pub fn stalled_after(mut self, after: Duration) -> Self {
+        self.stalled_after = after;
+        self
     }
 
     /// Does `item`, in a batch with the items ready at the same moment.
@@ -103,18 +137,22 @@ impl<B: Batchable> Batches<B> {
                 item: item.clone(),
                 reply,
             });
-            let lead = state.leaders < PIPES;
+            let lead = state.may_lead();
             state.leaders += usize::from(lead);
             lead
         };
         if lead {
-            let leader = Leader {
-                kind: self.kind.clone(),
-                tasks: self.tasks.clone(),
-                state: self.state.clone(),
-                left: false,
-            };
-            self.tasks.spawn(leader.run());
+            self.tasks.spawn(
+                Leader {
+                    kind: self.kind.clone(),
+                    tasks: self.tasks.clone(),
+                    state: self.state.clone(),
+                    stalled_after: self.stalled_after,
+                    left: false,
+                    stalled: false,
+                }
+                .run(),
+            );
         }
         match answer.await {
             Ok(Some(answer)) => answer,
@@ -130,15 +168,20 @@ impl<B: Batchable> Batches<B> {
 }
 
 /// Takes batches until the queue is empty, and leaves under the same lock
-/// that found it empty (so nothing queued is left without a leader).
-/// Dropped any other way (never run, a panic), it still gives its place
-/// back, and the last leader to go lets every item still queued be done
-/// alone.
+/// that found it empty (so nothing queued is left without a leader). A
+/// leader whose batch stalls counts as stalled until it is done, and hands
+/// the queue to a new leader when one may start; back, it leaves if that
+/// makes more than [`Batchable::PIPES`] running. Dropped any other way
+/// (never run, a panic), it still gives its place back, and the last
+/// leader to go lets every item still queued be done alone.
 struct Leader<B: Batchable> {
     kind: Arc<B>,
     tasks: TaskTracker,
     state: Arc<Mutex<State<B>>>,
+    stalled_after: Duration,
     left: bool,
+    /// Counted in `State::stalled`.
+    stalled: bool,
 }
 
 impl<B: Batchable> Leader<B> {
@@ -146,18 +189,56 @@ impl<B: Batchable> Leader<B> {
         loop {
             let batch: Vec<Waiting<B>> = {
                 let mut state = lock(&self.state);
-                if state.queue.is_empty() {
+                if state.queue.is_empty() || state.leaders - state.stalled > B::PIPES {
                     state.leaders -= 1;
                     self.left = true;
                     return;
                 }
-                let n = state.queue.len().min(MOST);
+                let n = state.queue.len().min(B::MOST);
                 state.queue.drain(..n).collect()
             };
             // A task of its own: a panic costs that batch (its items are
             // done alone), not the leader.
-            let _ = self.tasks.spawn(commit(self.kind.clone(), batch)).await;
+            let mut batch = self.tasks.spawn(commit(self.kind.clone(), batch));
+            if tokio::time::timeout(self.stalled_after, &mut batch)
+                .await
+                .is_err()
+            {
+                self.stall();
+                let _ = batch.await;
+                lock(&self.state).stalled -= 1;
+                self.stalled = false;
+            }
         }
+    }
+
+    /// Counts this leader as stalled, and starts another for the items
+    /// queued behind it when one may start.
+    fn stall(&mut self) {
+        let mut state = lock(&self.state);
+        state.stalled += 1;
+        self.stalled = true;
+        if state.queue.is_empty() || !state.may_lead() {
+            return;
+        }
+        state.leaders += 1;
+        warn!(
+            kind = B::KIND,
+            after = ?self.stalled_after,
+            queued = state.queue.len(),
+            "a batch is slow; starting another for the ones queued behind it"
+        );
+        self.tasks.spawn(
+            Leader {
+                kind: self.kind.clone(),
+                tasks: self.tasks.clone(),
+                state: self.state.clone(),
+                stalled_after: self.stalled_after,
+                left: false,
+                stalled: false,
+            }
+            .run(),
+        );
     }
 }
 
@@ -168,6 +249,7 @@ impl<B: Batchable> Drop for Leader<B> {
         }
         let mut state = lock(&self.state);
         state.leaders -= 1;
+        state.stalled -= usize::from(self.stalled);
         if state.leaders == 0 {
             // No leader is left to take them: each is done alone.
             state.queue.clear();
@@ -217,4 +299,118 @@ fn lock<B: Batchable>(state: &Mutex<State<B>>) -> MutexGuard<'_, State<B>> {
     state
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::sync::watch;
+
+    use super::*;
+
+    /// Items that wait until the gate opens, alone or together, counting
+    /// how many batches wait at once.
+    struct Gated {
+        open: watch::Receiver<bool>,
+        running: AtomicUsize,
+        peak: AtomicUsize,
+        batches: AtomicUsize,
+    }
+
+    impl Gated {
+        async fn pass(&self) {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            self.batches.fetch_add(1, Ordering::SeqCst);
+            let _ = self.open.clone().wait_for(|open| *open).await;
+            self.running.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Batchable for Gated {
+        type Item = usize;
+        type Answer = usize;
+        const KIND: &'static str = "test";
+        const PIPES: usize = 1;
+        const MOST: usize = 64;
+
+        async fn alone(&self, item: &usize) -> usize {
+            self.pass().await;
+            *item
+        }
+
+        async fn together(&self, items: &[Arc<usize>]) -> StoreResult<Vec<Option<usize>>> {
+            self.pass().await;
+            Ok(items.iter().map(|i| Some(**i)).collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn stalled_batches_hand_the_queue_on_up_to_the_most_pipes_and_answer_every_item() {
+        let (open, gate) = watch::channel(false);
+        let kind = Gated {
+            open: gate,
+            running: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            batches: AtomicUsize::new(0),
+        };
+        let tasks = TaskTracker::new();
+        let stall = Duration::from_millis(10);
+        let batches = Arc::new(Batches::new(kind, tasks.clone()).stalled_after(stall));
+        let mut items = Vec::new();
+        for i in 0..10 {
+            let b = batches.clone();
+            items.push(tokio::spawn(async move { b.run(&Arc::new(i)).await }));
+            // Each batch stalls before the next item comes.
+            tokio::time::sleep(stall * 3).await;
+        }
+        assert_eq!(
+            batches.kind.running.load(Ordering::SeqCst),
+            MOST_PIPES,
+            "a stalled batch lets the next start, up to the most pipes"
+        );
+        assert_eq!(lock(&batches.state).queue.len(), 10 - MOST_PIPES);
+        open.send(true).unwrap();
+        for (i, item) in items.into_iter().enumerate() {
+            assert_eq!(item.await.unwrap(), i);
+        }
+        assert_eq!(batches.kind.peak.load(Ordering::SeqCst), MOST_PIPES);
+        // The queued six went in one batch once a pipe was free.
+        assert_eq!(batches.kind.batches.load(Ordering::SeqCst), MOST_PIPES + 1);
+        tasks.close();
+        tasks.wait().await;
+        let state = lock(&batches.state);
+        assert_eq!((state.leaders, state.stalled), (0, 0), "every leader left");
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_does_not_stall_keeps_the_others_queued_behind_its_one_pipe() {
+        let (open, gate) = watch::channel(false);
+        let kind = Gated {
+            open: gate,
+            running: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            batches: AtomicUsize::new(0),
+        };
+        let tasks = TaskTracker::new();
+        let batches =
+            Arc::new(Batches::new(kind, tasks.clone()).stalled_after(Duration::from_secs(3600)));
+        let mut items = Vec::new();
+        for i in 0..5 {
+            let b = batches.clone();
+            items.push(tokio::spawn(async move { b.run(&Arc::new(i)).await }));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(batches.kind.running.load(Ordering::SeqCst), 1);
+        open.send(true).unwrap();
+        for (i, item) in items.into_iter().enumerate() {
+            assert_eq!(item.await.unwrap(), i);
+        }
+        assert_eq!(
+            batches.kind.batches.load(Ordering::SeqCst),
+            2,
+            "the first alone, the four queued behind it together"
+        );
+    }
 }

@@ -8,7 +8,7 @@
 //! whose connection dies mid-way is ended by the server after
 //! [`DEADLINE`] idle, so its members' rows do not stay locked.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tokio_util::task::TaskTracker;
 
@@ -27,6 +27,8 @@ impl Batchable for Kind {
     type Item = WriteBack;
     type Answer = Answer;
     const KIND: &'static str = "write-back";
+    const PIPES: usize = WriteBacks::PIPES;
+    const MOST: usize = 32;
 
     async fn alone(&self, wb: &WriteBack) -> Answer {
         self.0.record_place_result(wb).await
@@ -45,9 +47,20 @@ impl Batchable for Kind {
 pub struct WriteBacks(Batches<Kind>);
 
 impl WriteBacks {
+    /// Batches running at once (not stalled): two, measured against one
+    /// (docs/performance.md).
+    pub const PIPES: usize = 2;
+
     /// Batches committed on `store`'s pool, in tasks of `tasks`.
     pub fn new(store: Store, tasks: TaskTracker) -> Self {
         Self(Batches::new(Kind(store), tasks))
+    }
+
+    /// The same, with `after` as the stall time (tests that keep the
+    /// pipes busy on purpose).
+    #[must_use]
+    pub fn stalled_after(self, after: Duration) -> Self {
+        Self(self.0.stalled_after(after))
     }
 
     /// Writes `wb` back, in a batch with the write-backs ready at the same

@@ -9,7 +9,11 @@ use std::{sync::Arc, time::Duration};
 
 use order_gateway::{
     domain::{Caller, IdempotencyKey, NewOrder, OrderId, OrderStatus, PoNumber},
-    orders::{batches::Batches, callers::hash_key, intake::NewOrders},
+    orders::{
+        batches::{Batchable, Batches, STALLED},
+        callers::hash_key,
+        intake::NewOrders,
+    },
     store::{
         Store, StoreResult,
         orders::{Gate, NewGate},
@@ -21,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::{
     helpers::{TestApp, new_key, order_body, spawn_app, spawn_app_with},
     ledger::fast,
-    write_backs::{Pending, behind_busy_pipes, order_xmin},
+    write_backs::{NEVER_STALLED, Pending, behind_busy_pipes, order_xmin, wait_for_lock_waiters},
 };
 
 #[tokio::test]
@@ -105,10 +109,13 @@ async fn new_orders_ready_together_are_stored_by_one_statement() {
     let app = spawn_app().await;
     let store = Store::from_pool(app.db.clone());
     let caller = caller(&app, &store).await;
-    let batches = Batches::new(NewOrders(store.clone()), TaskTracker::new());
-    // Both pipes wait on keys a test transaction inserted and holds.
+    let batches =
+        Batches::new(NewOrders(store.clone()), TaskTracker::new()).stalled_after(NEVER_STALLED);
+    // Every pipe waits on a key a test transaction inserted and holds.
     let mut lock = app.db.begin().await.unwrap();
-    let blockers = [gate(&caller, "p-1", 50), gate(&caller, "p-2", 50)].map(Arc::new);
+    let blockers: Vec<_> = (1..=NewOrders::PIPES)
+        .map(|n| Arc::new(gate(&caller, &format!("p-{n}"), 50)))
+        .collect();
     for b in &blockers {
         store_in(&mut lock, &caller, b.key.as_str()).await;
     }
@@ -141,6 +148,47 @@ async fn new_orders_ready_together_are_stored_by_one_statement() {
         xmins.iter().all(|x| *x == xmins[0]),
         "one statement stored the queued orders: {xmins:?}"
     );
+}
+
+#[tokio::test]
+async fn a_new_order_waiting_for_its_key_does_not_hold_the_orders_behind_it() {
+    let app = spawn_app().await;
+    let store = Store::from_pool(app.db.clone());
+    let caller = caller(&app, &store).await;
+    let batches = Batches::new(NewOrders(store.clone()), TaskTracker::new());
+    // A same-key request on the send path holds its key; this order, alone
+    // in its batch, asks the gate, which waits for that request to decide.
+    let mut held = app.db.begin().await.unwrap();
+    store_in(&mut held, &caller, "w-held").await;
+    let waiting = Arc::new(gate(&caller, "w-held", 50));
+    let mut waiting = Box::pin(batches.run(&waiting));
+    assert!(futures::poll!(waiting.as_mut()).is_pending());
+    wait_for_lock_waiters(&app.db, 1).await;
+    tokio::time::sleep(STALLED * 2).await;
+    // The orders that come next are stored while it still waits.
+    let next = [gate(&caller, "w-next-1", 60), gate(&caller, "w-next-2", 70)].map(Arc::new);
+    let stored = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures::future::join_all(next.iter().map(|g| batches.run(g))),
+    )
+    .await
+    .expect("not held behind the order waiting for its key");
+    for (g, answer) in next.iter().zip(stored) {
+        match answer.unwrap() {
+            Gate::Created(o, _) => assert_eq!(o.id, g.id),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        futures::poll!(waiting.as_mut()).is_pending(),
+        "still waiting"
+    );
+    // The other request gives the key up: this one stores its order.
+    held.rollback().await.unwrap();
+    match waiting.await.unwrap() {
+        Gate::Created(o, _) => assert_eq!(o.idempotency_key.as_str(), "w-held"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
