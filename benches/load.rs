@@ -14,8 +14,10 @@
 //! work on the same server shows in it); rows written are the
 //! `pg_stat_user_tables` counters of the gateway's database.
 //!
-//! Prints a table (figure, value, ratio to the pgbench run just before it,
-//! goal) and one JSON line, and exits 1 when a goal is missed.
+//! Prints a table (figure, value, ratio to the phase's baseline, goal) and
+//! one JSON line, and exits 1 when a goal is missed. A phase's baseline is
+//! the mean of pgbench run just before it and just after it: the machine's
+//! speed drifts within a minute, and one side alone tilted the ratios.
 //!
 //! Environment: `BENCH_SERVER_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), `BENCH_SECONDS` (each
@@ -251,6 +253,7 @@ async fn core_phases(
     peak = peak.max(gw.stop()?);
     let after = Counters::read(admin, db_a).await?;
     let d = after.minus(&before);
+    let base1 = bracket(o, pg_db, base1)?;
     let rate = intake.ok as f64 / intake.elapsed;
     eprintln!("intake: {}", intake.summary());
     eprintln!("intake: {cpu}");
@@ -378,6 +381,7 @@ async fn core_phases(
     eprintln!("end to end: {}", e2e.summary());
     eprintln!("end to end: {e2e_cpu}");
     waits.report("end to end").await;
+    let base2 = bracket(o, pg_db, base2)?;
     let rate = e2e.ok as f64 / e2e.elapsed;
     figs.push(Figure::shown(
         "pgbench inserts (baseline, end to end)",
@@ -450,6 +454,7 @@ async fn core_phases(
     peak = peak.max(gw.stop()?);
     let after = Counters::read(admin, db_b).await?;
     let d = after.minus(&before);
+    let base3 = bracket(o, pg_db, base3)?;
     eprintln!("replays: {}", replay.summary());
     eprintln!("replays: {replay_cpu}");
     let rate = replay.ok as f64 / replay.elapsed;
@@ -1054,6 +1059,18 @@ async fn prepare_pgbench(o: &Opts, db: &str) -> Result<()> {
     .await?;
     c.close().await?;
     Ok(())
+}
+
+/// The baseline of a phase: the mean of pgbench run `before` it and again
+/// after it (once its counters are read), so a machine that grew busier
+/// or quieter during the phase weighs on both sides of the ratio.
+fn bracket(o: &Opts, db: &str, before: f64) -> Result<f64> {
+    let after = pgbench(o, db, o.seconds / 2)?;
+    eprintln!(
+        "pgbench: {after:.0} inserts/s after; baseline {:.0}",
+        (before + after) / 2.0
+    );
+    Ok((before + after) / 2.0)
 }
 
 /// Inserts per second over `secs`, `concurrency` clients, one insert per
