@@ -11,11 +11,14 @@
 //! when there is none. A batch of one is the item alone, exactly as without
 //! batching.
 //!
-//! A batch still running after [`STALLED`] (waiting for a row or a key
-//! another transaction holds, or on a slow connection) gives up its pipe:
-//! the items queued behind it start another batch at once, up to
-//! [`MOST_PIPES`] batches of a kind in all. So one stuck item does not hold
-//! the others, even where a kind runs one pipe.
+//! A batch still running after [`STALLED`] (a connection that hangs, an
+//! item alone waiting for a row another transaction holds) gives up its
+//! pipe: the items queued behind it start another batch at once, up to
+//! [`MOST_PIPES`] batches of a kind in all. So one stuck batch does not
+//! hold the others for long, even where a kind runs one pipe. A kind may
+//! also run a batch of one as a batch ([`Batchable::ONE_TOGETHER`]), so
+//! that it gives up on a held key or row within the batch's lock wait
+//! instead of waiting in the pipe.
 //!
 //! A batch that fails, or is not done within [`DEADLINE`] (a connection
 //! that hangs), answers none of its items: each is then done alone, so one
@@ -36,8 +39,10 @@ use tracing::warn;
 use crate::store::StoreResult;
 
 /// How long a batch may run before the items queued behind it start
-/// another one (about ten times a busy batch's time on the benchmark).
-pub const STALLED: Duration = Duration::from_millis(50);
+/// another one: far beyond a healthy batch (about 10 ms under the
+/// benchmark's load) and beyond [`LOCK_WAIT`], so a slow but working
+/// database does not multiply its batches.
+pub const STALLED: Duration = Duration::from_secs(1);
 /// Most batches of one kind running at once in one process, stalled ones
 /// included (each holds a connection).
 pub const MOST_PIPES: usize = 4;
@@ -62,6 +67,10 @@ pub trait Batchable: Send + Sync + 'static {
     const PIPES: usize;
     /// Most items in one batch.
     const MOST: usize;
+    /// Whether a batch of one runs [`Self::together`] (bounded by its lock
+    /// wait; an item it does not answer is then done alone by its caller)
+    /// rather than [`Self::alone`] in the pipe.
+    const ONE_TOGETHER: bool = false;
 
     /// One item on its own: without batching, a batch of one, or a member
     /// of a batch that did not answer it.
@@ -258,11 +267,13 @@ impl<B: Batchable> Drop for Leader<B> {
 }
 
 /// One batch. When it fails or takes longer than [`DEADLINE`], its items
-/// are done alone; the answer of a batch of one (the item alone) is its
-/// own, error included.
+/// are done alone; the answer of a batch of one run alone is its own,
+/// error included.
 async fn commit<B: Batchable>(kind: Arc<B>, batch: Vec<Waiting<B>>) {
     let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|w| (w.item, w.reply)).unzip();
-    let answers: Vec<Option<B::Answer>> = if let [item] = items.as_slice() {
+    let answers: Vec<Option<B::Answer>> = if let ([item], false) =
+        (items.as_slice(), B::ONE_TOGETHER)
+    {
         match tokio::time::timeout(DEADLINE, kind.alone(item)).await {
             Ok(answer) => vec![Some(answer)],
             Err(_) => {
@@ -412,5 +423,61 @@ mod tests {
             2,
             "the first alone, the four queued behind it together"
         );
+    }
+
+    /// Every batch takes the same time: a database slow but working.
+    struct Slow {
+        took: Duration,
+        peak: AtomicUsize,
+        running: AtomicUsize,
+        batches: AtomicUsize,
+    }
+
+    impl Batchable for Slow {
+        type Item = usize;
+        type Answer = usize;
+        const KIND: &'static str = "test";
+        const PIPES: usize = 1;
+        const MOST: usize = 64;
+
+        async fn alone(&self, item: &usize) -> usize {
+            self.together(&[Arc::new(*item)]).await.unwrap()[0].unwrap()
+        }
+
+        async fn together(&self, items: &[Arc<usize>]) -> StoreResult<Vec<Option<usize>>> {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            self.batches.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.took).await;
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            Ok(items.iter().map(|i| Some(**i)).collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_but_working_database_keeps_one_pipe_of_large_batches() {
+        let kind = Slow {
+            took: Duration::from_millis(300),
+            peak: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            batches: AtomicUsize::new(0),
+        };
+        let batches = Arc::new(Batches::new(kind, TaskTracker::new()));
+        let mut items = Vec::new();
+        // An item every 10 ms for a second.
+        for i in 0..100 {
+            let b = batches.clone();
+            items.push(tokio::spawn(async move { b.run(&Arc::new(i)).await }));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for (i, item) in items.into_iter().enumerate() {
+            assert_eq!(item.await.unwrap(), i);
+        }
+        assert_eq!(
+            batches.kind.peak.load(Ordering::SeqCst),
+            1,
+            "a batch slower than usual but under the stall time keeps its pipe"
+        );
+        assert!(batches.kind.batches.load(Ordering::SeqCst) <= 6);
     }
 }

@@ -312,6 +312,11 @@ impl Batchable for NewOrders {
     /// than two (docs/performance.md). A stalled batch opens another.
     const PIPES: usize = 1;
     const MOST: usize = 64;
+    /// Alone, the gate waits for a key held by a same-key request for as
+    /// long as that request holds it: in the one pipe, every new order
+    /// would wait behind it. As a batch it gives up within the lock wait,
+    /// and then waits alone on its own request's task.
+    const ONE_TOGETHER: bool = true;
 
     async fn alone(&self, g: &NewGate) -> StoreResult<Gate> {
         let gate = self
