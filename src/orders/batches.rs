@@ -151,17 +151,7 @@ impl<B: Batchable> Batches<B> {
             lead
         };
         if lead {
-            self.tasks.spawn(
-                Leader {
-                    kind: self.kind.clone(),
-                    tasks: self.tasks.clone(),
-                    state: self.state.clone(),
-                    stalled_after: self.stalled_after,
-                    left: false,
-                    stalled: false,
-                }
-                .run(),
-            );
+            Leader::start(&self.kind, &self.tasks, &self.state, self.stalled_after);
         }
         match answer.await {
             Ok(Some(answer)) => answer,
@@ -194,6 +184,24 @@ struct Leader<B: Batchable> {
 }
 
 impl<B: Batchable> Leader<B> {
+    /// Starts a leader whose place is already counted in `State::leaders`.
+    fn start(
+        kind: &Arc<B>,
+        tasks: &TaskTracker,
+        state: &Arc<Mutex<State<B>>>,
+        stalled_after: Duration,
+    ) {
+        let leader = Self {
+            kind: kind.clone(),
+            tasks: tasks.clone(),
+            state: state.clone(),
+            stalled_after,
+            left: false,
+            stalled: false,
+        };
+        tasks.spawn(leader.run());
+    }
+
     async fn run(mut self) {
         loop {
             let batch: Vec<Waiting<B>> = {
@@ -237,17 +245,7 @@ impl<B: Batchable> Leader<B> {
             queued = state.queue.len(),
             "a batch is slow; starting another for the ones queued behind it"
         );
-        self.tasks.spawn(
-            Leader {
-                kind: self.kind.clone(),
-                tasks: self.tasks.clone(),
-                state: self.state.clone(),
-                stalled_after: self.stalled_after,
-                left: false,
-                stalled: false,
-            }
-            .run(),
-        );
+        Leader::start(&self.kind, &self.tasks, &self.state, self.stalled_after);
     }
 }
 
@@ -320,26 +318,47 @@ mod tests {
 
     use super::*;
 
-    /// Items that wait until the gate opens, alone or together, counting
-    /// how many batches wait at once.
-    struct Gated {
-        open: watch::Receiver<bool>,
+    /// Items that wait, alone or together, counting how many batches wait
+    /// at once.
+    struct Probe {
+        wait: Wait,
         running: AtomicUsize,
         peak: AtomicUsize,
         batches: AtomicUsize,
     }
 
-    impl Gated {
+    enum Wait {
+        /// Until the gate opens: a batch stuck as long as the test wants.
+        Gate(watch::Receiver<bool>),
+        /// This long, every batch: a database slow but working.
+        For(Duration),
+    }
+
+    impl Probe {
+        fn new(wait: Wait) -> Self {
+            Self {
+                wait,
+                running: AtomicUsize::new(0),
+                peak: AtomicUsize::new(0),
+                batches: AtomicUsize::new(0),
+            }
+        }
+
         async fn pass(&self) {
             let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
             self.peak.fetch_max(now, Ordering::SeqCst);
             self.batches.fetch_add(1, Ordering::SeqCst);
-            let _ = self.open.clone().wait_for(|open| *open).await;
+            match &self.wait {
+                Wait::Gate(open) => {
+                    let _ = open.clone().wait_for(|open| *open).await;
+                }
+                Wait::For(took) => tokio::time::sleep(*took).await,
+            }
             self.running.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
-    impl Batchable for Gated {
+    impl Batchable for Probe {
         type Item = usize;
         type Answer = usize;
         const KIND: &'static str = "test";
@@ -357,25 +376,37 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn stalled_batches_hand_the_queue_on_up_to_the_most_pipes_and_answer_every_item() {
+    /// A gate shut, its tracker, and batches behind it that count as
+    /// stalled after `stall`.
+    fn gated(stall: Duration) -> (watch::Sender<bool>, TaskTracker, Arc<Batches<Probe>>) {
         let (open, gate) = watch::channel(false);
-        let kind = Gated {
-            open: gate,
-            running: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
-            batches: AtomicUsize::new(0),
-        };
         let tasks = TaskTracker::new();
-        let stall = Duration::from_millis(10);
-        let batches = Arc::new(Batches::new(kind, tasks.clone()).stalled_after(stall));
+        let batches =
+            Batches::new(Probe::new(Wait::Gate(gate)), tasks.clone()).stalled_after(stall);
+        (open, tasks, Arc::new(batches))
+    }
+
+    /// Items `0..n`, one every `gap`, each in a task of its own.
+    async fn submit(
+        batches: &Arc<Batches<Probe>>,
+        n: usize,
+        gap: Duration,
+    ) -> Vec<tokio::task::JoinHandle<usize>> {
         let mut items = Vec::new();
-        for i in 0..10 {
+        for i in 0..n {
             let b = batches.clone();
             items.push(tokio::spawn(async move { b.run(&Arc::new(i)).await }));
-            // Each batch stalls before the next item comes.
-            tokio::time::sleep(stall * 3).await;
+            tokio::time::sleep(gap).await;
         }
+        items
+    }
+
+    #[tokio::test]
+    async fn stalled_batches_hand_the_queue_on_up_to_the_most_pipes_and_answer_every_item() {
+        let stall = Duration::from_millis(10);
+        let (open, tasks, batches) = gated(stall);
+        // Each batch stalls before the next item comes.
+        let items = submit(&batches, 10, stall * 3).await;
         assert_eq!(
             batches.kind.running.load(Ordering::SeqCst),
             MOST_PIPES,
@@ -397,22 +428,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_that_does_not_stall_keeps_the_others_queued_behind_its_one_pipe() {
-        let (open, gate) = watch::channel(false);
-        let kind = Gated {
-            open: gate,
-            running: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
-            batches: AtomicUsize::new(0),
-        };
-        let tasks = TaskTracker::new();
-        let batches =
-            Arc::new(Batches::new(kind, tasks.clone()).stalled_after(Duration::from_secs(3600)));
-        let mut items = Vec::new();
-        for i in 0..5 {
-            let b = batches.clone();
-            items.push(tokio::spawn(async move { b.run(&Arc::new(i)).await }));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let (open, _tasks, batches) = gated(Duration::from_secs(3600));
+        let items = submit(&batches, 5, Duration::from_millis(20)).await;
         assert_eq!(batches.kind.running.load(Ordering::SeqCst), 1);
         open.send(true).unwrap();
         for (i, item) in items.into_iter().enumerate() {
@@ -425,51 +442,12 @@ mod tests {
         );
     }
 
-    /// Every batch takes the same time: a database slow but working.
-    struct Slow {
-        took: Duration,
-        peak: AtomicUsize,
-        running: AtomicUsize,
-        batches: AtomicUsize,
-    }
-
-    impl Batchable for Slow {
-        type Item = usize;
-        type Answer = usize;
-        const KIND: &'static str = "test";
-        const PIPES: usize = 1;
-        const MOST: usize = 64;
-
-        async fn alone(&self, item: &usize) -> usize {
-            self.together(&[Arc::new(*item)]).await.unwrap()[0].unwrap()
-        }
-
-        async fn together(&self, items: &[Arc<usize>]) -> StoreResult<Vec<Option<usize>>> {
-            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
-            self.peak.fetch_max(now, Ordering::SeqCst);
-            self.batches.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(self.took).await;
-            self.running.fetch_sub(1, Ordering::SeqCst);
-            Ok(items.iter().map(|i| Some(**i)).collect())
-        }
-    }
-
     #[tokio::test]
     async fn a_slow_but_working_database_keeps_one_pipe_of_large_batches() {
-        let kind = Slow {
-            took: Duration::from_millis(300),
-            peak: AtomicUsize::new(0),
-            running: AtomicUsize::new(0),
-            batches: AtomicUsize::new(0),
-        };
-        let batches = Arc::new(Batches::new(kind, TaskTracker::new()));
-        let mut items = Vec::new();
+        let slow = Probe::new(Wait::For(Duration::from_millis(300)));
+        let batches = Arc::new(Batches::new(slow, TaskTracker::new()));
         // An item every 10 ms for a second.
-        for i in 0..100 {
-            let b = batches.clone();
-            items.push(tokio::spawn(async move { b.run(&Arc::new(i)).await }));
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let items = submit(&batches, 100, Duration::from_millis(10)).await;
         for (i, item) in items.into_iter().enumerate() {
             assert_eq!(item.await.unwrap(), i);
         }
