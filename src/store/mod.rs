@@ -87,6 +87,12 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// `d` as a Postgres time setting (`set_config('lock_timeout', …)`):
+/// whole milliseconds, at least 1 (0 would turn the limit off).
+fn setting_ms(d: std::time::Duration) -> String {
+    format!("{}ms", d.as_millis().max(1))
+}
+
 fn is_unavailable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)

@@ -347,9 +347,8 @@ impl Store {
                 news()
                     .map(|n| n.perform_operator_validation)
                     .collect::<Vec<_>>(),
-            );
-        let rows = rows
-            .bind(format!("{}ms", lock_timeout.as_millis().max(1)))
+            )
+            .bind(super::setting_ms(lock_timeout))
             .fetch_all(&self.pool)
             .await?;
         let mut stored: Vec<Option<Order>> = gates.iter().map(|_| None).collect();

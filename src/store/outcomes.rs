@@ -152,8 +152,8 @@ impl Store {
             "select set_config('lock_timeout', $1, true),
                     set_config('idle_in_transaction_session_timeout', $2, true)",
         )
-        .bind(format!("{}ms", lock_timeout.as_millis().max(1)))
-        .bind(format!("{}ms", idle_limit.as_millis().max(1)))
+        .bind(super::setting_ms(lock_timeout))
+        .bind(super::setting_ms(idle_limit))
         .execute(&mut *tx)
         .await?;
         for i in by_order {

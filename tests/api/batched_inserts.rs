@@ -10,7 +10,7 @@ use std::{sync::Arc, time::Duration};
 use order_gateway::{
     domain::{Caller, IdempotencyKey, NewOrder, OrderId, OrderStatus, PoNumber},
     orders::{
-        batches::{Batchable, Batches},
+        batches::{Batchable, Batches, LOCK_WAIT},
         callers::hash_key,
         intake::NewOrders,
     },
@@ -74,7 +74,7 @@ async fn one_statement_stores_only_new_keys_and_leaves_the_rest_to_the_gate() {
         gate(&caller, "b-other", 70),
     ];
     let stored = store
-        .insert_new_orders(&batch.each_ref(), Duration::from_millis(200))
+        .insert_new_orders(&batch.each_ref(), LOCK_WAIT)
         .await
         .unwrap();
     let ids: Vec<Option<OrderId>> = stored.iter().map(|o| o.as_ref().map(|o| o.id)).collect();
@@ -203,7 +203,7 @@ async fn a_key_held_elsewhere_fails_the_batch_fast() {
     store_in(&mut held, &caller, "z-held").await;
     let batch = [gate(&caller, "a-free", 50), gate(&caller, "z-held", 50)];
     let refs = batch.each_ref();
-    let insert = store.insert_new_orders(&refs, Duration::from_millis(200));
+    let insert = store.insert_new_orders(&refs, LOCK_WAIT);
     let failed = tokio::time::timeout(Duration::from_secs(5), insert)
         .await
         .expect("not held for as long as the other transaction");

@@ -249,9 +249,9 @@ async fn batch_behind_blockers(
 pub(crate) type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Makes a batch of `queued` deterministic: each of `blocking` (one per
-/// pipe, of batches that never count as stalled) is started alone and left waiting for a row `lock` holds, so the
-/// next ones queue (polled once each); then the lock is released. Returns
-/// the answers of both, in order.
+/// pipe, of batches that never count as stalled) is started alone and left
+/// waiting for a row `lock` holds, so the next ones queue (polled once
+/// each); then the lock is released. Returns the answers of both, in order.
 pub(crate) async fn behind_busy_pipes<T>(
     db: &PgPool,
     lock: sqlx::Transaction<'_, sqlx::Postgres>,
