@@ -148,6 +148,26 @@ const NO_VOUCHER: &str = "null::integer as v_position, null::bytea as v_code,
     null::text as v_type, null::numeric as v_amount, null::text as v_currency,
     null::text as v_country";
 
+/// An order found for a replay, with its vouchers.
+pub type Replay = (Order, Vec<VoucherRow>);
+
+/// One replay read of a batch ([`Store::find_replays`]).
+#[derive(Debug)]
+pub struct ReplayAsk {
+    /// The presented key's hash (checked live, as everywhere).
+    pub key_hash: [u8; 32],
+    /// The idempotency key.
+    pub key: IdempotencyKey,
+}
+
+/// A replay batch's row: which ask (from 1), then as in the gate.
+#[derive(sqlx::FromRow)]
+struct ReplayRow {
+    n: i64,
+    #[sqlx(flatten)]
+    gate: GateRow,
+}
+
 /// One row of the gate: the order, and one of its vouchers or none.
 #[derive(sqlx::FromRow)]
 struct GateRow {
@@ -365,11 +385,7 @@ impl Store {
     /// vouchers, in one read: the answer to a replay without the insert
     /// machinery of the gate (no constraint checks, no arbiter indexes
     /// opened). `None` when there is none or the key was revoked.
-    pub async fn find_replay(
-        &self,
-        caller: &Caller,
-        key: &IdempotencyKey,
-    ) -> StoreResult<Option<(Order, Vec<VoucherRow>)>> {
+    pub async fn find_replay(&self, ask: &ReplayAsk) -> StoreResult<Option<Replay>> {
         let sql = format!(
             "select false as created, {ORDER_COLUMNS}, {VOUCHER_COLUMNS}
              from orders o left join vouchers v on v.order_id = o.order_id
@@ -377,8 +393,8 @@ impl Store {
              order by v_position"
         );
         let rows = sqlx::query_as::<_, GateRow>(&sql)
-            .bind(&caller.key_hash[..])
-            .bind(key.as_str())
+            .bind(&ask.key_hash[..])
+            .bind(ask.key.as_str())
             .fetch_all(&self.pool)
             .await?;
         let vouchers: Vec<VoucherRow> = rows.iter().filter_map(GateRow::voucher).collect();
@@ -386,6 +402,39 @@ impl Store {
             .into_iter()
             .next()
             .map(|r| (r.row.into_order(), vouchers)))
+    }
+
+    /// [`Self::find_replay`] for several (live key, idempotency key) pairs
+    /// in one statement (issue 11: replays ready at the same moment share
+    /// one read), one answer each in the same order. A read only: nothing
+    /// is locked or written, so a batch waits for nothing but Postgres.
+    pub async fn find_replays<A>(&self, asks: &[A]) -> StoreResult<Vec<Option<Replay>>>
+    where
+        A: std::ops::Deref<Target = ReplayAsk>,
+    {
+        let sql = format!(
+            "select r.n, false as created, {ORDER_COLUMNS}, {VOUCHER_COLUMNS}
+             from unnest($1::bytea[], $2::text[]) with ordinality as r(key_hash, idempotency_key, n)
+               join api_keys k on k.key_hash = r.key_hash and k.revoked_at is null
+               join orders o on o.caller_id = k.caller_id and o.idempotency_key = r.idempotency_key
+               left join vouchers v on v.order_id = o.order_id
+             order by r.n, v_position"
+        );
+        let rows = sqlx::query_as::<_, ReplayRow>(&sql)
+            .bind(asks.iter().map(|a| &a.key_hash[..]).collect::<Vec<_>>())
+            .bind(asks.iter().map(|a| a.key.as_str()).collect::<Vec<_>>())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut found: Vec<Option<Replay>> = asks.iter().map(|_| None).collect();
+        for ReplayRow { n, gate } in rows {
+            let voucher = gate.voucher();
+            let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| found.get_mut(i)) else {
+                continue;
+            };
+            let (_, vouchers) = slot.get_or_insert_with(|| (gate.row.into_order(), Vec::new()));
+            vouchers.extend(voucher);
+        }
+        Ok(found)
     }
 
     /// The caller's order under an idempotency key (live key only).

@@ -3,6 +3,7 @@
 mod balance_pause;
 mod balance_reads;
 mod batched_inserts;
+mod batched_replays;
 mod books_audit;
 mod caller_keys;
 mod campaign;
