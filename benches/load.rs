@@ -1390,9 +1390,8 @@ impl Tally {
 }
 
 struct Shared {
-    client: reqwest::Client,
-    url: String,
-    auth: String,
+    poster: Poster,
+    url: hyper::Uri,
     req: Req,
     next: AtomicU64,
 }
@@ -1400,12 +1399,8 @@ struct Shared {
 /// Drives `secs` seconds of load (`0`: one request).
 async fn load(url: &str, key: &str, mode: Mode, secs: u64, req: Req) -> Tally {
     let shared = Arc::new(Shared {
-        client: reqwest::Client::builder()
-            .pool_max_idle_per_host(1024)
-            .build()
-            .expect("http client"),
-        url: format!("{url}/v1/orders"),
-        auth: format!("Bearer {key}"),
+        poster: Poster::new(key),
+        url: orders_uri(url),
         req,
         next: AtomicU64::new(0),
     });
@@ -1518,18 +1513,13 @@ impl Waits {
 /// `total` new orders (`Prefer: wait=0`, keys `drain-<n>`) from `workers`
 /// closed-loop workers, request `n` to replica `n` modulo their number.
 async fn burst(urls: &[String], key: &str, total: u64, workers: usize) -> Tally {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .build()
-        .expect("http client");
-    let urls: Arc<Vec<String>> = Arc::new(urls.iter().map(|u| format!("{u}/v1/orders")).collect());
-    let auth = format!("Bearer {key}");
+    let poster = Poster::new(key);
+    let urls: Arc<Vec<hyper::Uri>> = Arc::new(urls.iter().map(|u| orders_uri(u)).collect());
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let tasks: Vec<_> = (0..workers)
         .map(|_| {
-            let (client, urls, auth, next) =
-                (client.clone(), urls.clone(), auth.clone(), next.clone());
+            let (poster, urls, next) = (poster.clone(), urls.clone(), next.clone());
             tokio::spawn(async move {
                 let mut t = Tally::default();
                 loop {
@@ -1539,7 +1529,7 @@ async fn burst(urls: &[String], key: &str, total: u64, workers: usize) -> Tally 
                     }
                     let url = &urls[n as usize % urls.len()];
                     let t0 = Instant::now();
-                    let r = post_order(&client, url, &auth, format!("drain-{n}"), 0).await;
+                    let r = poster.post_order(url, format!("drain-{n}"), 0).await;
                     record(&mut t, r, t0.elapsed());
                 }
             })
@@ -1562,37 +1552,77 @@ async fn one(s: &Shared) -> Result<bool, String> {
         Req::Wait => (format!("e2e-{n}"), 60),
         Req::Replay => ("replay-1".to_owned(), 60),
     };
-    post_order(&s.client, &s.url, &s.auth, key, wait).await
+    s.poster.post_order(&s.url, key, wait).await
 }
 
-/// One createOrder with `Prefer: wait=<wait>`.
-async fn post_order(
-    client: &reqwest::Client,
-    url: &str,
-    auth: &str,
-    key: String,
-    wait: u32,
-) -> Result<bool, String> {
-    let r = client
-        .post(url)
-        .header("authorization", auth)
-        .header("idempotency-key", key)
-        .header("prefer", format!("wait={wait}"))
-        .header("content-type", "application/json")
-        .body(BODY)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = r.status().as_u16();
-    let body: Value = r.json().await.map_err(|e| e.to_string())?;
-    if !(200..300).contains(&status) {
-        return Err(format!("HTTP {status}: {body}"));
+/// `{base}/v1/orders`, parsed once.
+fn orders_uri(base: &str) -> hyper::Uri {
+    format!("{base}/v1/orders")
+        .parse()
+        .expect("the gateway's URL")
+}
+
+/// The load's HTTP client: hyper's pooled HTTP/1.1 client, with only the
+/// answer's `status` decoded. reqwest (a URL parsed per request) and a
+/// full JSON tree per answer cost the generator about as much CPU per
+/// replay as Postgres spends, on the same two cores.
+#[derive(Clone)]
+struct Poster {
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+    auth: hyper::header::HeaderValue,
+}
+
+impl Poster {
+    fn new(key: &str) -> Self {
+        Self {
+            client: hyper_util::client::legacy::Client::builder(
+                hyper_util::rt::TokioExecutor::new(),
+            )
+            .pool_max_idle_per_host(1024)
+            .build_http(),
+            auth: format!("Bearer {key}").parse().expect("an API key"),
+        }
     }
-    if wait == 0 {
-        return Ok(true);
+
+    /// One createOrder with `Prefer: wait=<wait>`; `Ok(true)` when the
+    /// answer is settled (or not asked for, `wait` 0).
+    async fn post_order(&self, uri: &hyper::Uri, key: String, wait: u32) -> Result<bool, String> {
+        use http_body_util::BodyExt as _;
+
+        let req = hyper::Request::post(uri.clone())
+            .header(hyper::header::AUTHORIZATION, self.auth.clone())
+            .header("idempotency-key", key)
+            .header("prefer", format!("wait={wait}"))
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                BODY.as_bytes(),
+            )))
+            .map_err(|e| e.to_string())?;
+        let r = self.client.request(req).await.map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        let body = r
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        if !(200..300).contains(&status) {
+            return Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body)));
+        }
+        if wait == 0 {
+            return Ok(true);
+        }
+        #[derive(serde::Deserialize)]
+        struct Answer<'a> {
+            #[serde(borrow)]
+            status: Option<std::borrow::Cow<'a, str>>,
+        }
+        let a: Answer<'_> = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        Ok(!matches!(a.status.as_deref(), Some("accepted" | "placing")))
     }
-    let settled = !matches!(body["status"].as_str(), Some("accepted" | "placing"));
-    Ok(settled)
 }
 
 fn record(t: &mut Tally, r: Result<bool, String>, took: Duration) {
