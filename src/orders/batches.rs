@@ -36,7 +36,7 @@ use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
-use crate::store::StoreResult;
+use crate::store::{StoreError, StoreResult};
 
 /// How long a batch may run before the items queued behind it start
 /// another one: far beyond a healthy batch (about 10 ms under the
@@ -71,6 +71,23 @@ pub trait Batchable: Send + Sync + 'static {
     /// wait; an item it does not answer is then done alone by its caller)
     /// rather than [`Self::alone`] in the pipe.
     const ONE_TOGETHER: bool = false;
+    /// How long a batch may run before the items queued behind it start
+    /// another one.
+    const STALLED_AFTER: Duration = STALLED;
+    /// Whether an item queues while [`MOST_PIPES`] batches of its kind have
+    /// stalled; `false` does it alone at once instead (a kind whose items
+    /// hold nothing another waits for: a database that hangs then costs
+    /// each item its own wait, not the wait of the batches before it).
+    const QUEUE_WHEN_STALLED: bool = true;
+
+    /// What each item of a batch that failed with `error` (or was given
+    /// up, [`StoreError::took_too_long`]) gets: `None`, the default, does
+    /// each alone; a kind whose items cannot fail one by one answers them
+    /// all at once, so a database that is down is not asked again per item.
+    fn failed(error: &StoreError) -> Option<Self::Answer> {
+        let _ = error;
+        None
+    }
 
     /// One item on its own: without batching, a batch of one, or a member
     /// of a batch that did not answer it.
@@ -125,11 +142,11 @@ impl<B: Batchable> Batches<B> {
                 leaders: 0,
                 stalled: 0,
             })),
-            stalled_after: STALLED,
+            stalled_after: B::STALLED_AFTER,
         }
     }
 
-    /// The same, with `after` as the stall time instead of [`STALLED`]
+    /// The same, with `after` as the stall time instead of its kind's
     /// (tests that keep pipes busy on purpose).
     #[must_use]
     pub fn stalled_after(mut self, after: Duration) -> Self {
@@ -142,13 +159,20 @@ impl<B: Batchable> Batches<B> {
         let (reply, answer) = oneshot::channel();
         let lead = {
             let mut state = lock(&self.state);
-            state.queue.push(Waiting {
-                item: item.clone(),
-                reply,
-            });
-            let lead = state.may_lead();
-            state.leaders += usize::from(lead);
-            lead
+            if !B::QUEUE_WHEN_STALLED && state.stalled >= MOST_PIPES {
+                None
+            } else {
+                state.queue.push(Waiting {
+                    item: item.clone(),
+                    reply,
+                });
+                let lead = state.may_lead();
+                state.leaders += usize::from(lead);
+                Some(lead)
+            }
+        };
+        let Some(lead) = lead else {
+            return self.kind.alone(item).await;
         };
         if lead {
             Leader::start(&self.kind, &self.tasks, &self.state, self.stalled_after);
@@ -235,6 +259,13 @@ impl<B: Batchable> Leader<B> {
         let mut state = lock(&self.state);
         state.stalled += 1;
         self.stalled = true;
+        if !B::QUEUE_WHEN_STALLED && state.stalled >= MOST_PIPES {
+            // Every pipe has stalled: the ones queued go alone now.
+            for waiting in state.queue.drain(..) {
+                let _ = waiting.reply.send(None);
+            }
+            return;
+        }
         if state.queue.is_empty() || !state.may_lead() {
             return;
         }
@@ -275,29 +306,37 @@ async fn commit<B: Batchable>(kind: Arc<B>, batch: Vec<Waiting<B>>) {
         match tokio::time::timeout(DEADLINE, kind.alone(item)).await {
             Ok(answer) => vec![Some(answer)],
             Err(_) => {
+                let answer = B::failed(&StoreError::took_too_long());
                 warn!(
                     kind = B::KIND,
-                    "took too long; doing it again on another connection"
+                    "{}",
+                    if answer.is_some() {
+                        "took too long; answered unavailable"
+                    } else {
+                        "took too long; doing it again on another connection"
+                    }
                 );
-                vec![None]
+                vec![answer]
             }
         }
     } else {
-        match tokio::time::timeout(DEADLINE, kind.together(&items)).await {
-            Ok(Ok(answers)) => answers,
-            Ok(Err(e)) => {
-                warn!(error = %e, kind = B::KIND, batch = items.len(), "batch failed; each alone");
-                items.iter().map(|_| None).collect()
-            }
+        let (answers, error) = match tokio::time::timeout(DEADLINE, kind.together(&items)).await {
+            Ok(Ok(answers)) => (answers, None),
+            Ok(Err(e)) => (items.iter().map(|_| B::failed(&e)).collect(), Some(e)),
             Err(_) => {
-                warn!(
-                    kind = B::KIND,
-                    batch = items.len(),
-                    "batch took too long; each alone"
-                );
-                items.iter().map(|_| None).collect()
+                let e = StoreError::took_too_long();
+                (items.iter().map(|_| B::failed(&e)).collect(), Some(e))
             }
+        };
+        if let Some(e) = error {
+            let then = if answers.iter().all(Option::is_some) {
+                "each gets the error"
+            } else {
+                "each alone"
+            };
+            warn!(error = %e, kind = B::KIND, batch = items.len(), "batch failed; {then}");
         }
+        answers
     };
     for (reply, answer) in replies.into_iter().zip(answers) {
         let _ = reply.send(answer);

@@ -364,6 +364,20 @@ impl Batchable for ReplayReads {
     /// and 0.58× one read each (docs/performance.md, eighth round).
     const PIPES: usize = 1;
     const MOST: usize = 64;
+    /// A healthy read batch takes a millisecond or two: one on a
+    /// connection that hangs lets the replays behind it go on after
+    /// 100 ms, not after the inserts' second.
+    const STALLED_AFTER: Duration = Duration::from_millis(100);
+    /// Once every pipe has stalled, a read waits for its own connection
+    /// (the pool's acquire timeout), not behind the stalled batches.
+    const QUEUE_WHEN_STALLED: bool = false;
+
+    /// A read fails for all its asks or none: a database that is down
+    /// answers every ask of the batch unavailable (503, retry the same
+    /// key) at once, instead of each waiting again for a connection alone.
+    fn failed(error: &StoreError) -> Option<Self::Answer> {
+        error.unavailable_again().map(Err)
+    }
 
     async fn alone(&self, ask: &ReplayAsk) -> Self::Answer {
         self.0.find_replay(ask).await

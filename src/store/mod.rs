@@ -75,6 +75,26 @@ impl StoreError {
     pub fn shutting_down() -> Self {
         Self::Unavailable(sqlx::Error::PoolClosed)
     }
+
+    /// A batch of statements not done within its deadline (a connection
+    /// that hangs): retrying is safe.
+    pub fn took_too_long() -> Self {
+        Self::Unavailable(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "not done within the batch deadline",
+        )))
+    }
+
+    /// `Some` copy of an [`Self::Unavailable`] for another waiter (errors
+    /// are not `Clone`), with the same text; `None` for any other error.
+    pub fn unavailable_again(&self) -> Option<Self> {
+        match self {
+            Self::Unavailable(e) => Some(Self::Unavailable(sqlx::Error::Io(
+                std::io::Error::other(e.to_string()),
+            ))),
+            Self::Other(_) => None,
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

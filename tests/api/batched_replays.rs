@@ -4,7 +4,10 @@
 //! vouchers in order), and a read queued behind a busy one is read after it
 //! was asked, never from an earlier answer.
 
-use std::sync::Arc;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use futures::{FutureExt as _, future::join_all};
 use order_gateway::{
@@ -14,7 +17,7 @@ use order_gateway::{
         intake::ReplayReads,
     },
     store::{
-        Store,
+        Store, StoreError,
         orders::{Replay, ReplayAsk},
     },
 };
@@ -176,6 +179,40 @@ async fn a_replay_queued_behind_a_busy_read_reads_after_it_was_asked() {
         Some("changed after the ask"),
         "read after the change that committed while it queued"
     );
+}
+
+#[tokio::test]
+async fn with_the_database_unreachable_every_read_answers_unavailable_within_the_acquire_timeout() {
+    // Nobody listens: every connection attempt fails until the pool's
+    // acquire timeout (3 s).
+    let url = secrecy::SecretString::from("postgres://postgres@127.0.0.1:1/nowhere");
+    let store = Store::connect_lazy(&url, 2).unwrap();
+    let reads = Arc::new(Batches::new(ReplayReads(store), TaskTracker::new()));
+    // Enough, spread out, for the batches to stall and fill every pipe:
+    // the later ones must not wait behind them, and the members of a
+    // failed batch must not each wait again alone.
+    let mut pending = Vec::new();
+    for i in 0..24 {
+        let reads = reads.clone();
+        pending.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let ask = Arc::new(ReplayAsk {
+                key_hash: hash_key("ogw_whatever"),
+                key: order_gateway::domain::IdempotencyKey::parse(&format!("k-{i}")).unwrap(),
+            });
+            let answer = reads.run(&ask).await;
+            (answer, started.elapsed())
+        }));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    for p in pending {
+        let (answer, took) = p.await.unwrap();
+        assert!(
+            matches!(answer, Err(StoreError::Unavailable(_))),
+            "{answer:?}"
+        );
+        assert!(took < Duration::from_secs(5), "answered after {took:?}");
+    }
 }
 
 #[tokio::test]
