@@ -22,7 +22,10 @@
 //!
 //! A batch that fails, or is not done within [`DEADLINE`] (a connection
 //! that hangs), answers none of its items: each is then done alone, so one
-//! item that cannot be done costs the others only that retry. The batches
+//! item that cannot be done costs the others only that retry. A kind whose
+//! items cannot fail one by one may instead answer them all with the
+//! failure ([`Batchable::failed`]: reads that met no connection), and then
+//! the items queued meanwhile too. The batches
 //! run in tasks of their own, tracked with the placements drained at
 //! shutdown: a caller that stops waiting does not cancel the commit.
 
@@ -74,16 +77,13 @@ pub trait Batchable: Send + Sync + 'static {
     /// How long a batch may run before the items queued behind it start
     /// another one.
     const STALLED_AFTER: Duration = STALLED;
-    /// Whether an item queues while [`MOST_PIPES`] batches of its kind have
-    /// stalled; `false` does it alone at once instead (a kind whose items
-    /// hold nothing another waits for: a database that hangs then costs
-    /// each item its own wait, not the wait of the batches before it).
-    const QUEUE_WHEN_STALLED: bool = true;
 
     /// What each item of a batch that failed with `error` (or was given
     /// up, [`StoreError::took_too_long`]) gets: `None`, the default, does
-    /// each alone; a kind whose items cannot fail one by one answers them
-    /// all at once, so a database that is down is not asked again per item.
+    /// each alone. A kind whose items cannot fail one by one may answer
+    /// them all at once, and then also the items queued when the batch
+    /// failed: a database that cannot be reached is not asked again per
+    /// item.
     fn failed(error: &StoreError) -> Option<Self::Answer> {
         let _ = error;
         None
@@ -159,20 +159,13 @@ impl<B: Batchable> Batches<B> {
         let (reply, answer) = oneshot::channel();
         let lead = {
             let mut state = lock(&self.state);
-            if !B::QUEUE_WHEN_STALLED && state.stalled >= MOST_PIPES {
-                None
-            } else {
-                state.queue.push(Waiting {
-                    item: item.clone(),
-                    reply,
-                });
-                let lead = state.may_lead();
-                state.leaders += usize::from(lead);
-                Some(lead)
-            }
-        };
-        let Some(lead) = lead else {
-            return self.kind.alone(item).await;
+            state.queue.push(Waiting {
+                item: item.clone(),
+                reply,
+            });
+            let lead = state.may_lead();
+            state.leaders += usize::from(lead);
+            lead
         };
         if lead {
             Leader::start(&self.kind, &self.tasks, &self.state, self.stalled_after);
@@ -241,15 +234,29 @@ impl<B: Batchable> Leader<B> {
             // A task of its own: a panic costs that batch (its items are
             // done alone), not the leader.
             let mut batch = self.tasks.spawn(commit(self.kind.clone(), batch));
-            if tokio::time::timeout(self.stalled_after, &mut batch)
-                .await
-                .is_err()
-            {
-                self.stall();
-                let _ = batch.await;
-                lock(&self.state).stalled -= 1;
-                self.stalled = false;
+            let failed = match tokio::time::timeout(self.stalled_after, &mut batch).await {
+                Ok(failed) => failed,
+                Err(_) => {
+                    self.stall();
+                    let failed = batch.await;
+                    lock(&self.state).stalled -= 1;
+                    self.stalled = false;
+                    failed
+                }
+            };
+            if let Ok(Some(e)) = failed {
+                self.fail_queued(&e);
             }
+        }
+    }
+
+    /// The batch failed with `e`, and its kind answered each of its items
+    /// with that: the items queued meanwhile get the same answer now,
+    /// instead of a batch of their own that would meet the same wall.
+    fn fail_queued(&self, e: &StoreError) {
+        let queued: Vec<Waiting<B>> = lock(&self.state).queue.drain(..).collect();
+        for waiting in queued {
+            let _ = waiting.reply.send(B::failed(e));
         }
     }
 
@@ -259,13 +266,6 @@ impl<B: Batchable> Leader<B> {
         let mut state = lock(&self.state);
         state.stalled += 1;
         self.stalled = true;
-        if !B::QUEUE_WHEN_STALLED && state.stalled >= MOST_PIPES {
-            // Every pipe has stalled: the ones queued go alone now.
-            for waiting in state.queue.drain(..) {
-                let _ = waiting.reply.send(None);
-            }
-            return;
-        }
         if state.queue.is_empty() || !state.may_lead() {
             return;
         }
@@ -296,51 +296,59 @@ impl<B: Batchable> Drop for Leader<B> {
 }
 
 /// One batch. When it fails or takes longer than [`DEADLINE`], its items
-/// are done alone; the answer of a batch of one run alone is its own,
-/// error included.
-async fn commit<B: Batchable>(kind: Arc<B>, batch: Vec<Waiting<B>>) {
+/// get what [`Batchable::failed`] gives (by default: done alone); the
+/// answer of a batch of one run alone is its own, error included. `Some`
+/// failure when the kind answered every item with it.
+async fn commit<B: Batchable>(kind: Arc<B>, batch: Vec<Waiting<B>>) -> Option<StoreError> {
     let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|w| (w.item, w.reply)).unzip();
+    let mut answered_all = None;
     let answers: Vec<Option<B::Answer>> = if let ([item], false) =
         (items.as_slice(), B::ONE_TOGETHER)
     {
         match tokio::time::timeout(DEADLINE, kind.alone(item)).await {
             Ok(answer) => vec![Some(answer)],
             Err(_) => {
-                let answer = B::failed(&StoreError::took_too_long());
-                warn!(
-                    kind = B::KIND,
-                    "{}",
-                    if answer.is_some() {
-                        "took too long; answered unavailable"
-                    } else {
+                let e = StoreError::took_too_long();
+                let answer = B::failed(&e);
+                if answer.is_some() {
+                    warn!(kind = B::KIND, "took too long; answered unavailable");
+                    answered_all = Some(e);
+                } else {
+                    warn!(
+                        kind = B::KIND,
                         "took too long; doing it again on another connection"
-                    }
-                );
+                    );
+                }
                 vec![answer]
             }
         }
     } else {
-        let (answers, error) = match tokio::time::timeout(DEADLINE, kind.together(&items)).await {
-            Ok(Ok(answers)) => (answers, None),
-            Ok(Err(e)) => (items.iter().map(|_| B::failed(&e)).collect(), Some(e)),
-            Err(_) => {
-                let e = StoreError::took_too_long();
-                (items.iter().map(|_| B::failed(&e)).collect(), Some(e))
-            }
+        let (error, late) = match tokio::time::timeout(DEADLINE, kind.together(&items)).await {
+            Ok(Ok(answers)) => (Err(answers), false),
+            Ok(Err(e)) => (Ok(e), false),
+            Err(_) => (Ok(StoreError::took_too_long()), true),
         };
-        if let Some(e) = error {
-            let then = if answers.iter().all(Option::is_some) {
-                "each gets the error"
-            } else {
-                "each alone"
-            };
-            warn!(error = %e, kind = B::KIND, batch = items.len(), "batch failed; {then}");
+        match error {
+            Err(answers) => answers,
+            Ok(e) => {
+                let answers: Vec<_> = items.iter().map(|_| B::failed(&e)).collect();
+                let batch = items.len();
+                if answers.iter().all(Option::is_some) {
+                    warn!(error = %e, kind = B::KIND, batch, "batch failed; each gets the error");
+                    answered_all = Some(e);
+                } else if late {
+                    warn!(kind = B::KIND, batch, "batch took too long; each alone");
+                } else {
+                    warn!(error = %e, kind = B::KIND, batch, "batch failed; each alone");
+                }
+                answers
+            }
         }
-        answers
     };
     for (reply, answer) in replies.into_iter().zip(answers) {
         let _ = reply.send(answer);
     }
+    answered_all
 }
 
 fn lock<B: Batchable>(state: &Mutex<State<B>>) -> MutexGuard<'_, State<B>> {
@@ -499,6 +507,75 @@ mod tests {
         assert!(
             batches.kind.batches.load(Ordering::SeqCst) <= 10,
             "large batches, not one per item"
+        );
+    }
+
+    /// Batches that wait for a gate and then fail for want of a
+    /// connection; the kind answers every item with that failure.
+    struct NoConnection {
+        gate: watch::Receiver<bool>,
+        batches: AtomicUsize,
+    }
+
+    /// What an item answered with the failure gets.
+    const FAILED: usize = usize::MAX;
+
+    impl Batchable for NoConnection {
+        type Item = usize;
+        type Answer = usize;
+        const KIND: &'static str = "test reads";
+        const PIPES: usize = 1;
+        const MOST: usize = 64;
+        const ONE_TOGETHER: bool = true;
+
+        fn failed(error: &StoreError) -> Option<usize> {
+            error.no_connection_again().map(|_| FAILED)
+        }
+
+        async fn alone(&self, item: &usize) -> usize {
+            *item
+        }
+
+        async fn together(&self, _items: &[Arc<usize>]) -> StoreResult<Vec<Option<usize>>> {
+            self.batches.fetch_add(1, Ordering::SeqCst);
+            let _ = self.gate.clone().wait_for(|open| *open).await;
+            Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_the_kind_answers_for_all_answers_the_ones_queued_too() {
+        let (open, gate) = watch::channel(false);
+        let kind = NoConnection {
+            gate,
+            batches: AtomicUsize::new(0),
+        };
+        let batches = Arc::new(
+            Batches::new(kind, TaskTracker::new()).stalled_after(Duration::from_secs(3600)),
+        );
+        let mut items = Vec::new();
+        for i in 0..4 {
+            let b = batches.clone();
+            items.push(tokio::spawn(async move { b.run(&Arc::new(i)).await }));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            lock(&batches.state).queue.len(),
+            3,
+            "three behind the first"
+        );
+        open.send(true).unwrap();
+        for item in items {
+            assert_eq!(
+                item.await.unwrap(),
+                FAILED,
+                "answered with the failure, not alone"
+            );
+        }
+        assert_eq!(
+            batches.kind.batches.load(Ordering::SeqCst),
+            1,
+            "the queued ones met the first batch's failure, not a batch of their own"
         );
     }
 }

@@ -368,15 +368,17 @@ impl Batchable for ReplayReads {
     /// connection that hangs lets the replays behind it go on after
     /// 100 ms, not after the inserts' second.
     const STALLED_AFTER: Duration = Duration::from_millis(100);
-    /// Once every pipe has stalled, a read waits for its own connection
-    /// (the pool's acquire timeout), not behind the stalled batches.
-    const QUEUE_WHEN_STALLED: bool = false;
+    /// A read alone runs as a batch of one too, so that its failure (no
+    /// connection) answers the reads queued behind it as well.
+    const ONE_TOGETHER: bool = true;
 
-    /// A read fails for all its asks or none: a database that is down
-    /// answers every ask of the batch unavailable (503, retry the same
-    /// key) at once, instead of each waiting again for a connection alone.
+    /// No connection in time (the pool's acquire timeout: the database
+    /// cannot be reached) or none in the deadline: every ask of the batch,
+    /// and every one queued, is answered unavailable (503, retry the same
+    /// key) at once, instead of each waiting for a connection again alone.
+    /// Anything else (a connection that broke) does each alone, as before.
     fn failed(error: &StoreError) -> Option<Self::Answer> {
-        error.unavailable_again().map(Err)
+        error.no_connection_again().map(Err)
     }
 
     async fn alone(&self, ask: &ReplayAsk) -> Self::Answer {

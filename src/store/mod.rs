@@ -85,14 +85,20 @@ impl StoreError {
         )))
     }
 
-    /// `Some` copy of an [`Self::Unavailable`] for another waiter (errors
-    /// are not `Clone`), with the same text; `None` for any other error.
-    pub fn unavailable_again(&self) -> Option<Self> {
+    /// For a failure that met no connection in time (the pool's acquire
+    /// timeout, a closed pool, [`Self::took_too_long`]), `Some` copy for
+    /// another waiter (errors are not `Clone`): it would meet the same.
+    /// `None` for any other error.
+    pub fn no_connection_again(&self) -> Option<Self> {
         match self {
-            Self::Unavailable(e) => Some(Self::Unavailable(sqlx::Error::Io(
-                std::io::Error::other(e.to_string()),
-            ))),
-            Self::Other(_) => None,
+            Self::Unavailable(sqlx::Error::PoolTimedOut) => {
+                Some(Self::Unavailable(sqlx::Error::PoolTimedOut))
+            }
+            Self::Unavailable(sqlx::Error::PoolClosed) => Some(Self::shutting_down()),
+            Self::Unavailable(sqlx::Error::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                Some(Self::took_too_long())
+            }
+            _ => None,
         }
     }
 }
