@@ -81,9 +81,9 @@ pub trait Batchable: Send + Sync + 'static {
     /// What each item of a batch that failed with `error` (or was given
     /// up, [`StoreError::took_too_long`]) gets: `None`, the default, does
     /// each alone. A kind whose items cannot fail one by one may answer
-    /// them all at once, and then also the items queued when the batch
-    /// failed: a database that cannot be reached is not asked again per
-    /// item.
+    /// them all at once, and then, unless the batch was given up, also the
+    /// items queued when it failed: a database that cannot be reached is
+    /// not asked again per item.
     fn failed(error: &StoreError) -> Option<Self::Answer> {
         let _ = error;
         None
@@ -255,6 +255,15 @@ impl<B: Batchable> Leader<B> {
     /// instead of a batch of their own that would meet the same wall.
     fn fail_queued(&self, e: &StoreError) {
         let queued: Vec<Waiting<B>> = lock(&self.state).queue.drain(..).collect();
+        if queued.is_empty() {
+            return;
+        }
+        warn!(
+            error = %e,
+            kind = B::KIND,
+            queued = queued.len(),
+            "the ones queued behind a failed batch get its error"
+        );
         for waiting in queued {
             let _ = waiting.reply.send(B::failed(e));
         }
@@ -298,7 +307,8 @@ impl<B: Batchable> Drop for Leader<B> {
 /// One batch. When it fails or takes longer than [`DEADLINE`], its items
 /// get what [`Batchable::failed`] gives (by default: done alone); the
 /// answer of a batch of one run alone is its own, error included. `Some`
-/// failure when the kind answered every item with it.
+/// failure when the batch failed (not given up) and the kind answered
+/// every item with it: the queue then gets it too.
 async fn commit<B: Batchable>(kind: Arc<B>, batch: Vec<Waiting<B>>) -> Option<StoreError> {
     let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|w| (w.item, w.reply)).unzip();
     let mut answered_all = None;
@@ -308,11 +318,11 @@ async fn commit<B: Batchable>(kind: Arc<B>, batch: Vec<Waiting<B>>) -> Option<St
         match tokio::time::timeout(DEADLINE, kind.alone(item)).await {
             Ok(answer) => vec![Some(answer)],
             Err(_) => {
-                let e = StoreError::took_too_long();
-                let answer = B::failed(&e);
+                // Given up: answered, but the queue is left to the other
+                // leaders, which may be on healthy connections.
+                let answer = B::failed(&StoreError::took_too_long());
                 if answer.is_some() {
                     warn!(kind = B::KIND, "took too long; answered unavailable");
-                    answered_all = Some(e);
                 } else {
                     warn!(
                         kind = B::KIND,
@@ -335,7 +345,8 @@ async fn commit<B: Batchable>(kind: Arc<B>, batch: Vec<Waiting<B>>) -> Option<St
                 let batch = items.len();
                 if answers.iter().all(Option::is_some) {
                     warn!(error = %e, kind = B::KIND, batch, "batch failed; each gets the error");
-                    answered_all = Some(e);
+                    // Given up: the queue is left to the other leaders.
+                    answered_all = (!late).then_some(e);
                 } else if late {
                     warn!(kind = B::KIND, batch, "batch took too long; each alone");
                 } else {
@@ -550,9 +561,9 @@ mod tests {
             gate,
             batches: AtomicUsize::new(0),
         };
-        let batches = Arc::new(
-            Batches::new(kind, TaskTracker::new()).stalled_after(Duration::from_secs(3600)),
-        );
+        let tasks = TaskTracker::new();
+        let batches =
+            Arc::new(Batches::new(kind, tasks.clone()).stalled_after(Duration::from_secs(3600)));
         let mut items = Vec::new();
         for i in 0..4 {
             let b = batches.clone();
@@ -577,5 +588,9 @@ mod tests {
             1,
             "the queued ones met the first batch's failure, not a batch of their own"
         );
+        tasks.close();
+        tasks.wait().await;
+        let state = lock(&batches.state);
+        assert_eq!((state.leaders, state.stalled), (0, 0), "every leader left");
     }
 }

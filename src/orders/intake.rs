@@ -360,8 +360,9 @@ impl Batchable for ReplayReads {
     type Item = ReplayAsk;
     type Answer = StoreResult<Option<Replay>>;
     const KIND: &'static str = "replay read";
-    /// One pipe of up to 64 reads: 1.25× pgbench against 1.09× with two
-    /// and 0.58× one read each (docs/performance.md, eighth round).
+    /// One pipe of up to 64 reads: in the same minutes, 1.25× pgbench
+    /// against 1.09× with two and 0.58× one read each (docs/performance.md,
+    /// eighth round).
     const PIPES: usize = 1;
     const MOST: usize = 64;
     /// A healthy read batch takes a millisecond or two: one on a
@@ -373,10 +374,12 @@ impl Batchable for ReplayReads {
     const ONE_TOGETHER: bool = true;
 
     /// No connection in time (the pool's acquire timeout: the database
-    /// cannot be reached) or none in the deadline: every ask of the batch,
-    /// and every one queued, is answered unavailable (503, retry the same
-    /// key) at once, instead of each waiting for a connection again alone.
-    /// Anything else (a connection that broke) does each alone, as before.
+    /// cannot be reached, or every connection stayed busy): every ask of
+    /// the batch, and every one queued, is answered unavailable (503,
+    /// retry the same key) at once, instead of each waiting for a
+    /// connection again alone. A batch given up at the deadline answers its
+    /// own asks so. Anything else (a connection that broke) does each
+    /// alone, as before.
     fn failed(error: &StoreError) -> Option<Self::Answer> {
         error.no_connection_again().map(Err)
     }

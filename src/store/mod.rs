@@ -81,27 +81,42 @@ impl StoreError {
     pub fn took_too_long() -> Self {
         Self::Unavailable(sqlx::Error::Io(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
-            "not done within the batch deadline",
+            BatchDeadline,
         )))
     }
 
     /// For a failure that met no connection in time (the pool's acquire
-    /// timeout, a closed pool, [`Self::took_too_long`]), `Some` copy for
-    /// another waiter (errors are not `Clone`): it would meet the same.
-    /// `None` for any other error.
+    /// timeout, a closed pool) or was given up ([`Self::took_too_long`]),
+    /// `Some` copy for another waiter (errors are not `Clone`). `None` for
+    /// any other error.
     pub fn no_connection_again(&self) -> Option<Self> {
         match self {
             Self::Unavailable(sqlx::Error::PoolTimedOut) => {
                 Some(Self::Unavailable(sqlx::Error::PoolTimedOut))
             }
             Self::Unavailable(sqlx::Error::PoolClosed) => Some(Self::shutting_down()),
-            Self::Unavailable(sqlx::Error::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+            Self::Unavailable(sqlx::Error::Io(e))
+                if e.get_ref().is_some_and(|inner| inner.is::<BatchDeadline>()) =>
+            {
                 Some(Self::took_too_long())
             }
             _ => None,
         }
     }
 }
+
+/// The cause of [`StoreError::took_too_long`], told apart from a socket's
+/// own timeout.
+#[derive(Debug)]
+struct BatchDeadline;
+
+impl std::fmt::Display for BatchDeadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not done within the batch deadline")
+    }
+}
+
+impl std::error::Error for BatchDeadline {}
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
