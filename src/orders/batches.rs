@@ -333,14 +333,15 @@ async fn commit<B: Batchable>(kind: Arc<B>, batch: Vec<Waiting<B>>) -> Option<St
             }
         }
     } else {
-        let (error, late) = match tokio::time::timeout(DEADLINE, kind.together(&items)).await {
-            Ok(Ok(answers)) => (Err(answers), false),
-            Ok(Err(e)) => (Ok(e), false),
-            Err(_) => (Ok(StoreError::took_too_long()), true),
+        // `Err` with whether the batch was given up (`late`).
+        let done = match tokio::time::timeout(DEADLINE, kind.together(&items)).await {
+            Ok(Ok(answers)) => Ok(answers),
+            Ok(Err(e)) => Err((e, false)),
+            Err(_) => Err((StoreError::took_too_long(), true)),
         };
-        match error {
-            Err(answers) => answers,
-            Ok(e) => {
+        match done {
+            Ok(answers) => answers,
+            Err((e, late)) => {
                 let answers: Vec<_> = items.iter().map(|_| B::failed(&e)).collect();
                 let batch = items.len();
                 if answers.iter().all(Option::is_some) {

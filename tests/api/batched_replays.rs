@@ -35,25 +35,13 @@ async fn one_read_answers_each_replay_as_its_own_read_would() {
     let store = Store::from_pool(app.db.clone());
     // Settled with two vouchers, refused (no vouchers), and one stored by
     // another caller under a key this caller also uses.
-    let (two, refused) = (new_key(), new_key());
+    let two = new_key();
     let body =
         json!({"productId": 1001, "denomination": 50, "quantity": 2, "email": "a@example.com"});
     let settled: Value = app.post_order(&two, &body).await.json().await.unwrap();
     assert_eq!(settled["status"], "completed", "{settled}");
-    app.emulator.push_fault(
-        order_gateway::emulator::FaultOp::PlaceOrder,
-        order_gateway::emulator::Fault::Respond {
-            status: 400,
-            body: json!({"code": 400, "errorId": "PLE10001",
-                         "errorInfo": "Validation error in place order", "error": "Bad request"}),
-        },
-    );
-    let failed: Value = app
-        .post_order(&refused, &order_body())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let failed = app.place_refused().await;
+    let refused = failed["idempotencyKey"].as_str().unwrap().to_owned();
     assert_eq!(failed["status"], "failed", "{failed}");
     let other_key = create_key(&app.db, "another-service").await;
     let theirs = new_key();
