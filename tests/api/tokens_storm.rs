@@ -87,7 +87,10 @@ async fn tokens_a_hold_is_probed_at_most_once_per_interval_over_all_replicas() {
     let b = Application::build(ServeConfig::from_env(&env).unwrap())
         .await
         .unwrap();
-    // the balance monitor may have read before the hold (contract §8)
+    // The balance monitor reads once at start (contract §8): wait for that
+    // read, so that only the probes are counted after `before` (on a busy
+    // machine the first read could come after it and count as a probe).
+    app.wait_first_balance_read().await;
     let before: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("select clock_timestamp()")
         .fetch_one(&app.db)
         .await
