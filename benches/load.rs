@@ -433,16 +433,14 @@ async fn core_phases(
     let base3 = pgbench(o, pg_db, secs / 2)?;
     eprintln!("pgbench: {base3:.0} inserts/s");
     let gw = Gateway::start(o, db_b, emulator, &lifted)?;
-    let poster = Poster::new(&key_b);
+    let (poster, uri) = (Poster::new(&key_b), orders_uri(&gw.url));
     for i in 0..REPLAY_KEYS {
-        let settled = poster
-            .post_order(&orders_uri(&gw.url), format!("replay-{i}"), 60)
-            .await;
+        let settled = poster.post_order(&uri, format!("replay-{i}"), 60).await;
         if settled != Ok(true) {
             bail!("replay: the order to replay did not settle ({settled:?})");
         }
     }
-    // The first order's rows (order, timeline, exchange, vouchers) were
+    // The settled orders' rows (order, timeline, exchange, vouchers) were
     // written by backends now idle, which flush their counters only after
     // 10 s idle: read once they have, or they count as replays' writes.
     let before = Counters::read_idle_flushed(admin, db_b).await?;
@@ -1401,7 +1399,7 @@ struct Shared {
     next: AtomicU64,
 }
 
-/// Drives `secs` seconds of load (`0`: one request).
+/// Drives `secs` seconds of load.
 async fn load(url: &str, key: &str, mode: Mode, secs: u64, req: Req) -> Tally {
     let shared = Arc::new(Shared {
         poster: Poster::new(key),
@@ -1410,12 +1408,6 @@ async fn load(url: &str, key: &str, mode: Mode, secs: u64, req: Req) -> Tally {
         next: AtomicU64::new(0),
     });
     let start = Instant::now();
-    if secs == 0 {
-        let mut t = Tally::default();
-        record(&mut t, one(&shared).await, start.elapsed());
-        t.elapsed = start.elapsed().as_secs_f64();
-        return t;
-    }
     let end = start + Duration::from_secs(secs);
     let mut tally = Tally::default();
     match mode {

@@ -60,10 +60,6 @@ async fn one_read_answers_each_replay_as_its_own_read_would() {
     .await
     .unwrap();
 
-    let ask = |api_key: &str, key: &str| ReplayAsk {
-        key_hash: hash_key(api_key),
-        key: order_gateway::domain::IdempotencyKey::parse(key).unwrap(),
-    };
     let asks = [
         ask(&app.api_key, &two),
         ask(&app.api_key, "never-stored"),
@@ -124,12 +120,7 @@ async fn a_replay_queued_behind_a_busy_read_reads_after_it_was_asked() {
     for key in [&first, &second] {
         assert_eq!(app.post_order(key, &order_body()).await.status(), 201);
     }
-    let ask = |key: &str| {
-        Arc::new(ReplayAsk {
-            key_hash: hash_key(&app.api_key),
-            key: order_gateway::domain::IdempotencyKey::parse(key).unwrap(),
-        })
-    };
+    let ask = |key: &str| Arc::new(ask(&app.api_key, key));
     let reads =
         Batches::new(ReplayReads(store.clone()), TaskTracker::new()).stalled_after(NEVER_STALLED);
     // Every read pipe waits for a table lock; a change commits under it.
@@ -184,11 +175,9 @@ async fn with_the_database_unreachable_every_read_answers_unavailable_within_the
         let reads = reads.clone();
         pending.push(tokio::spawn(async move {
             let started = Instant::now();
-            let ask = Arc::new(ReplayAsk {
-                key_hash: hash_key("ogw_whatever"),
-                key: order_gateway::domain::IdempotencyKey::parse(&format!("k-{i}")).unwrap(),
-            });
-            let answer = reads.run(&ask).await;
+            let answer = reads
+                .run(&Arc::new(ask("ogw_whatever", &format!("k-{i}"))))
+                .await;
             (answer, started.elapsed())
         }));
         tokio::time::sleep(Duration::from_millis(40)).await;
@@ -241,6 +230,14 @@ async fn replays_at_once_each_get_their_own_order() {
         assert_eq!(body["id"], id);
     }
     assert_eq!(app.count("orders").await, 4);
+}
+
+/// A replay read of `key` under the API key `api_key`.
+fn ask(api_key: &str, key: &str) -> ReplayAsk {
+    ReplayAsk {
+        key_hash: hash_key(api_key),
+        key: order_gateway::domain::IdempotencyKey::parse(key).unwrap(),
+    }
 }
 
 /// What a replay answers with: order, status, reason and vouchers
